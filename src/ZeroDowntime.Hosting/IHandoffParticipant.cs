@@ -1,0 +1,41 @@
+namespace ZeroDowntime.Hosting;
+
+/// <summary>
+/// A resource other than the listening sockets that changes hands with them, such as a log file. Register
+/// implementations as singletons of this interface; the library calls them at the fixed points of a handoff.
+/// Calls are awaited but bounded: a participant that throws is logged and the handoff goes on without it.
+/// </summary>
+public interface IHandoffParticipant
+{
+    /// <summary>
+    /// Called on a process when it knows it owns the resource: at first start (no predecessor), once its
+    /// predecessor has released (after <see cref="ReleaseAsync"/> ran there), or when the predecessor vanished
+    /// during the handoff.
+    /// </summary>
+    Task AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Called on the old process at the commit point (the successor is ready; this process has stopped accepting),
+    /// before the successor is told. The successor's <see cref="AcquireAsync"/> runs only after this returns.
+    /// </summary>
+    Task ReleaseAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Called on a successor whose handoff ended before the commit (refused, abandoned, or its start-up failed):
+    /// it never acquires the resource.
+    /// </summary>
+    Task AbandonAsync(string reason, CancellationToken cancellationToken);
+}
+
+/// <summary>Why a process acquires the handed-over resources.</summary>
+public enum HandoffAcquireReason
+{
+    /// <summary>No predecessor was running.</summary>
+    FirstStart,
+
+    /// <summary>The predecessor released the resources at the commit point.</summary>
+    PredecessorReleased,
+
+    /// <summary>The predecessor disappeared during the handoff, or never answered within the handoff timeout.</summary>
+    PredecessorVanished,
+}

@@ -1,0 +1,77 @@
+using System.Collections.Concurrent;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Features;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// The connections this process accepted and has not closed yet, so that the drain can tell when it is done,
+/// ask idle ones to close after the grace period, and abort stragglers at the deadline.
+/// </summary>
+internal sealed class ConnectionTracker : IDisposable
+{
+    private readonly ConcurrentDictionary<string, ConnectionContext> _connections = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _closed = new(0);
+
+    public int Count => _connections.Count;
+
+    public void Dispose() => _closed.Dispose();
+
+    public void Track(ConnectionContext connection)
+    {
+        _connections[connection.ConnectionId] = connection;
+        connection.ConnectionClosed.Register(static state =>
+        {
+            var (tracker, connection) = ((ConnectionTracker, ConnectionContext))state!;
+            tracker._connections.TryRemove(connection.ConnectionId, out _);
+            tracker._closed.Release();
+        }, (this, connection));
+    }
+
+    /// <summary>
+    /// Asks every connection to close gracefully: Kestrel closes an idle HTTP/1.1 connection at once, answers an
+    /// in-flight request with <c>Connection: close</c>, and sends GOAWAY on HTTP/2. Returns how many were asked.
+    /// </summary>
+    public int RequestCloseAll()
+    {
+        int count = 0;
+        foreach (var connection in _connections.Values)
+        {
+            connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
+            count++;
+        }
+
+        return count;
+    }
+
+    public int AbortAll()
+    {
+        int count = 0;
+        foreach (var connection in _connections.Values)
+        {
+            connection.Abort(new ConnectionAbortedException("The drain deadline after a handoff has passed."));
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Waits until no connection is left or <paramref name="timeout"/> passes; true when none is left.</summary>
+    public async Task<bool> WaitUntilEmptyAsync(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
+    {
+        long start = time.GetTimestamp();
+        while (!_connections.IsEmpty)
+        {
+            var remaining = timeout - time.GetElapsedTime(start);
+            if (remaining <= TimeSpan.Zero)
+            {
+                return false;
+            }
+
+            // Woken by every close; the periodic timeout re-checks connections that closed before Track ran.
+            await _closed.WaitAsync(remaining < TimeSpan.FromMilliseconds(500) ? remaining : TimeSpan.FromMilliseconds(500), cancellationToken);
+        }
+
+        return true;
+    }
+}

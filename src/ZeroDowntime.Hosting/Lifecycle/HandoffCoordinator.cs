@@ -1,0 +1,671 @@
+using System.Diagnostics;
+using System.Net.Sockets;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// Runs both sides of the handoff. As a successor it takes the listeners over before Kestrel binds
+/// (<see cref="StartingAsync"/>), says it is ready once the host has started, and serves the handoff socket as soon
+/// as the predecessor commits. As the running process it hands its listeners to one successor at a time, stops
+/// accepting only when that successor is ready, drains, and exits; if the successor fails or is lost it keeps
+/// (or resumes) serving.
+/// </summary>
+internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
+{
+    /// <summary>The deadline of each single protocol read (greeting, welcome).</summary>
+    internal static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often a successor tells its draining predecessor that it is alive.</summary>
+    internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Silence after which a draining predecessor considers its successor lost and accepts again.</summary>
+    internal static readonly TimeSpan HeartbeatTimeout = TimeSpan.FromSeconds(5);
+
+    private readonly IOptions<ZeroDowntimeOptions> _optionsAccessor;
+    private readonly ListenerRegistry _registry;
+    private readonly AcceptGate _gate;
+    private readonly ConnectionTracker _tracker;
+    private readonly ZeroDowntimeLifetime _lifetime;
+    private readonly IHostApplicationLifetime _applicationLifetime;
+    private readonly IHandoffParticipant[] _participants;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly CancellationTokenSource _shutdown = new();
+
+    private ZeroDowntimeOptions _options = null!;
+    private HandoffSocketServer _server = null!;
+    private HandoffChannel? _predecessor;
+    private int _predecessorPid;
+    private int _handoffInProgress;
+    private volatile bool _handedOver;
+
+    public HandoffCoordinator(
+        IOptions<ZeroDowntimeOptions> options,
+        ListenerRegistry registry,
+        AcceptGate gate,
+        ConnectionTracker tracker,
+        ZeroDowntimeLifetime lifetime,
+        IHostApplicationLifetime applicationLifetime,
+        IEnumerable<IHandoffParticipant> participants,
+        ILogger<HandoffCoordinator> logger,
+        TimeProvider? time = null)
+    {
+        _optionsAccessor = options;
+        _registry = registry;
+        _gate = gate;
+        _tracker = tracker;
+        _lifetime = lifetime;
+        _applicationLifetime = applicationLifetime;
+        _participants = participants.ToArray();
+        _logger = logger;
+        _time = time ?? TimeProvider.System;
+    }
+
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        _options = _optionsAccessor.Value;
+        string path = _options.SocketPath!;
+        _logger.HandoffSocket(path, _options.ApplicationId!, HandoffProtocol.Version);
+        SocketPathGuard.EnsureSafe(path);
+        _server = new HandoffSocketServer(path, _logger);
+
+        _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
+        if (_predecessor is null)
+        {
+            await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
+        }
+        else
+        {
+            _lifetime.IsSuccessor = true;
+            ProcessExitHooks.PendingHandoff = _predecessor;
+        }
+
+        _applicationLifetime.ApplicationStarted.Register(() => _ = Task.Run(OnApplicationStartedAsync));
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _shutdown.Cancel();
+        _server?.Stop(removeFile: !_handedOver);
+        return Task.CompletedTask;
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken)
+    {
+        if (!_handedOver)
+        {
+            _registry.CloseAllOnShutdown();
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        _server?.Dispose();
+        _shutdown.Dispose();
+    }
+
+    // ---------------------------------------------------------------- successor side
+
+    private async Task<HandoffChannel?> ConnectToPredecessorAsync(string path, CancellationToken cancellationToken)
+    {
+        long start = _time.GetTimestamp();
+        for (int attempt = 1; ; attempt++)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+            {
+                socket.Dispose();
+                if (ex.SocketErrorCode == SocketError.ConnectionRefused)
+                {
+                    _logger.StaleSocket(path);
+                }
+                else
+                {
+                    _logger.NoPredecessor(path);
+                }
+
+                return null;
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            var channel = new HandoffChannel(socket);
+            try
+            {
+                var welcome = await GreetAsync(channel, path, cancellationToken);
+                if (welcome is not null)
+                {
+                    _predecessorPid = welcome.ProcessId;
+                    _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
+                    return channel;
+                }
+            }
+            catch
+            {
+                channel.Dispose();
+                throw;
+            }
+
+            // The predecessor closed the connection before welcoming us: it has just handed over to another
+            // process, which is about to own the path. Ask again, briefly.
+            channel.Dispose();
+            if (attempt >= 20)
+            {
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"The process serving {path} kept closing the handoff connection without an answer.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), _time, cancellationToken);
+        }
+    }
+
+    /// <summary>Returns the welcome, or null when the predecessor closed the connection without answering.</summary>
+    private async Task<WelcomeMessage?> GreetAsync(HandoffChannel channel, string path, CancellationToken cancellationToken)
+    {
+        uint me = Libc.geteuid();
+        if (channel.PeerUserId != me)
+        {
+            string reason = $"the process listening on it runs as uid {channel.PeerUserId}, not as this user (uid {me})";
+            _logger.PredecessorUntrusted(path, reason);
+            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.InvalidConfiguration, $"Refusing to take sockets from {path}: {reason}.");
+        }
+
+        _logger.PredecessorFound(channel.PeerProcessId, path);
+        channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
+
+        var fds = new List<int>();
+        HandoffMessage? answer;
+        try
+        {
+            answer = await channel.ReadAsync(ReadTimeout, cancellationToken, fds);
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception)
+        {
+            return null;
+        }
+        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException)
+        {
+            _logger.TakeoverFailed(ex.Message, null);
+            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                $"The process serving {path} did not answer the greeting properly: {ex.Message}", ex);
+        }
+
+        switch (answer)
+        {
+            case null:
+                return null;
+            case WelcomeMessage welcome when welcome.Version != HandoffProtocol.Version:
+                FdPassing.CloseAll(fds);
+                _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, HandoffProtocol.Version);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
+                    $"Predecessor speaks handoff protocol v{welcome.Version}, this process v{HandoffProtocol.Version}.");
+            case WelcomeMessage welcome:
+                if (fds.Count != welcome.Listeners.Count)
+                {
+                    FdPassing.CloseAll(fds);
+                    throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                        $"Predecessor announced {welcome.Listeners.Count} listeners but sent {fds.Count} descriptors.");
+                }
+
+                _registry.AddInherited(welcome.Listeners, fds);
+                return welcome;
+            case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
+                _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
+                    $"Predecessor refused the handoff: {refused.Detail}");
+            case RefusedMessage refused:
+                _logger.RefusedByPredecessor(channel.PeerProcessId, refused.Reason.ToString(), refused.Detail);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
+            default:
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"Predecessor answered the greeting with {answer.Type}.");
+        }
+    }
+
+    private async Task OnApplicationStartedAsync()
+    {
+        try
+        {
+            _registry.CloseUnusedInherited();
+            _gate.Open();
+            _logger.Accepting(_registry.ActiveListeners().Count);
+            if (_predecessor is null)
+            {
+                StartHandoffServer();
+            }
+            else
+            {
+                await CompleteTakeoverAsync(_predecessor);
+            }
+        }
+        catch (Exception ex) when (_shutdown.IsCancellationRequested)
+        {
+            _logger.TakeoverFailed("the host is stopping", ex);
+        }
+    }
+
+    private async Task CompleteTakeoverAsync(HandoffChannel channel)
+    {
+        HandoffMessage? answer;
+        string? failure = null;
+        try
+        {
+            channel.Send(new ReadyMessage());
+            _logger.SentReady(ProcessAge().TotalMilliseconds, _predecessorPid);
+            answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _shutdown.Token);
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or TimeoutException
+            or HandoffProtocolException or InvalidDataException)
+        {
+            answer = null;
+            failure = ex.Message;
+        }
+
+        ProcessExitHooks.PendingHandoff = null;
+        switch (answer)
+        {
+            case CommittedMessage:
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
+                _logger.Committed(_predecessorPid, ProcessAge().TotalMilliseconds);
+                StartHandoffServer();
+                _ = WatchPredecessorAsync(channel);
+                break;
+            case AbandonedMessage abandoned:
+                _logger.HandoffAbandoned(_predecessorPid, abandoned.Reason);
+                await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(abandoned.Reason, CancellationToken.None));
+                channel.Dispose();
+                StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+                break;
+            default:
+                _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
+                channel.Dispose();
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+                StartHandoffServer();
+                break;
+        }
+    }
+
+    /// <summary>After the commit: heartbeats to the draining predecessor, and its last word (EOF or revocation).</summary>
+    private async Task WatchPredecessorAsync(HandoffChannel channel)
+    {
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
+        var heartbeats = Task.Run(async () =>
+        {
+            using var timer = new PeriodicTimer(HeartbeatInterval, _time);
+            try
+            {
+                while (await timer.WaitForNextTickAsync(done.Token) && channel.TrySend(new HeartbeatMessage()))
+                {
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+
+        try
+        {
+            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, _shutdown.Token);
+            if (message is RevokedMessage revoked)
+            {
+                _logger.HandoffRevoked(_predecessorPid, revoked.Reason);
+                StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+            }
+            else
+            {
+                _logger.PredecessorExited(_predecessorPid);
+            }
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
+            or OperationCanceledException or InvalidDataException)
+        {
+            if (!_shutdown.IsCancellationRequested)
+            {
+                _logger.PredecessorExited(_predecessorPid);
+            }
+        }
+        finally
+        {
+            await done.CancelAsync();
+            await heartbeats;
+            channel.Dispose();
+        }
+    }
+
+    private void StopWithExitCode(int exitCode)
+    {
+        _gate.Close();
+        Environment.ExitCode = exitCode;
+        _applicationLifetime.StopApplication();
+    }
+
+    private void StartHandoffServer()
+    {
+        try
+        {
+            _server.Start(HandleSuccessorAsync);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or UnauthorizedAccessException)
+        {
+            _logger.HandoffServerFailed(ex);
+        }
+    }
+
+    // ---------------------------------------------------------------- predecessor side
+
+    private async Task HandleSuccessorAsync(Socket socket)
+    {
+        HandoffChannel channel;
+        try
+        {
+            channel = new HandoffChannel(socket);
+        }
+        catch (Exception ex) when (ex is SocketException or InvalidOperationException)
+        {
+            socket.Dispose();
+            _logger.HandoffProtocolError(0, ex.Message);
+            return;
+        }
+
+        bool keepChannel = false;
+        try
+        {
+            keepChannel = await NegotiateAsync(channel);
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
+        {
+            _logger.HandoffProtocolError(channel.PeerProcessId, ex.Message);
+        }
+        finally
+        {
+            if (!keepChannel)
+            {
+                channel.Dispose();
+            }
+        }
+    }
+
+    /// <summary>Returns true when the channel must stay open (this process handed over and drains).</summary>
+    private async Task<bool> NegotiateAsync(HandoffChannel channel)
+    {
+        int pid = channel.PeerProcessId;
+        uint me = Libc.geteuid();
+        if (channel.PeerUserId != me)
+        {
+            _logger.HandoffRefused(pid, channel.PeerUserId, $"it runs as uid {channel.PeerUserId}, not as this process's uid {me}");
+            return false;
+        }
+
+        HandoffMessage? greeting;
+        try
+        {
+            greeting = await channel.ReadAsync(ReadTimeout, _shutdown.Token);
+        }
+        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException)
+        {
+            _logger.HandoffProtocolError(pid, ex.Message);
+            return false;
+        }
+
+        if (greeting is not HelloMessage hello)
+        {
+            _logger.HandoffProtocolError(pid, greeting is null ? "closed without a greeting" : $"sent {greeting.Type} instead of a greeting");
+            return false;
+        }
+
+        if (hello.Version != HandoffProtocol.Version)
+        {
+            return Refuse(channel, pid, RefusalReason.VersionMismatch,
+                $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.Version}, the successor speaks v{hello.Version}");
+        }
+
+        if (!string.Equals(hello.ApplicationId, _options.ApplicationId, StringComparison.Ordinal))
+        {
+            return Refuse(channel, pid, RefusalReason.ApplicationMismatch,
+                $"this socket serves application '{_options.ApplicationId}', the successor is '{hello.ApplicationId}'");
+        }
+
+        if (_handedOver)
+        {
+            return Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
+        }
+
+        if (Interlocked.CompareExchange(ref _handoffInProgress, 1, 0) != 0)
+        {
+            return Refuse(channel, pid, RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress");
+        }
+
+        bool committed = false;
+        try
+        {
+            long greeted = _time.GetTimestamp();
+            var listeners = _registry.ActiveListeners();
+            channel.Send(
+                new WelcomeMessage(HandoffProtocol.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray()),
+                listeners.Select(l => l.Fd).ToArray());
+            _logger.HandoffRequested(pid, listeners.Count);
+
+            if (!await WaitForReadyAsync(channel, pid, greeted))
+            {
+                return false;
+            }
+
+            committed = true;
+            _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
+            await CommitAndDrainAsync(channel, pid);
+            return true;
+        }
+        finally
+        {
+            if (!committed)
+            {
+                Volatile.Write(ref _handoffInProgress, 0);
+            }
+        }
+    }
+
+    private bool Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
+    {
+        _logger.HandoffRefused(pid, channel.PeerUserId, detail);
+        channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, detail));
+        return false;
+    }
+
+    private async Task<bool> WaitForReadyAsync(HandoffChannel channel, int pid, long greeted)
+    {
+        while (true)
+        {
+            var remaining = _options.HandoffTimeout - _time.GetElapsedTime(greeted);
+            HandoffMessage? message;
+            try
+            {
+                message = remaining > TimeSpan.Zero ? await channel.ReadAsync(remaining, _shutdown.Token) : throw new TimeoutException();
+            }
+            catch (TimeoutException)
+            {
+                channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
+                _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
+                return false;
+            }
+            catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
+            {
+                channel.TrySend(new AbandonedMessage($"protocol error: {ex.Message}"));
+                _logger.HandoffProtocolError(pid, ex.Message);
+                return false;
+            }
+
+            switch (message)
+            {
+                case ReadyMessage:
+                    return true;
+                case FailedMessage failed:
+                    _logger.SuccessorFailed(pid, failed.Reason);
+                    return false;
+                case null:
+                    _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
+                    return false;
+                default:
+                    channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
+                    _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
+                    return false;
+            }
+        }
+    }
+
+    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid)
+    {
+        // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
+        // hears "committed" this process takes no new connection.
+        _gate.Close();
+        _handedOver = true;
+        await NotifyParticipantsAsync("release", p => p.ReleaseAsync(_shutdown.Token));
+        _server.Stop(removeFile: false);
+
+        using var lost = new CancellationTokenSource();
+        Task<string> watch;
+        if (channel.TrySend(new CommittedMessage()))
+        {
+            watch = WatchSuccessorAsync(channel, lost);
+        }
+        else
+        {
+            watch = Task.FromResult("the connection broke at the commit");
+            await lost.CancelAsync();
+        }
+
+        _lifetime.BeginDrain();
+        if (await DrainAsync(lost.Token))
+        {
+            _logger.Exiting(pid);
+            _applicationLifetime.StopApplication();
+            return;
+        }
+
+        // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
+        // happened, and tell the successor (should it wake up) that it must stop.
+        string reason = await watch;
+        _logger.SuccessorLost(pid, reason);
+        channel.TrySend(new RevokedMessage(reason));
+        _lifetime.Resume();
+        _handedOver = false;
+        _gate.Open();
+        await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+        StartHandoffServer();
+        Volatile.Write(ref _handoffInProgress, 0);
+    }
+
+    private async Task<string> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
+    {
+        string reason;
+        try
+        {
+            while (true)
+            {
+                var message = await channel.ReadAsync(HeartbeatTimeout, _shutdown.Token);
+                if (message is HeartbeatMessage)
+                {
+                    continue;
+                }
+
+                reason = message is null ? "it closed the handoff connection" : $"it sent {message.Type}";
+                break;
+            }
+        }
+        catch (TimeoutException)
+        {
+            reason = $"no heartbeat for {HeartbeatTimeout.TotalSeconds:0} s";
+        }
+        catch (OperationCanceledException)
+        {
+            return "this process is stopping";
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
+            or InvalidDataException or ObjectDisposedException)
+        {
+            reason = ex.Message;
+        }
+
+        await lost.CancelAsync();
+        return reason;
+    }
+
+    /// <summary>Returns true when the drain ended (all connections closed or the deadline passed).</summary>
+    private async Task<bool> DrainAsync(CancellationToken successorLost)
+    {
+        long start = _time.GetTimestamp();
+        var grace = _options.IdleConnectionGracePeriod;
+        var deadline = _options.DrainTimeout;
+        _logger.DrainStarted(_tracker.Count, grace, deadline);
+        try
+        {
+            if (!await _tracker.WaitUntilEmptyAsync(grace, _time, successorLost))
+            {
+                _logger.IdleConnectionsClosing(_tracker.RequestCloseAll());
+                while (true)
+                {
+                    var remaining = deadline - _time.GetElapsedTime(start);
+                    if (remaining <= TimeSpan.Zero
+                        || await _tracker.WaitUntilEmptyAsync(remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), _time, successorLost))
+                    {
+                        break;
+                    }
+
+                    // Connections accepted just before the gate closed may not have been known to Kestrel yet.
+                    _tracker.RequestCloseAll();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        int aborted = _tracker.Count > 0 ? _tracker.AbortAll() : 0;
+        _logger.DrainCompleted(_time.GetElapsedTime(start).TotalMilliseconds, aborted);
+        return true;
+    }
+
+    private async Task NotifyParticipantsAsync(string stage, Func<IHandoffParticipant, Task> action)
+    {
+        foreach (var participant in _participants)
+        {
+            try
+            {
+                await action(participant).WaitAsync(ReadTimeout);
+            }
+            catch (Exception ex)
+            {
+                _logger.ParticipantFailed(stage, ex);
+            }
+        }
+    }
+
+    private static TimeSpan ProcessAge()
+    {
+        using var process = Process.GetCurrentProcess();
+        return DateTime.Now - process.StartTime;
+    }
+}

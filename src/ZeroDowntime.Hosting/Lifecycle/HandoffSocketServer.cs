@@ -1,0 +1,107 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Logging;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// The listening end of the handoff socket. It is bound under a temporary name, restricted to the owner, and
+/// then renamed over the configured path: <c>rename(2)</c> is atomic, so a successor that connects always finds
+/// either the old server or the new one, never no file. The process that is replaced never unlinks the path,
+/// because by then it names its successor's socket.
+/// </summary>
+internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : IDisposable
+{
+    private Socket? _listener;
+    private CancellationTokenSource? _stopping;
+    private Task _acceptLoop = Task.CompletedTask;
+    private (ulong Inode, uint DevMajor, uint DevMinor)? _identity;
+
+    public string SocketPath => socketPath;
+
+    public void Start(Func<Socket, Task> handleConnection)
+    {
+        string temporary = $"{socketPath}.{Environment.ProcessId}.tmp";
+        File.Delete(temporary);
+        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            listener.Bind(new UnixDomainSocketEndPoint(temporary));
+
+            // Owner-only before listen(): until listen() nobody can connect, so nobody slips in before the chmod.
+            if (Libc.chmod(temporary, 0b110_000_000) != 0)
+            {
+                throw new IOException($"chmod 0600 {temporary} failed (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}).");
+            }
+
+            listener.Listen(16);
+            if (Libc.rename(temporary, socketPath) != 0)
+            {
+                throw new IOException($"rename {temporary} -> {socketPath} failed (errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}).");
+            }
+        }
+        catch
+        {
+            listener.Dispose();
+            File.Delete(temporary);
+            throw;
+        }
+
+        var stat = Libc.TryStat(socketPath);
+        _identity = stat is { } s ? (s.Inode, s.DevMajor, s.DevMinor) : null;
+        _listener = listener;
+        _stopping = new CancellationTokenSource();
+        _acceptLoop = AcceptLoopAsync(listener, handleConnection, _stopping.Token);
+        logger.ServingHandoffSocket(socketPath);
+    }
+
+    /// <summary>Stops accepting handoff connections. <paramref name="removeFile"/> only on a plain shutdown.</summary>
+    public void Stop(bool removeFile)
+    {
+        var listener = Interlocked.Exchange(ref _listener, null);
+        if (listener is null)
+        {
+            return;
+        }
+
+        _stopping?.Cancel();
+
+        // The socket was bound to the temporary name, which rename() consumed, so disposing it unlinks nothing
+        // that exists; the configured path is removed below only if it is still ours.
+        listener.Dispose();
+        if (removeFile && _identity is { } identity && Libc.TryStat(socketPath) is { } now
+            && now.Inode == identity.Inode && now.DevMajor == identity.DevMajor && now.DevMinor == identity.DevMinor)
+        {
+            File.Delete(socketPath);
+            logger.HandoffSocketRemoved(socketPath);
+        }
+    }
+
+    public void Dispose() => Stop(removeFile: false);
+
+    private async Task AcceptLoopAsync(Socket listener, Func<Socket, Task> handleConnection, CancellationToken stopping)
+    {
+        while (!stopping.IsCancellationRequested)
+        {
+            Socket connection;
+            try
+            {
+                connection = await listener.AcceptAsync(stopping);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException
+                || ex is SocketException { SocketErrorCode: SocketError.OperationAborted })
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                logger.HandoffServerFailed(ex);
+                continue;
+            }
+
+            // Each connection on its own: a peer that says nothing must not delay the next one.
+            _ = Task.Run(() => handleConnection(connection), CancellationToken.None);
+        }
+    }
+}

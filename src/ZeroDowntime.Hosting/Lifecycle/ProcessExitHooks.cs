@@ -1,0 +1,72 @@
+using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// Process-wide hooks for the two things a library cannot do from inside the host: exit with a code that says
+/// why start-up failed (<see cref="ZeroDowntimeExitCodes"/>), and tell the predecessor why this successor died
+/// before it was ready, so that its log says more than "disconnected".
+/// </summary>
+internal static class ProcessExitHooks
+{
+    private static int s_installed;
+
+    /// <summary>The predecessor of a successor that has not been committed yet.</summary>
+    public static volatile HandoffChannel? PendingHandoff;
+
+    public static void Install()
+    {
+        if (Interlocked.Exchange(ref s_installed, 1) == 0)
+        {
+            AppDomain.CurrentDomain.UnhandledException += OnUnhandledException;
+            AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
+        }
+    }
+
+    internal static int? ExitCodeFor(Exception? exception)
+    {
+        for (var current = exception; current is not null; current = current.InnerException)
+        {
+            switch (current)
+            {
+                case ZeroDowntimeStartupException startup:
+                    return startup.ExitCode;
+                case OptionsValidationException validation when validation.OptionsType == typeof(ZeroDowntimeOptions):
+                    return ZeroDowntimeExitCodes.InvalidConfiguration;
+                case AggregateException aggregate:
+                    foreach (var inner in aggregate.InnerExceptions)
+                    {
+                        if (ExitCodeFor(inner) is { } code)
+                        {
+                            return code;
+                        }
+                    }
+
+                    break;
+            }
+        }
+
+        return null;
+    }
+
+    private static void OnUnhandledException(object? sender, UnhandledExceptionEventArgs e)
+    {
+        var exception = e.ExceptionObject as Exception;
+        TellPredecessor($"start-up failed: {exception?.GetType().Name}: {exception?.Message}");
+        if (ExitCodeFor(exception) is { } code)
+        {
+            Console.Error.WriteLine($"ZeroDowntime: {exception!.GetBaseException().Message} (exit code {code})");
+            Environment.Exit(code);
+        }
+    }
+
+    private static void OnProcessExit(object? sender, EventArgs e) =>
+        TellPredecessor("the process exited before it was ready");
+
+    private static void TellPredecessor(string reason)
+    {
+        var channel = Interlocked.Exchange(ref PendingHandoff, null);
+        channel?.TrySend(new FailedMessage(reason.Length > 900 ? reason[..900] : reason));
+    }
+}

@@ -1,0 +1,29 @@
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>The state of this process in the handoff, as the application sees it.</summary>
+internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
+{
+    private volatile CancellationTokenSource _draining = new();
+    private volatile bool _isHandingOver;
+
+    public bool IsHandingOver => _isHandingOver;
+
+    public bool IsSuccessor { get; set; }
+
+    public CancellationToken Draining => _draining.Token;
+
+    public void Dispose() => _draining.Dispose();
+
+    public void BeginDrain()
+    {
+        _isHandingOver = true;
+        _draining.Cancel();
+    }
+
+    /// <summary>The successor was lost after the commit: this process serves again and may drain another day.</summary>
+    public void Resume()
+    {
+        _isHandingOver = false;
+        _draining = new CancellationTokenSource();
+    }
+}

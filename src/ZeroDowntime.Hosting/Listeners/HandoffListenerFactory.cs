@@ -1,0 +1,56 @@
+using System.Net;
+using Microsoft.AspNetCore.Connections;
+using ZeroDowntime.Hosting.Lifecycle;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace ZeroDowntime.Hosting.Listeners;
+
+/// <summary>
+/// Kestrel's transport for TCP and Unix-socket endpoints when handoffs are enabled. It is registered after
+/// Kestrel's <see cref="SocketTransportFactory"/>, so Kestrel asks it first; endpoints it cannot hand over
+/// (file handles) fall through to Kestrel's own transport.
+/// </summary>
+internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
+{
+    private readonly ListenerRegistry _registry;
+    private readonly AcceptGate _gate;
+    private readonly ConnectionTracker _tracker;
+    private readonly SocketTransportOptions _transportOptions;
+    private readonly SocketConnectionContextFactory _contextFactory;
+
+    public HandoffListenerFactory(
+        ListenerRegistry registry,
+        AcceptGate gate,
+        ConnectionTracker tracker,
+        IOptions<SocketTransportOptions> transportOptions,
+        ILoggerFactory loggerFactory)
+    {
+        _registry = registry;
+        _gate = gate;
+        _tracker = tracker;
+        _transportOptions = transportOptions.Value;
+        var options = new SocketConnectionFactoryOptions
+        {
+            IOQueueCount = _transportOptions.IOQueueCount,
+            WaitForDataBeforeAllocatingBuffer = _transportOptions.WaitForDataBeforeAllocatingBuffer,
+            MaxReadBufferSize = _transportOptions.MaxReadBufferSize,
+            MaxWriteBufferSize = _transportOptions.MaxWriteBufferSize,
+            UnsafePreferInlineScheduling = _transportOptions.UnsafePreferInlineScheduling,
+        };
+        _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
+    }
+
+    public bool CanBind(EndPoint endpoint) => ListenerKey.For(endpoint) is not null;
+
+    public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
+    {
+        string key = ListenerKey.For(endpoint) ?? throw new NotSupportedException($"{endpoint} cannot be handed over.");
+        var entry = _registry.Acquire(endpoint, key, _transportOptions.Backlog);
+        var listener = new HandoffConnectionListener(entry, _registry, _gate, _tracker, _contextFactory, _transportOptions.NoDelay);
+        return ValueTask.FromResult<IConnectionListener>(listener);
+    }
+
+    public void Dispose() => _contextFactory.Dispose();
+}

@@ -1,0 +1,121 @@
+using Microsoft.Extensions.Logging;
+
+namespace ZeroDowntime.Hosting.Logging;
+
+/// <summary>
+/// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
+/// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff.
+/// </summary>
+internal static partial class ZeroDowntimeLog
+{
+    [LoggerMessage(1, LogLevel.Warning, "ZeroDowntime handoffs work on Linux only; on {Platform} this app runs on plain Kestrel and no handoff will happen.", EventName = "NotSupportedOnPlatform")]
+    public static partial void NotSupportedOnPlatform(this ILogger logger, string platform);
+
+    [LoggerMessage(3, LogLevel.Information, "Handoff socket is {SocketPath} (application {ApplicationId}, protocol v{ProtocolVersion})", EventName = "HandoffSocket")]
+    public static partial void HandoffSocket(this ILogger logger, string socketPath, string applicationId, int protocolVersion);
+
+    [LoggerMessage(4, LogLevel.Information, "No predecessor at {SocketPath}: first start, binding listeners", EventName = "NoPredecessor")]
+    public static partial void NoPredecessor(this ILogger logger, string socketPath);
+
+    [LoggerMessage(5, LogLevel.Information, "Stale handoff socket {SocketPath} (nobody listens on it): first start, it will be replaced", EventName = "StaleSocket")]
+    public static partial void StaleSocket(this ILogger logger, string socketPath);
+
+    [LoggerMessage(6, LogLevel.Information, "Connected to predecessor pid {ProcessId} on {SocketPath}, receiving listeners", EventName = "PredecessorFound")]
+    public static partial void PredecessorFound(this ILogger logger, int processId, string socketPath);
+
+    [LoggerMessage(7, LogLevel.Information, "Received {Count} listening socket(s) from pid {ProcessId} in {ElapsedMs:0.0} ms", EventName = "ListenersReceived")]
+    public static partial void ListenersReceived(this ILogger logger, int count, int processId, double elapsedMs);
+
+    [LoggerMessage(8, LogLevel.Information, "Inherited listener {Key} on {EndPoint} (fd {Fd})", EventName = "ListenerInherited")]
+    public static partial void ListenerInherited(this ILogger logger, string key, string endPoint, int fd);
+
+    [LoggerMessage(9, LogLevel.Information, "Bound new listener {Key} on {EndPoint}", EventName = "ListenerBound")]
+    public static partial void ListenerBound(this ILogger logger, string key, string endPoint);
+
+    [LoggerMessage(10, LogLevel.Warning, "Closed inherited listener {Key} on {EndPoint}: the current configuration does not use it", EventName = "InheritedListenerUnused")]
+    public static partial void InheritedListenerUnused(this ILogger logger, string key, string endPoint);
+
+    [LoggerMessage(11, LogLevel.Warning, "HTTP/3 endpoint {EndPoint} cannot be handed over (QUIC listeners are UDP and owned by msquic): each version binds it afresh and HTTP/3 clients fall back to HTTP/1.1 or HTTP/2 during a handoff", EventName = "Http3NotHandedOver")]
+    public static partial void Http3NotHandedOver(this ILogger logger, string endPoint);
+
+    [LoggerMessage(12, LogLevel.Information, "Host started: accepting connections on {Count} listener(s)", EventName = "Accepting")]
+    public static partial void Accepting(this ILogger logger, int count);
+
+    [LoggerMessage(13, LogLevel.Information, "Listening on {SocketPath} for the next version", EventName = "ServingHandoffSocket")]
+    public static partial void ServingHandoffSocket(this ILogger logger, string socketPath);
+
+    [LoggerMessage(14, LogLevel.Information, "Removed handoff socket {SocketPath} on shutdown", EventName = "HandoffSocketRemoved")]
+    public static partial void HandoffSocketRemoved(this ILogger logger, string socketPath);
+
+    [LoggerMessage(15, LogLevel.Information, "Replaced stale Unix socket file {Path} of a dead process", EventName = "StaleUnixEndpointReplaced")]
+    public static partial void StaleUnixEndpointReplaced(this ILogger logger, string path);
+
+    [LoggerMessage(20, LogLevel.Information, "Ready {ElapsedMs:0} ms after process start: told predecessor pid {ProcessId}", EventName = "SentReady")]
+    public static partial void SentReady(this ILogger logger, double elapsedMs, int processId);
+
+    [LoggerMessage(21, LogLevel.Information, "Predecessor pid {ProcessId} stopped accepting: this process now serves alone ({ElapsedMs:0} ms after process start)", EventName = "Committed")]
+    public static partial void Committed(this ILogger logger, int processId, double elapsedMs);
+
+    [LoggerMessage(22, LogLevel.Critical, "Predecessor pid {ProcessId} refused the handoff ({Reason}): {Detail}. Nothing changed; this process stops.", EventName = "RefusedByPredecessor")]
+    public static partial void RefusedByPredecessor(this ILogger logger, int processId, string reason, string detail);
+
+    [LoggerMessage(23, LogLevel.Critical, "Protocol version mismatch with predecessor pid {ProcessId}: it speaks v{TheirVersion}, this process speaks v{OurVersion}. Nothing changed; this process stops.", EventName = "ProtocolVersionMismatch")]
+    public static partial void ProtocolVersionMismatch(this ILogger logger, int processId, int theirVersion, int ourVersion);
+
+    [LoggerMessage(24, LogLevel.Critical, "Predecessor pid {ProcessId} abandoned the handoff: {Reason}. It keeps serving; this process stops.", EventName = "HandoffAbandoned")]
+    public static partial void HandoffAbandoned(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(25, LogLevel.Warning, "Predecessor pid {ProcessId} disappeared during the handoff ({Reason}): carrying on alone", EventName = "PredecessorVanished")]
+    public static partial void PredecessorVanished(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(26, LogLevel.Information, "Predecessor pid {ProcessId} has finished draining and closed the handoff connection", EventName = "PredecessorExited")]
+    public static partial void PredecessorExited(this ILogger logger, int processId);
+
+    [LoggerMessage(27, LogLevel.Critical, "Predecessor pid {ProcessId} revoked the handoff: {Reason}. It serves alone again; this process stops.", EventName = "HandoffRevoked")]
+    public static partial void HandoffRevoked(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(28, LogLevel.Critical, "Refusing to take sockets from {SocketPath}: {Reason}", EventName = "PredecessorUntrusted")]
+    public static partial void PredecessorUntrusted(this ILogger logger, string socketPath, string reason);
+
+    [LoggerMessage(29, LogLevel.Critical, "Handoff from predecessor failed: {Reason}", EventName = "TakeoverFailed")]
+    public static partial void TakeoverFailed(this ILogger logger, string reason, Exception? exception);
+
+    [LoggerMessage(40, LogLevel.Information, "Successor pid {ProcessId} connected: handing over {Count} listener(s)", EventName = "HandoffRequested")]
+    public static partial void HandoffRequested(this ILogger logger, int processId, int count);
+
+    [LoggerMessage(41, LogLevel.Warning, "Refused handoff connection from pid {ProcessId} (uid {UserId}): {Reason}", EventName = "HandoffRefused")]
+    public static partial void HandoffRefused(this ILogger logger, int processId, uint userId, string reason);
+
+    [LoggerMessage(42, LogLevel.Information, "Successor pid {ProcessId} is ready {ElapsedMs:0} ms after its greeting: stopped accepting, draining", EventName = "SuccessorReady")]
+    public static partial void SuccessorReady(this ILogger logger, int processId, double elapsedMs);
+
+    [LoggerMessage(43, LogLevel.Warning, "Successor pid {ProcessId} failed before it was ready ({Reason}): handoff abandoned, still serving", EventName = "SuccessorFailed")]
+    public static partial void SuccessorFailed(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(44, LogLevel.Warning, "Successor pid {ProcessId} was not ready within {Timeout}: handoff abandoned, still serving", EventName = "SuccessorTimedOut")]
+    public static partial void SuccessorTimedOut(this ILogger logger, int processId, TimeSpan timeout);
+
+    [LoggerMessage(45, LogLevel.Information, "Draining {Count} connection(s) (grace for idle keep-alive {Grace}, deadline {DrainTimeout})", EventName = "DrainStarted")]
+    public static partial void DrainStarted(this ILogger logger, int count, TimeSpan grace, TimeSpan drainTimeout);
+
+    [LoggerMessage(46, LogLevel.Information, "Drain finished in {ElapsedMs:0} ms ({Aborted} connection(s) aborted at the deadline): exiting", EventName = "DrainCompleted")]
+    public static partial void DrainCompleted(this ILogger logger, double elapsedMs, int aborted);
+
+    [LoggerMessage(47, LogLevel.Error, "Lost successor pid {ProcessId} after the commit ({Reason}): accepting connections again", EventName = "SuccessorLost")]
+    public static partial void SuccessorLost(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(48, LogLevel.Information, "Grace period over: asking {Count} remaining connection(s) to close", EventName = "IdleConnectionsClosing")]
+    public static partial void IdleConnectionsClosing(this ILogger logger, int count);
+
+    [LoggerMessage(49, LogLevel.Warning, "Handoff connection from pid {ProcessId} dropped: {Reason}", EventName = "HandoffProtocolError")]
+    public static partial void HandoffProtocolError(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(50, LogLevel.Error, "Handoff socket server failed", EventName = "HandoffServerFailed")]
+    public static partial void HandoffServerFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(51, LogLevel.Information, "Handed over to pid {ProcessId}; exiting", EventName = "Exiting")]
+    public static partial void Exiting(this ILogger logger, int processId);
+
+    [LoggerMessage(60, LogLevel.Warning, "A handoff participant failed at {Stage}", EventName = "ParticipantFailed")]
+    public static partial void ParticipantFailed(this ILogger logger, string stage, Exception exception);
+}

@@ -1,0 +1,261 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Text;
+
+namespace ZeroDowntime.Hosting.Protocol;
+
+/// <summary>
+/// Framing of the handoff protocol. A frame is <c>'Z' 'D' type:u8 length:u32be payload[length]</c>; strings are
+/// <c>length:u16be utf8</c>. Every length is bounded before anything is allocated, so a hostile peer costs at
+/// most <see cref="MaxPayloadLength"/> bytes. The <see cref="MessageType.Hello"/> layout (version first) is frozen
+/// so that any two versions can at least tell each other which versions they speak.
+/// </summary>
+internal static class HandoffProtocol
+{
+    /// <summary>The version this build speaks. Bump it on any incompatible change.</summary>
+    public const ushort Version = 1;
+
+    public const int HeaderLength = 7;
+    public const int MaxPayloadLength = 32 * 1024;
+    public const int MaxStringBytes = 1024;
+    public const int MaxListeners = 128;
+
+    private const byte Magic0 = (byte)'Z';
+    private const byte Magic1 = (byte)'D';
+
+    /// <summary>
+    /// Tries to read one frame from the start of <paramref name="buffer"/>. Returns false when more bytes are needed;
+    /// throws <see cref="HandoffProtocolException"/> when the bytes cannot be a frame.
+    /// </summary>
+    public static bool TryReadFrame(ReadOnlySpan<byte> buffer, out MessageType type, out ReadOnlySpan<byte> payload, out int consumed)
+    {
+        type = default;
+        payload = default;
+        consumed = 0;
+        if (buffer.Length >= 1 && buffer[0] != Magic0 || buffer.Length >= 2 && buffer[1] != Magic1)
+        {
+            throw new HandoffProtocolException("Not a handoff frame (bad magic).");
+        }
+
+        if (buffer.Length < HeaderLength)
+        {
+            return false;
+        }
+
+        type = (MessageType)buffer[2];
+        uint length = BinaryPrimitives.ReadUInt32BigEndian(buffer[3..]);
+        if (length > MaxPayloadLength)
+        {
+            throw new HandoffProtocolException($"Frame length {length} exceeds the limit of {MaxPayloadLength} bytes.");
+        }
+
+        if (buffer.Length < HeaderLength + (int)length)
+        {
+            return false;
+        }
+
+        payload = buffer.Slice(HeaderLength, (int)length);
+        consumed = HeaderLength + (int)length;
+        return true;
+    }
+
+    public static HandoffMessage Decode(MessageType type, ReadOnlySpan<byte> payload)
+    {
+        var reader = new PayloadReader(payload);
+        HandoffMessage message = type switch
+        {
+            MessageType.Hello => new HelloMessage(reader.ReadUInt16(), reader.ReadInt32(), reader.ReadString()),
+            MessageType.Welcome => DecodeWelcome(ref reader),
+            MessageType.Refused => new RefusedMessage(ReadReason(ref reader), reader.ReadUInt16(), reader.ReadString()),
+            MessageType.Ready => new ReadyMessage(),
+            MessageType.Committed => new CommittedMessage(),
+            MessageType.Abandoned => new AbandonedMessage(reader.ReadString()),
+            MessageType.Failed => new FailedMessage(reader.ReadString()),
+            MessageType.Heartbeat => new HeartbeatMessage(),
+            MessageType.Revoked => new RevokedMessage(reader.ReadString()),
+            _ => throw new HandoffProtocolException($"Unknown frame type {(byte)type}."),
+        };
+
+        // A Hello from a newer version may carry more fields after ours; everything else must be exact.
+        if (type != MessageType.Hello && !reader.IsAtEnd)
+        {
+            throw new HandoffProtocolException($"{type} frame has {reader.Remaining} unexpected trailing bytes.");
+        }
+
+        return message;
+    }
+
+    public static byte[] Encode(HandoffMessage message)
+    {
+        var writer = new PayloadWriter();
+        switch (message)
+        {
+            case HelloMessage hello:
+                writer.WriteUInt16(hello.Version);
+                writer.WriteInt32(hello.ProcessId);
+                writer.WriteString(hello.ApplicationId);
+                break;
+            case WelcomeMessage welcome:
+                if (welcome.Listeners.Count > MaxListeners)
+                {
+                    throw new HandoffProtocolException($"At most {MaxListeners} listeners can be handed over; this process has {welcome.Listeners.Count}.");
+                }
+
+                writer.WriteUInt16(welcome.Version);
+                writer.WriteInt32(welcome.ProcessId);
+                writer.WriteUInt16((ushort)welcome.Listeners.Count);
+                foreach (var listener in welcome.Listeners)
+                {
+                    writer.WriteString(listener.Key);
+                    writer.WriteString(listener.BoundEndPoint);
+                }
+
+                break;
+            case RefusedMessage refused:
+                writer.WriteByte((byte)refused.Reason);
+                writer.WriteUInt16(refused.Version);
+                writer.WriteString(refused.Detail);
+                break;
+            case AbandonedMessage abandoned:
+                writer.WriteString(abandoned.Reason);
+                break;
+            case FailedMessage failed:
+                writer.WriteString(failed.Reason);
+                break;
+            case RevokedMessage revoked:
+                writer.WriteString(revoked.Reason);
+                break;
+            case ReadyMessage or CommittedMessage or HeartbeatMessage:
+                break;
+            default:
+                throw new ArgumentException($"Cannot encode {message.GetType().Name}.", nameof(message));
+        }
+
+        byte[] payload = writer.ToArray();
+        if (payload.Length > MaxPayloadLength)
+        {
+            throw new HandoffProtocolException($"{message.Type} frame of {payload.Length} bytes exceeds the limit of {MaxPayloadLength}.");
+        }
+
+        byte[] frame = new byte[HeaderLength + payload.Length];
+        frame[0] = Magic0;
+        frame[1] = Magic1;
+        frame[2] = (byte)message.Type;
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(3), (uint)payload.Length);
+        payload.CopyTo(frame, HeaderLength);
+        return frame;
+    }
+
+    private static WelcomeMessage DecodeWelcome(ref PayloadReader reader)
+    {
+        ushort version = reader.ReadUInt16();
+        int pid = reader.ReadInt32();
+        int count = reader.ReadUInt16();
+        if (count > MaxListeners)
+        {
+            throw new HandoffProtocolException($"Welcome announces {count} listeners; the limit is {MaxListeners}.");
+        }
+
+        var listeners = new ListenerDescriptor[count];
+        for (int i = 0; i < count; i++)
+        {
+            listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
+        }
+
+        return new WelcomeMessage(version, pid, listeners);
+    }
+
+    private static RefusalReason ReadReason(ref PayloadReader reader)
+    {
+        byte value = reader.ReadByte();
+        return Enum.IsDefined((RefusalReason)value)
+            ? (RefusalReason)value
+            : throw new HandoffProtocolException($"Unknown refusal reason {value}.");
+    }
+
+    private ref struct PayloadReader(ReadOnlySpan<byte> payload)
+    {
+        private readonly ReadOnlySpan<byte> _payload = payload;
+        private int _position;
+
+        public readonly bool IsAtEnd => _position == _payload.Length;
+
+        public readonly int Remaining => _payload.Length - _position;
+
+        public byte ReadByte() => Take(1)[0];
+
+        public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16BigEndian(Take(2));
+
+        public int ReadInt32() => BinaryPrimitives.ReadInt32BigEndian(Take(4));
+
+        public string ReadString()
+        {
+            int length = ReadUInt16();
+            if (length > MaxStringBytes)
+            {
+                throw new HandoffProtocolException($"String of {length} bytes exceeds the limit of {MaxStringBytes}.");
+            }
+
+            try
+            {
+                return StrictUtf8.GetString(Take(length));
+            }
+            catch (DecoderFallbackException)
+            {
+                throw new HandoffProtocolException("String is not valid UTF-8.");
+            }
+        }
+
+        private ReadOnlySpan<byte> Take(int count)
+        {
+            if (Remaining < count)
+            {
+                throw new HandoffProtocolException($"Frame truncated: needed {count} more bytes, {Remaining} left.");
+            }
+
+            var slice = _payload.Slice(_position, count);
+            _position += count;
+            return slice;
+        }
+    }
+
+    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+
+    private sealed class PayloadWriter
+    {
+        private readonly ArrayBufferWriter<byte> _buffer = new(256);
+
+        public void WriteByte(byte value) => _buffer.Write([value]);
+
+        public void WriteUInt16(ushort value)
+        {
+            Span<byte> bytes = stackalloc byte[2];
+            BinaryPrimitives.WriteUInt16BigEndian(bytes, value);
+            _buffer.Write(bytes);
+        }
+
+        public void WriteInt32(int value)
+        {
+            Span<byte> bytes = stackalloc byte[4];
+            BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+            _buffer.Write(bytes);
+        }
+
+        public void WriteString(string value)
+        {
+            byte[] bytes = StrictUtf8.GetBytes(value);
+            if (bytes.Length > MaxStringBytes)
+            {
+                throw new HandoffProtocolException($"String of {bytes.Length} bytes exceeds the limit of {MaxStringBytes}.");
+            }
+
+            WriteUInt16((ushort)bytes.Length);
+            _buffer.Write(bytes);
+        }
+
+        public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
+    }
+}
+
+/// <summary>The peer sent bytes that are not a valid frame of this protocol.</summary>
+internal sealed class HandoffProtocolException(string message) : Exception(message);

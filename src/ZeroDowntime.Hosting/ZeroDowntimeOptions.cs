@@ -1,0 +1,55 @@
+namespace ZeroDowntime.Hosting;
+
+/// <summary>
+/// Options of <see cref="ZeroDowntimeWebHostBuilderExtensions.UseZeroDowntime(Microsoft.AspNetCore.Hosting.IWebHostBuilder)"/>,
+/// bound from the configuration section <c>ZeroDowntime</c> and validated when the host starts.
+/// </summary>
+public sealed class ZeroDowntimeOptions
+{
+    /// <summary>The configuration section these options are bound from.</summary>
+    public const string SectionName = "ZeroDowntime";
+
+    /// <summary>Whether handoffs are enabled. When false the app runs on plain Kestrel.</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>
+    /// The path of the Unix domain socket on which the running process hands its listeners over. Every version of
+    /// one application must use the same path; two applications must never share one.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <c>$XDG_RUNTIME_DIR/zerodowntime/{ApplicationId}.sock</c>, or
+    /// <c>/tmp/zerodowntime-{uid}/{ApplicationId}.sock</c> when <c>XDG_RUNTIME_DIR</c> is not set.
+    /// Must be absolute and at most 107 bytes long (the size of <c>sun_path</c>, see unix(7)).
+    /// </remarks>
+    public string? SocketPath { get; set; }
+
+    /// <summary>
+    /// The name that a successor and its predecessor must share for a handoff to happen. It protects against two
+    /// different applications that were configured with the same <see cref="SocketPath"/> by mistake.
+    /// </summary>
+    /// <remarks>Defaults to the host's <c>IHostEnvironment.ApplicationName</c>.</remarks>
+    public string? ApplicationId { get; set; }
+
+    /// <summary>
+    /// The longest a whole handoff may take, from the successor's greeting to its readiness. Past it the running
+    /// process gives the handoff up, keeps serving and tells the successor to stop.
+    /// </summary>
+    /// <remarks>Defaults to one minute.</remarks>
+    public TimeSpan HandoffTimeout { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>
+    /// How long the old process may take, once it has handed over, to finish its in-flight requests. Connections
+    /// still open then are aborted. It is honoured even when it exceeds the host's <c>ShutdownTimeout</c>, because
+    /// the drain runs before the host stops.
+    /// </summary>
+    /// <remarks>Defaults to 30 seconds.</remarks>
+    public TimeSpan DrainTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// How long the old process leaves an idle keep-alive connection open after it has handed over, so that a
+    /// client's next request is still answered (with <c>Connection: close</c>) instead of racing a close.
+    /// </summary>
+    /// <remarks>Defaults to 2 seconds. Must not exceed <see cref="DrainTimeout"/>.</remarks>
+    public TimeSpan IdleConnectionGracePeriod { get; set; } = TimeSpan.FromSeconds(2);
+}

@@ -1,0 +1,129 @@
+using System.Text;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Interop;
+
+namespace ZeroDowntime.Hosting;
+
+/// <summary>Binds <see cref="ZeroDowntimeOptions"/> from configuration, turning a malformed value into a clear error.</summary>
+internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : IConfigureOptions<ZeroDowntimeOptions>
+{
+    public void Configure(ZeroDowntimeOptions options) => Bind(configuration, options);
+
+    public static void Bind(IConfiguration configuration, ZeroDowntimeOptions options)
+    {
+        try
+        {
+            configuration.GetSection(ZeroDowntimeOptions.SectionName).Bind(options);
+        }
+        catch (InvalidOperationException ex)
+        {
+            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.InvalidConfiguration,
+                $"Invalid ZeroDowntime configuration: {ex.Message} Durations are written [d.]hh:mm:ss[.fff], for example 00:01:00; Enabled is true or false.", ex);
+        }
+    }
+}
+
+/// <summary>Fills in the defaults that depend on the host: the application id and the per-user socket path.</summary>
+internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment) : IPostConfigureOptions<ZeroDowntimeOptions>
+{
+    public void PostConfigure(string? name, ZeroDowntimeOptions options)
+    {
+        if (string.IsNullOrEmpty(options.ApplicationId))
+        {
+            options.ApplicationId = environment.ApplicationName;
+        }
+
+        if (string.IsNullOrEmpty(options.SocketPath))
+        {
+            options.SocketPath = DefaultSocketPath(options.ApplicationId, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
+        }
+    }
+
+    internal static string DefaultSocketPath(string applicationId, string? runtimeDirectory)
+    {
+        var file = new StringBuilder(applicationId.Length);
+        foreach (char c in applicationId)
+        {
+            file.Append(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' ? c : '_');
+        }
+
+        string directory = !string.IsNullOrEmpty(runtimeDirectory) && Path.IsPathRooted(runtimeDirectory)
+            ? Path.Combine(runtimeDirectory, "zerodowntime")
+            : Path.Combine(Path.GetTempPath(), $"zerodowntime-{(OperatingSystem.IsLinux() ? Libc.geteuid() : 0)}");
+        return Path.Combine(directory, file + ".sock");
+    }
+}
+
+/// <summary>Validates <see cref="ZeroDowntimeOptions"/> at start, reporting every problem with its key.</summary>
+internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDowntimeOptions>
+{
+    /// <summary>sun_path is 108 bytes including the terminating NUL (unix(7)).</summary>
+    public const int MaxSocketPathBytes = 107;
+
+    public ValidateOptionsResult Validate(string? name, ZeroDowntimeOptions options)
+    {
+        if (!options.Enabled)
+        {
+            return ValidateOptionsResult.Skip;
+        }
+
+        var errors = new List<string>();
+        const string Section = ZeroDowntimeOptions.SectionName;
+        string? path = options.SocketPath;
+        if (string.IsNullOrEmpty(path))
+        {
+            errors.Add($"{Section}:SocketPath is empty; give an absolute path such as /run/myapp/handoff.sock.");
+        }
+        else
+        {
+            int bytes = Encoding.UTF8.GetByteCount(path);
+            if (!Path.IsPathRooted(path) || path[0] != '/')
+            {
+                errors.Add($"{Section}:SocketPath '{path}' must be an absolute path (abstract-namespace sockets are not allowed).");
+            }
+
+            if (path.Contains('\0', StringComparison.Ordinal))
+            {
+                errors.Add($"{Section}:SocketPath must not contain NUL characters.");
+            }
+
+            if (bytes > MaxSocketPathBytes)
+            {
+                errors.Add($"{Section}:SocketPath is {bytes} bytes long; a Unix socket path may be at most {MaxSocketPathBytes} bytes: '{path}'.");
+            }
+
+            if (path.EndsWith('/'))
+            {
+                errors.Add($"{Section}:SocketPath '{path}' names a directory; give a file name too.");
+            }
+        }
+
+        if (string.IsNullOrWhiteSpace(options.ApplicationId))
+        {
+            errors.Add($"{Section}:ApplicationId must not be empty.");
+        }
+        else if (Encoding.UTF8.GetByteCount(options.ApplicationId) > 256)
+        {
+            errors.Add($"{Section}:ApplicationId must be at most 256 bytes.");
+        }
+
+        if (options.HandoffTimeout <= TimeSpan.Zero || options.HandoffTimeout > TimeSpan.FromHours(1))
+        {
+            errors.Add($"{Section}:HandoffTimeout is {options.HandoffTimeout}; allowed: more than 00:00:00 and at most 01:00:00.");
+        }
+
+        if (options.DrainTimeout < TimeSpan.Zero || options.DrainTimeout > TimeSpan.FromDays(1))
+        {
+            errors.Add($"{Section}:DrainTimeout is {options.DrainTimeout}; allowed: 00:00:00 to 1.00:00:00.");
+        }
+
+        if (options.IdleConnectionGracePeriod < TimeSpan.Zero || options.IdleConnectionGracePeriod > options.DrainTimeout)
+        {
+            errors.Add($"{Section}:IdleConnectionGracePeriod is {options.IdleConnectionGracePeriod}; allowed: 00:00:00 up to DrainTimeout ({options.DrainTimeout}).");
+        }
+
+        return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+}

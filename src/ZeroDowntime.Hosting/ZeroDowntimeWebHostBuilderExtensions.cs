@@ -1,0 +1,87 @@
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Listeners;
+
+namespace ZeroDowntime.Hosting;
+
+/// <summary>Adds zero-downtime handoffs to an ASP.NET Core app served by Kestrel.</summary>
+public static class ZeroDowntimeWebHostBuilderExtensions
+{
+    /// <summary>
+    /// Lets the next version of this app take over Kestrel's listening sockets while this one runs: start the new
+    /// version and it receives every listener over a Unix domain socket (<c>SCM_RIGHTS</c>, see unix(7)), starts on
+    /// them, and once it has started this process stops accepting, drains and exits. Configured from the
+    /// <c>ZeroDowntime</c> configuration section (<see cref="ZeroDowntimeOptions"/>). Off Linux it logs one warning
+    /// and changes nothing.
+    /// </summary>
+    /// <param name="builder">The web host builder, for example <c>WebApplicationBuilder.WebHost</c>.</param>
+    /// <returns>The same builder.</returns>
+    public static IWebHostBuilder UseZeroDowntime(this IWebHostBuilder builder) => builder.UseZeroDowntime(static _ => { });
+
+    /// <summary>
+    /// Lets the next version of this app take over Kestrel's listening sockets while this one runs, with options
+    /// configured in code after the <c>ZeroDowntime</c> configuration section is applied.
+    /// </summary>
+    /// <param name="builder">The web host builder, for example <c>WebApplicationBuilder.WebHost</c>.</param>
+    /// <param name="configure">Changes the options after configuration binding.</param>
+    /// <returns>The same builder.</returns>
+    public static IWebHostBuilder UseZeroDowntime(this IWebHostBuilder builder, Action<ZeroDowntimeOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        builder.ConfigureServices((context, services) =>
+        {
+            services.AddOptions<ZeroDowntimeOptions>().ValidateOnStart();
+            services.AddSingleton<IConfigureOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsBinder>();
+            services.Configure(configure);
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsDefaults>());
+            services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsValidator>());
+
+            if (!OperatingSystem.IsLinux())
+            {
+                services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();
+                services.AddHostedService<UnsupportedPlatformNotice>();
+                return;
+            }
+
+            ProcessExitHooks.Install();
+            if (!IsEnabled(context.Configuration, configure))
+            {
+                services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();
+                return;
+            }
+
+            services.TryAddSingleton(TimeProvider.System);
+            services.TryAddSingleton<ZeroDowntimeLifetime>();
+            services.TryAddSingleton<IZeroDowntimeLifetime>(sp => sp.GetRequiredService<ZeroDowntimeLifetime>());
+            services.TryAddSingleton<ListenerRegistry>();
+            services.TryAddSingleton<AcceptGate>();
+            services.TryAddSingleton<ConnectionTracker>();
+
+            // Registered after Kestrel's socket transport, so Kestrel asks this factory first.
+            services.AddSingleton<IConnectionListenerFactory, HandoffListenerFactory>();
+
+            // First in the pipeline, so every response of a draining process can say "Connection: close".
+            services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, DrainStartupFilter>());
+
+            services.TryAddSingleton<HandoffCoordinator>();
+            services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
+        });
+        return builder;
+    }
+
+    private static bool IsEnabled(IConfiguration configuration, Action<ZeroDowntimeOptions> configure)
+    {
+        var probe = new ZeroDowntimeOptions();
+        ZeroDowntimeOptionsBinder.Bind(configuration, probe);
+        configure(probe);
+        return probe.Enabled;
+    }
+}
