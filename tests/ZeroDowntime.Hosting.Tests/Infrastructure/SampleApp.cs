@@ -1,0 +1,303 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Reflection;
+using System.Text;
+using Xunit.Abstractions;
+
+namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+
+/// <summary>
+/// One real OS process of the sample app (samples/WebApi). Its output is captured line by line: tests await
+/// log events (the library's stable event ids) instead of sleeping, and the output goes to the test log.
+/// </summary>
+internal sealed class SampleApp : IAsyncDisposable
+{
+    private static readonly TimeSpan DefaultWait = TimeSpan.FromSeconds(30);
+    private readonly Process _process;
+    private readonly ITestOutputHelper? _output;
+    private readonly string _name;
+    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly Lock _waitersLock = new();
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Stopwatch _sinceStart;
+
+    private SampleApp(Process process, string name, ITestOutputHelper? output, Stopwatch sinceStart)
+    {
+        _process = process;
+        _name = name;
+        _output = output;
+        _sinceStart = sinceStart;
+    }
+
+    public int Pid => _process.Id;
+
+    public string Name => _name;
+
+    /// <summary>Time since this process was started.</summary>
+    public TimeSpan Age => _sinceStart.Elapsed;
+
+    public bool HasExited => _exited.Task.IsCompleted;
+
+    public int ExitCode => _process.ExitCode;
+
+    public IReadOnlyCollection<string> Lines => _lines.ToArray();
+
+    public static string SampleDirectory { get; } = FindSampleDirectory();
+
+    public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = SampleDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(SampleDirectory, "WebApi.dll"));
+        foreach (string arg in config.Arguments)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        info.Environment["Logging__Console__FormatterName"] = "simple";
+        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+        info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
+        info.Environment.Remove("ASPNETCORE_URLS");
+        foreach (var (key, value) in config.Environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var app = new SampleApp(process, name, output, stopwatch);
+        process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
+        process.Exited += (_, _) => app._exited.TrySetResult();
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return app;
+    }
+
+    /// <summary>Waits for a line from the library's log with this event id (see ZeroDowntimeLog).</summary>
+    public Task<string> WaitForEventAsync(int eventId, TimeSpan? timeout = null) =>
+        WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),
+            $"event {eventId}", timeout);
+
+    public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
+    {
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitersLock)
+        {
+            var existing = _lines.FirstOrDefault(match);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((match, found));
+        }
+
+        var limit = timeout ?? DefaultWait;
+        var winner = await Task.WhenAny(found.Task, _exited.Task, Task.Delay(limit));
+        if (winner == found.Task)
+        {
+            return await found.Task;
+        }
+
+        // The process may have logged the line just before exiting: give the output pipe a moment to drain.
+        if (winner == _exited.Task && await Task.WhenAny(found.Task, Task.Delay(TimeSpan.FromSeconds(2))) == found.Task)
+        {
+            return await found.Task;
+        }
+
+        throw new TimeoutException(winner == _exited.Task
+            ? $"{_name} (pid {Pid}) exited with code {_process.ExitCode} before logging {description}."
+            : $"{_name} (pid {Pid}) did not log {description} within {limit.TotalSeconds:0} s.");
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan? timeout = null)
+    {
+        var limit = timeout ?? DefaultWait;
+        if (await Task.WhenAny(_exited.Task, Task.Delay(limit)) != _exited.Task)
+        {
+            throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {limit.TotalSeconds:0} s.");
+        }
+
+        _process.WaitForExit(); // flushes the output readers
+        return _process.ExitCode;
+    }
+
+    public void Signal(int signal) => Posix.Kill(Pid, signal);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!HasExited)
+        {
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+                await WaitForExitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or System.ComponentModel.Win32Exception)
+            {
+            }
+        }
+
+        _process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        string stamped = $"[{_sinceStart.Elapsed.TotalSeconds,7:0.000}s {_name} {SafePid()}] {line}";
+        try
+        {
+            _output?.WriteLine(stamped);
+        }
+        catch (InvalidOperationException)
+        {
+            // The test has finished; nobody reads its output any more.
+        }
+
+        lock (_waitersLock)
+        {
+            _lines.Enqueue(line);
+            for (int i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Match(line))
+                {
+                    _waiters[i].Found.TrySetResult(line);
+                    _waiters.RemoveAt(i);
+                }
+            }
+        }
+    }
+
+    private string SafePid()
+    {
+        try
+        {
+            return _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        }
+        catch (InvalidOperationException)
+        {
+            return "?";
+        }
+    }
+
+    private static string FindSampleDirectory()
+    {
+        string configuration = typeof(SampleApp).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Hosting.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        if (directory is null)
+        {
+            throw new InvalidOperationException("Cannot find the repository root (Hosting.sln) above " + AppContext.BaseDirectory);
+        }
+
+        string sample = Path.Combine(directory.FullName, "samples", "WebApi", "bin", configuration, "net10.0");
+        return File.Exists(Path.Combine(sample, "WebApi.dll"))
+            ? sample
+            : throw new InvalidOperationException($"The sample is not built: {sample}/WebApi.dll is missing.");
+    }
+}
+
+/// <summary>How to start one sample process.</summary>
+internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arguments)
+{
+    public Dictionary<string, string> Environment { get; init; } = [];
+
+    public SampleConfig With(string key, string value)
+    {
+        var environment = new Dictionary<string, string>(Environment) { [key] = value };
+        return this with { Environment = environment };
+    }
+}
+
+/// <summary>A fresh, short socket path and free ports for one test.</summary>
+internal sealed class TestScope : IDisposable
+{
+    public TestScope()
+    {
+        Directory = Path.Combine(Path.GetTempPath(), "zdt-" + Guid.NewGuid().ToString("N")[..10]);
+        System.IO.Directory.CreateDirectory(Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        SocketPath = Path.Combine(Directory, "handoff.sock");
+        Port = FreePort();
+    }
+
+    public string Directory { get; }
+
+    public string SocketPath { get; }
+
+    public int Port { get; }
+
+    public Uri BaseUri => new($"http://127.0.0.1:{Port}");
+
+    public SampleConfig Config(params string[] extraArguments) =>
+        new(SocketPath, ["--urls", $"http://127.0.0.1:{Port}", .. extraArguments]);
+
+    public static int FreePort()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        return ((IPEndPoint)socket.LocalEndPoint!).Port;
+    }
+
+    public void Dispose()
+    {
+        try
+        {
+            System.IO.Directory.Delete(Directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+    }
+}
+
+internal static partial class Posix
+{
+    public const int SIGKILL = 9;
+    public const int SIGTERM = 15;
+    public const int SIGSTOP = 19;
+    public const int SIGCONT = 18;
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    public static void Kill(int pid, int signal)
+    {
+        if (kill(pid, signal) != 0)
+        {
+            throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        }
+    }
+
+    public static string Describe(Exception ex)
+    {
+        var text = new StringBuilder(ex.GetType().Name).Append(": ").Append(ex.Message);
+        for (var inner = ex.InnerException; inner is not null; inner = inner.InnerException)
+        {
+            text.Append(" -> ").Append(inner.GetType().Name).Append(": ").Append(inner.Message);
+        }
+
+        return text.ToString();
+    }
+}
