@@ -1,0 +1,127 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace ZeroDowntime.Hosting.Tests.Unit;
+
+public sealed class OptionsTests
+{
+    [Fact]
+    public void Bind_NoConfiguration_HasDocumentedDefaults()
+    {
+        var options = Resolve([]);
+
+        Assert.True(options.Enabled);
+        Assert.Equal(TimeSpan.FromMinutes(1), options.HandoffTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(30), options.DrainTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(2), options.IdleConnectionGracePeriod);
+        Assert.Equal("OptionsTestApp", options.ApplicationId);
+        Assert.EndsWith("/OptionsTestApp.sock", options.SocketPath, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Bind_ConfigurationSection_SetsEveryOption()
+    {
+        var options = Resolve(new()
+        {
+            ["ZeroDowntime:SocketPath"] = "/run/app/h.sock",
+            ["ZeroDowntime:ApplicationId"] = "orders",
+            ["ZeroDowntime:HandoffTimeout"] = "00:00:10",
+            ["ZeroDowntime:DrainTimeout"] = "00:02:00",
+            ["ZeroDowntime:IdleConnectionGracePeriod"] = "00:00:05",
+        });
+
+        Assert.Equal("/run/app/h.sock", options.SocketPath);
+        Assert.Equal("orders", options.ApplicationId);
+        Assert.Equal(TimeSpan.FromSeconds(10), options.HandoffTimeout);
+        Assert.Equal(TimeSpan.FromMinutes(2), options.DrainTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), options.IdleConnectionGracePeriod);
+    }
+
+    [Theory]
+    [InlineData("/run/user/1000", "/run/user/1000/zerodowntime/My_App.sock")]
+    [InlineData(null, "zerodowntime-")]
+    [InlineData("relative/dir", "zerodowntime-")]
+    public void DefaultSocketPath_PerUserAndApplication(string? runtimeDirectory, string expected)
+    {
+        string path = ZeroDowntimeOptionsDefaults.DefaultSocketPath("My App", runtimeDirectory);
+        Assert.Contains(expected, path, StringComparison.Ordinal);
+        Assert.EndsWith("My_App.sock", path, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Validate_EveryBadValue_IsReportedWithItsKey()
+    {
+        var ex = Assert.Throws<OptionsValidationException>(() => Resolve(new()
+        {
+            ["ZeroDowntime:SocketPath"] = "/" + new string('a', 120),
+            ["ZeroDowntime:HandoffTimeout"] = "00:00:00",
+            ["ZeroDowntime:DrainTimeout"] = "-00:00:01",
+            ["ZeroDowntime:IdleConnectionGracePeriod"] = "00:00:05",
+        }));
+
+        Assert.Equal(4, ex.Failures.Count());
+        Assert.Contains(ex.Failures, f => f.Contains("ZeroDowntime:SocketPath", StringComparison.Ordinal) && f.Contains("at most 107 bytes", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.Contains("ZeroDowntime:HandoffTimeout", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.Contains("ZeroDowntime:DrainTimeout", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.Contains("ZeroDowntime:IdleConnectionGracePeriod", StringComparison.Ordinal));
+    }
+
+    [Theory]
+    [InlineData("relative/h.sock", "absolute path")]
+    [InlineData("@abstract", "absolute path")]
+    [InlineData("/run/app/", "names a directory")]
+    public void Validate_BadSocketPath_SaysWhatIsAllowed(string path, string expected)
+    {
+        var ex = Assert.Throws<OptionsValidationException>(() => Resolve(new() { ["ZeroDowntime:SocketPath"] = path }));
+        Assert.Contains(ex.Failures, f => f.Contains(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void Validate_SocketPathOf107Bytes_IsAccepted()
+    {
+        string path = "/" + new string('a', 106);
+        Assert.Equal(path, Resolve(new() { ["ZeroDowntime:SocketPath"] = path }).SocketPath);
+    }
+
+    [Fact]
+    public void Bind_MalformedDuration_FailsWithExitCodeAndKey()
+    {
+        var ex = Assert.Throws<ZeroDowntimeStartupException>(() => Resolve(new() { ["ZeroDowntime:DrainTimeout"] = "30 seconds" }));
+        Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, ex.ExitCode);
+        Assert.Contains("ZeroDowntime:DrainTimeout", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("00:01:00", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Disabled_SkipsValidation_AndRegistersNoTransport()
+    {
+        var services = Build(new() { ["ZeroDowntime:Enabled"] = "false", ["ZeroDowntime:SocketPath"] = "relative" });
+        Assert.False(services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value.Enabled);
+        Assert.DoesNotContain(services.GetServices<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(), f => f.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
+        Assert.DoesNotContain(services.GetServices<IHostedService>(), s => s.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public void CodeConfiguration_AppliesAfterTheSection()
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = "OptionsTestApp" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["ZeroDowntime:DrainTimeout"] = "00:00:05" });
+        builder.WebHost.UseZeroDowntime(o => o.DrainTimeout = TimeSpan.FromSeconds(9));
+        using var app = builder.Build();
+        Assert.Equal(TimeSpan.FromSeconds(9), app.Services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value.DrainTimeout);
+    }
+
+    private static ZeroDowntimeOptions Resolve(Dictionary<string, string?> settings) =>
+        Build(settings).GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value;
+
+    private static IServiceProvider Build(Dictionary<string, string?> settings)
+    {
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = "OptionsTestApp" });
+        builder.Configuration.AddInMemoryCollection(settings);
+        builder.WebHost.UseZeroDowntime();
+        return builder.Build().Services;
+    }
+}
