@@ -1,6 +1,8 @@
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Features;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Logging;
 
 namespace ZeroDowntime.Hosting.Lifecycle;
 
@@ -8,10 +10,11 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// The connections this process accepted and has not closed yet, so that the drain can tell when it is done,
 /// ask idle ones to close after the grace period, and abort stragglers at the deadline.
 /// </summary>
-internal sealed class ConnectionTracker : IDisposable
+internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger) : IDisposable
 {
     private readonly ConcurrentDictionary<string, ConnectionContext> _connections = new(StringComparer.Ordinal);
     private readonly SemaphoreSlim _closed = new(0);
+    private int _firstAccepted;
 
     public int Count => _connections.Count;
 
@@ -19,6 +22,11 @@ internal sealed class ConnectionTracker : IDisposable
 
     public void Track(ConnectionContext connection)
     {
+        if (_firstAccepted == 0 && Interlocked.Exchange(ref _firstAccepted, 1) == 0)
+        {
+            logger.FirstConnectionAccepted(ProcessClock.Age.TotalMilliseconds);
+        }
+
         _connections[connection.ConnectionId] = connection;
         connection.ConnectionClosed.Register(static state =>
         {

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net.Sockets;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -46,6 +45,12 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private int _handoffInProgress;
     private volatile bool _handedOver;
 
+    /// <summary>
+    /// True while this process is the one server of the listeners: after a first start, after the commit, or
+    /// after its predecessor vanished. A successor before its commit shares them and must not remove any file.
+    /// </summary>
+    private volatile bool _owner;
+
     public HandoffCoordinator(
         IOptions<ZeroDowntimeOptions> options,
         ListenerRegistry registry,
@@ -79,6 +84,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
         if (_predecessor is null)
         {
+            _owner = true;
             await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
         }
         else
@@ -99,15 +105,17 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     public Task StopAsync(CancellationToken cancellationToken)
     {
         _shutdown.Cancel();
-        _server?.Stop(removeFile: !_handedOver);
+        _server?.Stop(removeFile: _owner);
         return Task.CompletedTask;
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken)
     {
+        // After a handoff nothing is touched: the successor serves the same sockets and files, and the kernel
+        // drops this process's references when it exits.
         if (!_handedOver)
         {
-            _registry.CloseAllOnShutdown();
+            _registry.CloseAllOnShutdown(removeInheritedUnixFiles: _owner);
         }
 
         return Task.CompletedTask;
@@ -159,6 +167,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 {
                     _predecessorPid = welcome.ProcessId;
                     _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
+                    await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
                     return channel;
                 }
             }
@@ -193,6 +202,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
 
         _logger.PredecessorFound(channel.PeerProcessId, path);
+        await FaultInjection.PauseIfRequestedAsync("after-connect", _logger, cancellationToken);
         channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
 
         var fds = new List<int>();
@@ -249,6 +259,12 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     {
         try
         {
+            await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, _shutdown.Token);
+            if (_predecessor is not null && await WasAbandonedWhileStartingAsync(_predecessor))
+            {
+                return;
+            }
+
             _registry.CloseUnusedInherited();
             _gate.Open();
             _logger.Accepting(_registry.ActiveListeners().Count);
@@ -267,6 +283,41 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
     }
 
+    /// <summary>
+    /// A successor that was too slow (or frozen) may find, once started, that its predecessor already gave up on it.
+    /// It must then stop without accepting a single connection, rather than serve beside the old process.
+    /// </summary>
+    private async Task<bool> WasAbandonedWhileStartingAsync(HandoffChannel channel)
+    {
+        if (!channel.HasPendingData)
+        {
+            return false;
+        }
+
+        HandoffMessage? message;
+        try
+        {
+            message = await channel.ReadAsync(ReadTimeout, _shutdown.Token);
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or TimeoutException
+            or HandoffProtocolException or InvalidDataException)
+        {
+            return false;
+        }
+
+        if (message is not AbandonedMessage abandoned)
+        {
+            return false;
+        }
+
+        ProcessExitHooks.PendingHandoff = null;
+        _logger.HandoffAbandoned(_predecessorPid, abandoned.Reason);
+        await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(abandoned.Reason, CancellationToken.None));
+        channel.Dispose();
+        StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+        return true;
+    }
+
     private async Task CompleteTakeoverAsync(HandoffChannel channel)
     {
         HandoffMessage? answer;
@@ -274,7 +325,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         try
         {
             channel.Send(new ReadyMessage());
-            _logger.SentReady(ProcessAge().TotalMilliseconds, _predecessorPid);
+            _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
             answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _shutdown.Token);
         }
         catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or TimeoutException
@@ -288,8 +339,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         switch (answer)
         {
             case CommittedMessage:
+                _owner = true;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
-                _logger.Committed(_predecessorPid, ProcessAge().TotalMilliseconds);
+                _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
                 StartHandoffServer();
                 _ = WatchPredecessorAsync(channel);
                 break;
@@ -302,6 +354,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             default:
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();
+                _owner = true;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
                 StartHandoffServer();
                 break;
@@ -541,6 +594,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         // hears "committed" this process takes no new connection.
         _gate.Close();
         _handedOver = true;
+        _owner = false;
         await NotifyParticipantsAsync("release", p => p.ReleaseAsync(_shutdown.Token));
         _server.Stop(removeFile: false);
 
@@ -571,6 +625,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         channel.TrySend(new RevokedMessage(reason));
         _lifetime.Resume();
         _handedOver = false;
+        _owner = true;
         _gate.Open();
         await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
         StartHandoffServer();
@@ -661,11 +716,5 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 _logger.ParticipantFailed(stage, ex);
             }
         }
-    }
-
-    private static TimeSpan ProcessAge()
-    {
-        using var process = Process.GetCurrentProcess();
-        return DateTime.Now - process.StartTime;
     }
 }

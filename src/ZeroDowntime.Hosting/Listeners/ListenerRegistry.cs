@@ -111,11 +111,11 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
     }
 
     /// <summary>
-    /// On a plain shutdown (no successor) the sockets are closed and Unix socket files removed, as Kestrel would.
-    /// After a handoff nothing is touched: the successor serves the same sockets and files, and the kernel drops
-    /// this process's references when it exits.
+    /// On a plain shutdown the sockets are closed and, as Kestrel would, the Unix socket files removed: those this
+    /// process bound, and the inherited ones when <paramref name="removeInheritedUnixFiles"/> (this process was
+    /// their only server; a successor that stops before its commit shares them with the running process).
     /// </summary>
-    public void CloseAllOnShutdown()
+    public void CloseAllOnShutdown(bool removeInheritedUnixFiles)
     {
         lock (_lock)
         {
@@ -130,7 +130,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
                 else
                 {
                     Libc.close(entry.Fd);
-                    if (entry.Key.StartsWith("unix:", StringComparison.Ordinal))
+                    if (removeInheritedUnixFiles && entry.Key.StartsWith("unix:", StringComparison.Ordinal))
                     {
                         TryDelete(entry.Key["unix:".Length..]);
                     }

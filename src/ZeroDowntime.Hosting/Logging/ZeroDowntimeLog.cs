@@ -4,7 +4,7 @@ namespace ZeroDowntime.Hosting.Logging;
 
 /// <summary>
 /// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
-/// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff.
+/// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 90-99 test seams.
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
@@ -118,4 +118,10 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(60, LogLevel.Warning, "A handoff participant failed at {Stage}", EventName = "ParticipantFailed")]
     public static partial void ParticipantFailed(this ILogger logger, string stage, Exception exception);
+
+    [LoggerMessage(90, LogLevel.Warning, "Fault injection: paused at step {Step} ({Variable} is set; never set it in production)", EventName = "FaultInjectionPause")]
+    public static partial void FaultInjectionPause(this ILogger logger, string step, string variable);
+
+    [LoggerMessage(16, LogLevel.Information, "First connection accepted {ElapsedMs:0} ms after process start", EventName = "FirstConnectionAccepted")]
+    public static partial void FirstConnectionAccepted(this ILogger logger, double elapsedMs);
 }

@@ -28,6 +28,9 @@ internal sealed class HandoffChannel : IDisposable
     /// <summary>The uid of the peer as the kernel reports it (<c>SO_PEERCRED</c>): not forgeable.</summary>
     public uint PeerUserId { get; }
 
+    /// <summary>True when the peer has sent bytes that have not been read yet.</summary>
+    public bool HasPendingData => _buffered > 0 || _socket.Available > 0;
+
     /// <summary>
     /// Reads the next message within <paramref name="timeout"/>. Returns null at end of stream. Descriptors that
     /// came with a <see cref="MessageType.Welcome"/> frame are moved to <paramref name="fds"/>; any other

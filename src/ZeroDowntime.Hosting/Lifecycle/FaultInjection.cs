@@ -1,0 +1,29 @@
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Logging;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// A test seam for the fault-injection tests: with <c>ZERODOWNTIME_FAULT_PAUSE=step[,step]</c> in its
+/// environment a successor stops at that step of the handoff, logs it (event 90) and waits there, so that a test
+/// can kill or freeze it at a known point instead of racing it. Steps: <c>after-connect</c>,
+/// <c>after-receive</c>, <c>before-ready</c>. Unset (always, in production) it costs one string comparison.
+/// </summary>
+internal static class FaultInjection
+{
+    public const string EnvironmentVariable = "ZERODOWNTIME_FAULT_PAUSE";
+
+    private static readonly string[] s_steps =
+        (Environment.GetEnvironmentVariable(EnvironmentVariable) ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
+    public static async Task PauseIfRequestedAsync(string step, ILogger logger, CancellationToken cancellationToken)
+    {
+        if (s_steps.Length == 0 || !s_steps.Contains(step, StringComparer.Ordinal))
+        {
+            return;
+        }
+
+        logger.FaultInjectionPause(step, EnvironmentVariable);
+        await Task.Delay(Timeout.Infinite, cancellationToken);
+    }
+}
