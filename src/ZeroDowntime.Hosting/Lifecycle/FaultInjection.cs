@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Logging;
 
@@ -5,8 +6,9 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>
 /// A test seam for the fault-injection tests: with <c>ZERODOWNTIME_FAULT_PAUSE=step[,step]</c> in its
-/// environment a successor stops at that step of the handoff, logs it (event 90) and waits there, so that a test
-/// can kill or freeze it at a known point instead of racing it. Steps: <c>after-connect</c>,
+/// environment a successor stops at that step of the handoff, logs it (event 90) and waits there until it
+/// receives SIGCONT, so that a test can kill or freeze (SIGSTOP, later SIGCONT) it at a known point instead of
+/// racing it. Steps: <c>after-connect</c>,
 /// <c>after-receive</c>, <c>before-ready</c>. Unset (always, in production) it costs one string comparison.
 /// </summary>
 internal static class FaultInjection
@@ -18,12 +20,14 @@ internal static class FaultInjection
 
     public static async Task PauseIfRequestedAsync(string step, ILogger logger, CancellationToken cancellationToken)
     {
-        if (s_steps.Length == 0 || !s_steps.Contains(step, StringComparer.Ordinal))
+        if (s_steps.Length == 0 || !s_steps.Contains(step, StringComparer.Ordinal) || !OperatingSystem.IsLinux())
         {
             return;
         }
 
+        var resumed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = PosixSignalRegistration.Create(PosixSignal.SIGCONT, _ => resumed.TrySetResult());
         logger.FaultInjectionPause(step, EnvironmentVariable);
-        await Task.Delay(Timeout.Infinite, cancellationToken);
+        await resumed.Task.WaitAsync(cancellationToken);
     }
 }

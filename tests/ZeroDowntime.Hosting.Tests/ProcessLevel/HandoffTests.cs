@@ -220,6 +220,15 @@ public sealed class HandoffTests(ITestOutputHelper output)
         return int.Parse(await client.GetStringAsync(new Uri("http://localhost/pid")), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>Server-side TCP sockets of the port in any state but LISTEN (0A) and TIME_WAIT (06).</summary>
+    internal static int CountConnections(int port)
+    {
+        string hexPort = ":" + port.ToString("X4", System.Globalization.CultureInfo.InvariantCulture);
+        return File.ReadLines("/proc/net/tcp").Skip(1)
+            .Select(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+            .Count(f => f.Length > 3 && f[1].EndsWith(hexPort, StringComparison.Ordinal) && f[3] is not "0A" and not "06");
+    }
+
     private static int CountEstablished(int port)
     {
         // /proc/net/tcp lists sockets with hex ports; state 01 is ESTABLISHED. Server side: local port == port.
