@@ -1,9 +1,15 @@
 using System.Globalization;
+using NLog.Web;
 using ZeroDowntime.Hosting;
+using ZeroDowntime.Hosting.NLog;
 using ZeroDowntime.Sample;
 
 var builder = WebApplication.CreateBuilder(args);
-builder.WebHost.UseZeroDowntime();
+builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
+
+// NLog writes webapi.log to Logs:Directory (relative to the content root); the console logger stays as it is.
+builder.Configuration["Logs:Directory"] = Path.GetFullPath(builder.Configuration["Logs:Directory"] ?? "logs", builder.Environment.ContentRootPath);
+builder.Host.UseNLog();
 builder.Services.AddHostedService<SampleStartup>();
 
 var app = builder.Build();
@@ -22,5 +28,6 @@ app.MapGet("/delay/{ms}", async (string ms, CancellationToken aborted) =>
     await Task.Delay(delay, aborted);
     return Results.Text($"delayed {delay} ms, pid {pid}\n");
 });
+app.MapGet("/log/{id}", LogMarkerEndpoint.Handle);
 
 app.Run();
