@@ -69,6 +69,7 @@ internal sealed class SampleApp : IAsyncDisposable
         info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
         info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
+        info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
         info.Environment.Remove("ASPNETCORE_URLS");
         foreach (var (key, value) in config.Environment)
         {
