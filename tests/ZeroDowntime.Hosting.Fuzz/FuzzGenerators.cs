@@ -31,14 +31,15 @@ internal static class FuzzGenerators
         [0xF8, 0x88, 0x80, 0x80, 0x80], [0x80], [0xBF], [0xFE], [0xFF], [0xE2, 0x82], [0xF0, 0x9F, 0x98], [0xC3],
     ];
 
-    private static readonly Gen<string> TextUnit = Gen.Frequency(
-        W(8, Gen.Char[' ', '~'].Select(c => c.ToString())),
-        W(1, Gen.Char['\0', '\x1F'].Select(c => c.ToString())),
-        W(2, Gen.Char['\x80', '\u07FF'].Select(c => c.ToString())),
-        W(2, Gen.Char['\u0800', '\uD7FF'].Select(c => c.ToString())),
-        W(1, Gen.Char['\uE000', '\uFFFF'].Select(c => c.ToString())),
-        W(1, Gen.OneOf("\uFEFF", "\uFFFD", "\uFFFF", "\0")),
-        W(1, Gen.Int[0x10000, 0x10FFFF].Select(char.ConvertFromUtf32)));
+    /// <summary>Unicode scalar values of every UTF-8 length, with BOM, replacement char, noncharacter and NUL.</summary>
+    private static readonly Gen<int> CodePoint = Gen.Frequency(
+        W(8, Gen.Int[' ', '~']),
+        W(1, Gen.Int[0, 0x1F]),
+        W(2, Gen.Int[0x80, 0x7FF]),
+        W(2, Gen.Int[0x800, 0xD7FF]),
+        W(1, Gen.Int[0xE000, 0xFFFF]),
+        W(1, Gen.OneOf(0xFEFF, 0xFFFD, 0xFFFF, 0)),
+        W(1, Gen.Int[0x10000, 0x10FFFF]));
 
     private static readonly Gen<HandoffMessage> Hello =
         Gen.Select(Gen.UShort, Gen.Int, Text(MaxString), (v, pid, id) => (HandoffMessage)new HelloMessage(v, pid, id));
@@ -154,24 +155,25 @@ internal static class FuzzGenerators
 
     /// <summary>Valid UTF-8 text of at most <paramref name="maxBytes"/> bytes: mostly short, sometimes filled to the limit.</summary>
     public static Gen<string> Text(int maxBytes) => Gen.Frequency(
-            W(8, TextUnit.Array[0, Math.Min(24, maxBytes)]),
-            W(2, TextUnit.Array[0, maxBytes]),
-            W(1, Gen.Const(Enumerable.Repeat("x", maxBytes).ToArray())))
-        .Select(units => Fit(units, maxBytes));
+            W(16, CodePoint.Array[0, Math.Min(24, maxBytes)]),
+            W(2, CodePoint.Array[0, maxBytes]),
+            W(1, Gen.Const(Enumerable.Repeat((int)'x', maxBytes).ToArray())))
+        .Select(codePoints => Fit(codePoints, maxBytes));
 
-    private static string Fit(string[] units, int maxBytes)
+    private static string Fit(int[] codePoints, int maxBytes)
     {
-        var text = new StringBuilder();
+        var text = new StringBuilder(codePoints.Length);
+        Span<char> chars = stackalloc char[2];
         int bytes = 0;
-        foreach (string unit in units)
+        foreach (int codePoint in codePoints)
         {
-            int size = Encoding.UTF8.GetByteCount(unit);
+            int size = codePoint < 0x80 ? 1 : codePoint < 0x800 ? 2 : codePoint < 0x10000 ? 3 : 4;
             if (bytes + size > maxBytes)
             {
                 break;
             }
 
-            text.Append(unit);
+            text.Append(chars[..new Rune(codePoint).EncodeToUtf16(chars)]);
             bytes += size;
         }
 

@@ -55,6 +55,18 @@ internal static class Program
             return 1;
         }
 
+        if (channelInputs > 0)
+        {
+            using var channel = new ChannelFuzzer();
+            var channelReport = await channel.RunAsync(seed, channelInputs);
+            Console.WriteLine(channelReport.Format());
+            if (channelReport.Failure is { } channelFailure)
+            {
+                Console.WriteLine(channelFailure.Describe());
+                return 1;
+            }
+        }
+
         return 0;
     }
 }
