@@ -18,7 +18,7 @@ internal static class Program
         long start = 0;
         int threads = 1;
         int channelInputs = 2_000;
-        int timeBoundMs = 1_000;
+        int timeBoundMs = 5_000;
         int hangSeconds = 30;
         try
         {

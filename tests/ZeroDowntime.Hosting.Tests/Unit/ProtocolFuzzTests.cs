@@ -15,7 +15,7 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
     private const int Inputs = 10_000;
     private const int ChannelInputs = 150;
 
-    private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan TimeBound = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan HangTimeout = TimeSpan.FromSeconds(15);
 
     [Fact]
