@@ -243,7 +243,16 @@ internal static class HandoffProtocol
 
         public void WriteString(string value)
         {
-            byte[] bytes = StrictUtf8.GetBytes(value);
+            byte[] bytes;
+            try
+            {
+                bytes = StrictUtf8.GetBytes(value);
+            }
+            catch (EncoderFallbackException)
+            {
+                throw new HandoffProtocolException("String is not valid UTF-16 (lone surrogate).");
+            }
+
             if (bytes.Length > MaxStringBytes)
             {
                 throw new HandoffProtocolException($"String of {bytes.Length} bytes exceeds the limit of {MaxStringBytes}.");
