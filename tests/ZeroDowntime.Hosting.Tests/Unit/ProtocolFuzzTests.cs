@@ -1,3 +1,4 @@
+using CsCheck;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Fuzz;
 using ZeroDowntime.Hosting.Protocol;
@@ -52,6 +53,32 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         output.WriteLine(report.Format());
         Assert.True(report.Failure is null, report.Failure?.Describe());
         Assert.True(report.Messages > 0 && report.EndOfStream > 0 && report.ProtocolErrors > 0, "the channel run did not reach every ending");
+    }
+
+    [Fact]
+    public void Encode_AnyFreeText_RoundTripsOrThrowsOnlyProtocolException()
+    {
+        // The writer side of the same contract: any reason text, lone surrogates and oversized ones included, either
+        // round-trips or is refused with HandoffProtocolException (CsCheck shrinks a failure and prints its seed).
+        var text = Gen.Frequency(
+            (3, (IGen<string>)Gen.String),
+            (1, Gen.Char.Array[0, 1200].Select(chars => new string(chars))),
+            (1, Gen.Char['\uD800', '\uDFFF'].Array[1, 4].Select(chars => new string(chars))));
+        text.Sample(reason =>
+        {
+            byte[] frame;
+            try
+            {
+                frame = HandoffProtocol.Encode(new FailedMessage(reason));
+            }
+            catch (HandoffProtocolException)
+            {
+                return;
+            }
+
+            Assert.True(HandoffProtocol.TryReadFrame(frame, out var type, out var payload, out _));
+            Assert.Equal(new FailedMessage(reason), HandoffProtocol.Decode(type, payload));
+        }, writeLine: output.WriteLine, iter: 5_000, threads: 1);
     }
 
     [Fact]
