@@ -543,7 +543,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private bool Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
     {
         _logger.HandoffRefused(pid, channel.PeerUserId, detail);
-        channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, detail));
+        channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
         return false;
     }
 
@@ -565,7 +565,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
             catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
             {
-                channel.TrySend(new AbandonedMessage($"protocol error: {ex.Message}"));
+                channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
                 _logger.HandoffProtocolError(pid, ex.Message);
                 return false;
             }
@@ -622,7 +622,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         // happened, and tell the successor (should it wake up) that it must stop.
         string reason = await watch;
         _logger.SuccessorLost(pid, reason);
-        channel.TrySend(new RevokedMessage(reason));
+        channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
         _lifetime.Resume();
         _handedOver = false;
         _owner = true;

@@ -67,6 +67,6 @@ internal static class ProcessExitHooks
     private static void TellPredecessor(string reason)
     {
         var channel = Interlocked.Exchange(ref PendingHandoff, null);
-        channel?.TrySend(new FailedMessage(reason.Length > 900 ? reason[..900] : reason));
+        channel?.TrySend(new FailedMessage(HandoffProtocol.FitText(reason)));
     }
 }

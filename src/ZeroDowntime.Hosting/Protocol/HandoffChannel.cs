@@ -96,7 +96,10 @@ internal sealed class HandoffChannel : IDisposable
         }
     }
 
-    /// <summary>Sends without throwing: for the last words to a peer that may already be gone.</summary>
+    /// <summary>
+    /// Sends without throwing: for the last words to a peer that may already be gone. Returns false when the peer is
+    /// gone or when the message cannot be encoded (a reason over <see cref="HandoffProtocol.MaxStringBytes"/>).
+    /// </summary>
     public bool TrySend(HandoffMessage message)
     {
         try
@@ -104,7 +107,7 @@ internal sealed class HandoffChannel : IDisposable
             Send(message);
             return true;
         }
-        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException or HandoffProtocolException)
         {
             return false;
         }

@@ -85,6 +85,51 @@ internal static class HandoffProtocol
         return message;
     }
 
+    /// <summary>
+    /// Shortens human-readable text (reasons, details) to fit <see cref="MaxStringBytes"/> in UTF-8 without splitting
+    /// a character, and replaces lone surrogates, so that a last word to a peer is never lost to its own length.
+    /// </summary>
+    public static string FitText(string text)
+    {
+        string clean = text;
+        var valid = new StringBuilder(clean.Length);
+        for (int i = 0; i < clean.Length; i++)
+        {
+            if (char.IsHighSurrogate(clean[i]) && i + 1 < clean.Length && char.IsLowSurrogate(clean[i + 1]))
+            {
+                valid.Append(clean, i++, 2);
+            }
+            else
+            {
+                valid.Append(char.IsSurrogate(clean[i]) ? '\uFFFD' : clean[i]);
+            }
+        }
+
+        string result = valid.ToString();
+        if (StrictUtf8.GetByteCount(result) <= MaxStringBytes)
+        {
+            return result;
+        }
+
+        const string Ellipsis = "...";
+        int bytes = 0;
+        int cut = 0;
+        while (cut < result.Length)
+        {
+            int width = char.IsHighSurrogate(result[cut]) ? 2 : 1;
+            int size = StrictUtf8.GetByteCount(result.AsSpan(cut, width));
+            if (bytes + size > MaxStringBytes - Ellipsis.Length)
+            {
+                break;
+            }
+
+            bytes += size;
+            cut += width;
+        }
+
+        return result[..cut] + Ellipsis;
+    }
+
     public static byte[] Encode(HandoffMessage message)
     {
         var writer = new PayloadWriter();
@@ -243,7 +288,16 @@ internal static class HandoffProtocol
 
         public void WriteString(string value)
         {
-            byte[] bytes = StrictUtf8.GetBytes(value);
+            byte[] bytes;
+            try
+            {
+                bytes = StrictUtf8.GetBytes(value);
+            }
+            catch (EncoderFallbackException)
+            {
+                throw new HandoffProtocolException("String is not valid UTF-16 (lone surrogate).");
+            }
+
             if (bytes.Length > MaxStringBytes)
             {
                 throw new HandoffProtocolException($"String of {bytes.Length} bytes exceeds the limit of {MaxStringBytes}.");

@@ -141,4 +141,36 @@ public sealed class HandoffProtocolTests
     {
         Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Encode(new FailedMessage(new string('x', HandoffProtocol.MaxStringBytes + 1))));
     }
+
+    [Theory]
+    [InlineData(2000, 'x')]
+    [InlineData(600, '\u00e9')]
+    [InlineData(400, '\u20ac')]
+    public void FitText_LongText_IsCutToTheLimitOnACharacterBoundary(int count, char c)
+    {
+        string fitted = HandoffProtocol.FitText(new string(c, count));
+        Assert.True(System.Text.Encoding.UTF8.GetByteCount(fitted) <= HandoffProtocol.MaxStringBytes);
+        Assert.EndsWith("...", fitted, StringComparison.Ordinal);
+        var decoded = Assert.IsType<FailedMessage>(RoundTrip(new FailedMessage(fitted)));
+        Assert.Equal(fitted, decoded.Reason);
+    }
+
+    [Fact]
+    public void FitText_LoneSurrogateAndSplitEmoji_AreEncodable()
+    {
+        string emoji = "\U0001F600";
+        string text = new string('a', HandoffProtocol.MaxStringBytes - 5) + emoji + emoji + "\ud800";
+        string fitted = HandoffProtocol.FitText(text);
+        Assert.True(System.Text.Encoding.UTF8.GetByteCount(fitted) <= HandoffProtocol.MaxStringBytes);
+        Assert.IsType<FailedMessage>(RoundTrip(new FailedMessage(fitted)));
+        Assert.Equal("ok\uFFFD", HandoffProtocol.FitText("ok\udc00"));
+        Assert.Equal("short", HandoffProtocol.FitText("short"));
+    }
+
+    private static HandoffMessage RoundTrip(HandoffMessage message)
+    {
+        byte[] frame = HandoffProtocol.Encode(message);
+        Assert.True(HandoffProtocol.TryReadFrame(frame, out var type, out var payload, out _));
+        return HandoffProtocol.Decode(type, payload);
+    }
 }
