@@ -36,6 +36,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly IHandoffParticipant[] _participants;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly SystemdNotifier _systemd = new();
     private readonly CancellationTokenSource _shutdown = new();
 
     private ZeroDowntimeOptions _options = null!;
@@ -270,6 +271,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             _logger.Accepting(_registry.ActiveListeners().Count);
             if (_predecessor is null)
             {
+                _systemd.MainProcess("Serving");
                 StartHandoffServer();
             }
             else
@@ -342,6 +344,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 _owner = true;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
+                _systemd.MainProcess($"Serving; took over from pid {_predecessorPid}");
                 StartHandoffServer();
                 _ = WatchPredecessorAsync(channel);
                 break;
@@ -356,6 +359,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 channel.Dispose();
                 _owner = true;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+                _systemd.MainProcess($"Serving; predecessor pid {_predecessorPid} vanished during the handoff");
                 StartHandoffServer();
                 break;
         }
@@ -611,6 +615,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
 
         _lifetime.BeginDrain();
+        _systemd.Status($"Handed over to pid {pid}; draining");
         if (await DrainAsync(lost.Token))
         {
             _logger.Exiting(pid);
@@ -628,6 +633,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _owner = true;
         _gate.Open();
         await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+        _systemd.MainProcess($"Serving again; successor pid {pid} was lost");
         StartHandoffServer();
         Volatile.Write(ref _handoffInProgress, 0);
     }

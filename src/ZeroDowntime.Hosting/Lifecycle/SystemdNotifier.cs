@@ -1,0 +1,52 @@
+using System.Net.Sockets;
+using System.Text;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// Tells systemd which process is the service's main process, with <c>sd_notify</c> datagrams on
+/// <c>NOTIFY_SOCKET</c> (sd_notify(3)). A successor started by <c>ExecReload=</c> is not detected by
+/// Microsoft.Extensions.Hosting.Systemd (its parent is not systemd), so after the commit it says
+/// <c>MAINPID=&lt;its pid&gt;</c> and <c>READY=1</c> itself; the unit needs <c>Type=notify</c> and
+/// <c>NotifyAccess=all</c>. Without <c>NOTIFY_SOCKET</c> nothing is sent.
+/// </summary>
+internal sealed class SystemdNotifier
+{
+    private readonly string? _socketPath;
+
+    public SystemdNotifier()
+        : this(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"))
+    {
+    }
+
+    internal SystemdNotifier(string? socketPath) => _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
+
+    public bool IsEnabled => _socketPath is not null;
+
+    /// <summary>This process serves (first start, after the commit, or again after a lost successor).</summary>
+    public void MainProcess(string status) =>
+        Notify($"MAINPID={Environment.ProcessId}\nREADY=1\nSTATUS={status}");
+
+    public void Status(string status) => Notify($"STATUS={status}");
+
+    private void Notify(string state)
+    {
+        if (_socketPath is null)
+        {
+            return;
+        }
+
+        // An abstract socket is written with a leading '@' in the variable and a leading NUL on the wire.
+        string path = _socketPath[0] == '@' ? "\0" + _socketPath[1..] : _socketPath;
+        try
+        {
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+            socket.Connect(new UnixDomainSocketEndPoint(path));
+            socket.Send(Encoding.UTF8.GetBytes(state));
+        }
+        catch (SocketException)
+        {
+            // systemd went away or the unit does not listen: notifications are best effort by design.
+        }
+    }
+}
