@@ -68,6 +68,9 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             // Registered after Kestrel's socket transport, so Kestrel asks this factory first.
             services.AddSingleton<IConnectionListenerFactory, HandoffListenerFactory>();
 
+            // HTTP/3 (QUIC) cannot be handed over: say so for every such endpoint.
+            Http3HandoffNotice.Decorate(services);
+
             // First in the pipeline, so every response of a draining process can say "Connection: close".
             services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, DrainStartupFilter>());
 
