@@ -60,7 +60,9 @@ internal static class Handoff
             await successor.WaitForEventAsync(Events.Committed);
             await successor.WaitForEventAsync(Events.ServingHandoffSocket);
             int exitCode = await old.WaitForExitAsync(TimeSpan.FromSeconds(60));
-            output.WriteLine($"handoff {old.Name} -> {name}: successor committed, old exited {exitCode} {successor.Age.TotalMilliseconds:0} ms after the successor started");
+            string received = Figure(successor, "[7]", @"in ([\d.]+) ms");
+            string firstAccept = Figure(successor, "[16]", @"accepted (\d+) ms");
+            output.WriteLine($"handoff {old.Name} -> {name}: old exited {exitCode} {successor.Age.TotalMilliseconds:0} ms after the successor started (handoff time); fd receive {received} ms; first accepted connection {firstAccept} ms after successor start (takeover time)");
             return (successor, exitCode);
         }
         catch
@@ -68,5 +70,12 @@ internal static class Handoff
             await successor.DisposeAsync();
             throw;
         }
+    }
+
+    private static string Figure(SampleApp app, string eventTag, string pattern)
+    {
+        string? line = app.Lines.FirstOrDefault(l => l.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && l.Contains(eventTag, StringComparison.Ordinal));
+        var match = line is null ? null : System.Text.RegularExpressions.Regex.Match(line, pattern);
+        return match is { Success: true } ? match.Groups[1].Value : "n/a";
     }
 }
