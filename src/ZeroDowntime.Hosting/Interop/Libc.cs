@@ -101,13 +101,12 @@ internal static unsafe partial class Libc
     public static partial int fcntl(int fd, int command, int argument);
 
     public const int F_GETFD = 1;
-    public const int F_DUPFD_CLOEXEC = 1030;
 
-    /// <summary>Returns <c>statx</c> of <paramref name="path"/> without following a final symlink, or null when it does not exist.</summary>
-    public static StatX? TryStat(string path)
+    /// <summary>Returns <c>statx</c> of <paramref name="path"/> (not following a final symlink unless asked), or null when it does not exist.</summary>
+    public static StatX? TryStat(string path, bool followSymlinks = false)
     {
         StatX result;
-        if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &result) != 0)
+        if (statx(AT_FDCWD, path, followSymlinks ? 0 : AT_SYMLINK_NOFOLLOW, STATX_BASIC_STATS, &result) != 0)
         {
             return null;
         }

@@ -14,11 +14,11 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// (<see cref="StartingAsync"/>), says it is ready once the host has started, and serves the handoff socket as soon
 /// as the predecessor commits. As the running process it hands its listeners to one successor at a time, stops
 /// accepting only when that successor is ready, drains, and exits; if the successor fails or is lost it keeps
-/// (or resumes) serving.
+/// (or resumes) serving. The states are in docs/architecture.md.
 /// </summary>
 internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 {
-    /// <summary>The deadline of each single protocol read (greeting, welcome).</summary>
+    /// <summary>The deadline of each single protocol step (connect, greeting, welcome).</summary>
     internal static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
 
     /// <summary>How often a successor tells its draining predecessor that it is alive.</summary>
@@ -26,6 +26,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
     /// <summary>Silence after which a draining predecessor considers its successor lost and accepts again.</summary>
     internal static readonly TimeSpan HeartbeatTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>The longest one participant (a log file handoff) may hold up a step of the handoff.</summary>
+    internal static readonly TimeSpan ParticipantTimeout = TimeSpan.FromSeconds(5);
 
     private readonly IOptions<ZeroDowntimeOptions> _optionsAccessor;
     private readonly ListenerRegistry _registry;
@@ -43,14 +46,17 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private HandoffSocketServer _server = null!;
     private HandoffChannel? _predecessor;
     private int _predecessorPid;
+
+    private volatile Role _role = Role.Starting;
+
+    /// <summary>1 while a successor holds the handoff slot (from its valid greeting to commit or failure).</summary>
     private int _handoffInProgress;
-    private volatile bool _handedOver;
 
     /// <summary>
-    /// True while this process is the one server of the listeners: after a first start, after the commit, or
-    /// after its predecessor vanished. A successor before its commit shares them and must not remove any file.
+    /// True from the moment this process sent its listeners to a successor until it knows that successor is gone:
+    /// meanwhile another live process may serve the same Unix socket files, so a shutdown must not remove them.
     /// </summary>
-    private volatile bool _owner;
+    private volatile bool _listenersShared;
 
     public HandoffCoordinator(
         IOptions<ZeroDowntimeOptions> options,
@@ -74,6 +80,24 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _time = time ?? TimeProvider.System;
     }
 
+    private enum Role
+    {
+        /// <summary>Before the predecessor question is settled.</summary>
+        Starting,
+
+        /// <summary>Has the predecessor's listeners, not committed yet: shares them with a live process.</summary>
+        Successor,
+
+        /// <summary>The one server of the listeners (first start, committed, or predecessor vanished).</summary>
+        Owner,
+
+        /// <summary>Committed to a successor: no longer accepts, drains.</summary>
+        HandedOver,
+
+        /// <summary>Abandoned or revoked successor on its way out: must not touch anything shared.</summary>
+        Stopping,
+    }
+
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
         _options = _optionsAccessor.Value;
@@ -83,13 +107,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _server = new HandoffSocketServer(path, _logger);
 
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
-        if (_predecessor is null)
+        if (_predecessor is not null)
         {
-            _owner = true;
-            await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
-        }
-        else
-        {
+            _role = Role.Successor;
             _lifetime.IsSuccessor = true;
             ProcessExitHooks.PendingHandoff = _predecessor;
         }
@@ -106,19 +126,15 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     public Task StopAsync(CancellationToken cancellationToken)
     {
         _shutdown.Cancel();
-        _server?.Stop(removeFile: _owner);
+        _server?.Stop(removeFile: IsSoleServer);
         return Task.CompletedTask;
     }
 
     public Task StoppedAsync(CancellationToken cancellationToken)
     {
-        // After a handoff nothing is touched: the successor serves the same sockets and files, and the kernel
-        // drops this process's references when it exits.
-        if (!_handedOver)
-        {
-            _registry.CloseAllOnShutdown(removeInheritedUnixFiles: _owner);
-        }
-
+        // Only the one server of the listeners removes Unix socket files; after a handoff, or while a successor
+        // may be serving them, the files stay and the kernel drops this process's references at exit.
+        _registry.CloseAll(removeUnixFiles: IsSoleServer);
         return Task.CompletedTask;
     }
 
@@ -127,6 +143,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _server?.Dispose();
         _shutdown.Dispose();
     }
+
+    private bool IsSoleServer => _role == Role.Owner && !_listenersShared;
 
     // ---------------------------------------------------------------- successor side
 
@@ -138,7 +156,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             try
             {
-                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), cancellationToken);
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                deadline.CancelAfter(ReadTimeout);
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), deadline.Token);
             }
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
             {
@@ -153,6 +173,12 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 }
 
                 return null;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"The process serving {path} did not accept the handoff connection within {ReadTimeout.TotalSeconds:0} s.");
             }
             catch
             {
@@ -178,20 +204,20 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 throw;
             }
 
-            // The predecessor closed the connection before welcoming us: it has just handed over to another
-            // process, which is about to own the path. Ask again, briefly.
+            // The process on the path has just committed to another successor, which is about to take the path
+            // over (it renames its own socket there within moments). Ask again, briefly.
             channel.Dispose();
             if (attempt >= 20)
             {
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
-                    $"The process serving {path} kept closing the handoff connection without an answer.");
+                    $"The process serving {path} kept saying it had handed over, and no successor took the path over.");
             }
 
             await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), _time, cancellationToken);
         }
     }
 
-    /// <summary>Returns the welcome, or null when the predecessor closed the connection without answering.</summary>
+    /// <summary>Returns the welcome, or null when the predecessor has just handed over to another process.</summary>
     private async Task<WelcomeMessage?> GreetAsync(HandoffChannel channel, string path, CancellationToken cancellationToken)
     {
         uint me = Libc.geteuid();
@@ -204,19 +230,16 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
         _logger.PredecessorFound(channel.PeerProcessId, path);
         await FaultInjection.PauseIfRequestedAsync("after-connect", _logger, cancellationToken);
-        channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
 
         var fds = new List<int>();
         HandoffMessage? answer;
         try
         {
+            channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
             answer = await channel.ReadAsync(ReadTimeout, cancellationToken, fds);
         }
-        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception)
-        {
-            return null;
-        }
-        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException)
+        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException
+            or SocketException or System.ComponentModel.Win32Exception)
         {
             _logger.TakeoverFailed(ex.Message, null);
             throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
@@ -225,8 +248,6 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
         switch (answer)
         {
-            case null:
-                return null;
             case WelcomeMessage welcome when welcome.Version != HandoffProtocol.Version:
                 FdPassing.CloseAll(fds);
                 _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, HandoffProtocol.Version);
@@ -242,6 +263,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
                 _registry.AddInherited(welcome.Listeners, fds);
                 return welcome;
+            case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
+                return null;
             case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
                 _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
@@ -251,8 +274,10 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
                     $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
             default:
+                string what = answer is null ? "closed the connection" : $"answered {answer.Type}";
+                _logger.TakeoverFailed($"the process serving {path} {what} instead of a welcome", null);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
-                    $"Predecessor answered the greeting with {answer.Type}.");
+                    $"The process serving {path} {what} instead of a welcome.");
         }
     }
 
@@ -267,15 +292,19 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
 
             _registry.CloseUnusedInherited();
-            _gate.Open();
-            _logger.Accepting(_registry.ActiveListeners().Count);
             if (_predecessor is null)
             {
+                // First start: Kestrel has bound every endpoint, so this process is the server; only now may it
+                // take the files over (a second copy that fails to bind must not have touched them).
+                _role = Role.Owner;
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
+                OpenGate();
                 _systemd.MainProcess("Serving");
                 StartHandoffServer();
             }
             else
             {
+                OpenGate();
                 await CompleteTakeoverAsync(_predecessor);
             }
         }
@@ -283,6 +312,12 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         {
             _logger.TakeoverFailed("the host is stopping", ex);
         }
+    }
+
+    private void OpenGate()
+    {
+        _gate.Open();
+        _logger.Accepting(_registry.ActiveListeners().Count);
     }
 
     /// <summary>
@@ -312,11 +347,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             return false;
         }
 
-        ProcessExitHooks.PendingHandoff = null;
-        _logger.HandoffAbandoned(_predecessorPid, abandoned.Reason);
-        await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(abandoned.Reason, CancellationToken.None));
-        channel.Dispose();
-        StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+        await AbandonAsync(channel, abandoned.Reason);
         return true;
     }
 
@@ -330,7 +361,15 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
             answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _shutdown.Token);
         }
-        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or TimeoutException
+        catch (TimeoutException)
+        {
+            // The predecessor is alive (the connection is open) but silent: frozen. Taking over now would leave two
+            // servers once it wakes up; stop instead, and let it carry on as the server it still is.
+            channel.TrySend(new FailedMessage("no answer to Ready within the handoff timeout"));
+            await AbandonAsync(channel, $"pid {_predecessorPid} did not answer within {_options.HandoffTimeout + ReadTimeout}");
+            return;
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception
             or HandoffProtocolException or InvalidDataException)
         {
             answer = null;
@@ -341,31 +380,46 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         switch (answer)
         {
             case CommittedMessage:
-                _owner = true;
-                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
+                _role = Role.Owner;
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
+
+                // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
+                _ = WatchPredecessorAsync(channel);
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
+                _registry.RemoveUnusedInheritedUnixFiles();
                 _systemd.MainProcess($"Serving; took over from pid {_predecessorPid}");
                 StartHandoffServer();
-                _ = WatchPredecessorAsync(channel);
                 break;
             case AbandonedMessage abandoned:
-                _logger.HandoffAbandoned(_predecessorPid, abandoned.Reason);
-                await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(abandoned.Reason, CancellationToken.None));
-                channel.Dispose();
-                StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+                await AbandonAsync(channel, abandoned.Reason);
                 break;
             default:
+                // The connection broke: the kernel closed it because the predecessor died. Carry on alone.
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();
-                _owner = true;
+                _role = Role.Owner;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+                _registry.RemoveUnusedInheritedUnixFiles();
                 _systemd.MainProcess($"Serving; predecessor pid {_predecessorPid} vanished during the handoff");
                 StartHandoffServer();
                 break;
         }
     }
 
-    /// <summary>After the commit: heartbeats to the draining predecessor, and its last word (EOF or revocation).</summary>
+    private async Task AbandonAsync(HandoffChannel channel, string reason)
+    {
+        ProcessExitHooks.PendingHandoff = null;
+        _role = Role.Stopping;
+        _logger.HandoffAbandoned(_predecessorPid, reason);
+        await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(reason, CancellationToken.None));
+        channel.Dispose();
+        StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+    }
+
+    /// <summary>
+    /// After the commit: heartbeats to the draining predecessor, a last <see cref="MessageType.Stopping"/> when this
+    /// process stops in order, and the predecessor's last word (end of stream when it exits, or a revocation).
+    /// </summary>
     private async Task WatchPredecessorAsync(HandoffChannel channel)
     {
         using var done = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
@@ -374,7 +428,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             using var timer = new PeriodicTimer(HeartbeatInterval, _time);
             try
             {
-                while (await timer.WaitForNextTickAsync(done.Token) && channel.TrySend(new HeartbeatMessage()))
+                while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
                 {
                 }
             }
@@ -388,6 +442,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, _shutdown.Token);
             if (message is RevokedMessage revoked)
             {
+                _role = Role.Stopping;
                 _logger.HandoffRevoked(_predecessorPid, revoked.Reason);
                 StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
             }
@@ -396,13 +451,16 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 _logger.PredecessorExited(_predecessorPid);
             }
         }
-        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
-            or OperationCanceledException or InvalidDataException)
+        catch (OperationCanceledException)
         {
-            if (!_shutdown.IsCancellationRequested)
-            {
-                _logger.PredecessorExited(_predecessorPid);
-            }
+            // This process stops in order: say so, so that a still-draining predecessor does not take the end of the
+            // heartbeats for a crash and resume serving beside whoever serves now.
+            channel.TrySend(new StoppingMessage());
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
+            or InvalidDataException)
+        {
+            _logger.PredecessorExited(_predecessorPid);
         }
         finally
         {
@@ -447,10 +505,13 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             return;
         }
 
-        bool keepChannel = false;
         try
         {
-            keepChannel = await NegotiateAsync(channel);
+            await NegotiateAsync(channel);
+        }
+        catch (OperationCanceledException) when (_shutdown.IsCancellationRequested)
+        {
+            // This process is stopping; the peer sees the connection close.
         }
         catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
         {
@@ -458,22 +519,18 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
         finally
         {
-            if (!keepChannel)
-            {
-                channel.Dispose();
-            }
+            channel.Dispose();
         }
     }
 
-    /// <summary>Returns true when the channel must stay open (this process handed over and drains).</summary>
-    private async Task<bool> NegotiateAsync(HandoffChannel channel)
+    private async Task NegotiateAsync(HandoffChannel channel)
     {
         int pid = channel.PeerProcessId;
         uint me = Libc.geteuid();
         if (channel.PeerUserId != me)
         {
             _logger.HandoffRefused(pid, channel.PeerUserId, $"it runs as uid {channel.PeerUserId}, not as this process's uid {me}");
-            return false;
+            return;
         }
 
         HandoffMessage? greeting;
@@ -484,42 +541,46 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException)
         {
             _logger.HandoffProtocolError(pid, ex.Message);
-            return false;
+            return;
         }
 
         if (greeting is not HelloMessage hello)
         {
             _logger.HandoffProtocolError(pid, greeting is null ? "closed without a greeting" : $"sent {greeting.Type} instead of a greeting");
-            return false;
+            return;
         }
 
         if (hello.Version != HandoffProtocol.Version)
         {
-            return Refuse(channel, pid, RefusalReason.VersionMismatch,
+            Refuse(channel, pid, RefusalReason.VersionMismatch,
                 $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.Version}, the successor speaks v{hello.Version}");
+            return;
         }
 
         if (!string.Equals(hello.ApplicationId, _options.ApplicationId, StringComparison.Ordinal))
         {
-            return Refuse(channel, pid, RefusalReason.ApplicationMismatch,
+            Refuse(channel, pid, RefusalReason.ApplicationMismatch,
                 $"this socket serves application '{_options.ApplicationId}', the successor is '{hello.ApplicationId}'");
+            return;
         }
 
-        if (_handedOver)
+        if (_role != Role.Owner)
         {
-            return Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
+            Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
+            return;
         }
 
         if (Interlocked.CompareExchange(ref _handoffInProgress, 1, 0) != 0)
         {
-            return Refuse(channel, pid, RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress");
+            Refuse(channel, pid, RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress");
+            return;
         }
 
-        bool committed = false;
         try
         {
             long greeted = _time.GetTimestamp();
             var listeners = _registry.ActiveListeners();
+            _listenersShared = true;
             channel.Send(
                 new WelcomeMessage(HandoffProtocol.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray()),
                 listeners.Select(l => l.Fd).ToArray());
@@ -527,90 +588,86 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
             if (!await WaitForReadyAsync(channel, pid, greeted))
             {
-                return false;
+                // The successor failed, vanished or was told to stop: it will not serve these listeners.
+                _listenersShared = false;
+                return;
             }
 
-            committed = true;
             _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
             await CommitAndDrainAsync(channel, pid);
-            return true;
         }
         finally
         {
-            if (!committed)
+            // Still (or again) the server: the slot is free. A process that handed over keeps it taken.
+            if (_role == Role.Owner)
             {
                 Volatile.Write(ref _handoffInProgress, 0);
             }
         }
     }
 
-    private bool Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
+    private void Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
     {
         _logger.HandoffRefused(pid, channel.PeerUserId, detail);
         channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
-        return false;
     }
 
     private async Task<bool> WaitForReadyAsync(HandoffChannel channel, int pid, long greeted)
     {
-        while (true)
+        var remaining = _options.HandoffTimeout - _time.GetElapsedTime(greeted);
+        HandoffMessage? message;
+        try
         {
-            var remaining = _options.HandoffTimeout - _time.GetElapsedTime(greeted);
-            HandoffMessage? message;
-            try
-            {
-                message = remaining > TimeSpan.Zero ? await channel.ReadAsync(remaining, _shutdown.Token) : throw new TimeoutException();
-            }
-            catch (TimeoutException)
-            {
-                channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
-                _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
-                return false;
-            }
-            catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
-            {
-                channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
-                _logger.HandoffProtocolError(pid, ex.Message);
-                return false;
-            }
+            message = await channel.ReadAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _shutdown.Token);
+        }
+        catch (TimeoutException)
+        {
+            channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
+            _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
+            return false;
+        }
+        catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
+        {
+            channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
+            _logger.HandoffProtocolError(pid, ex.Message);
+            return false;
+        }
 
-            switch (message)
-            {
-                case ReadyMessage:
-                    return true;
-                case FailedMessage failed:
-                    _logger.SuccessorFailed(pid, failed.Reason);
-                    return false;
-                case null:
-                    _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
-                    return false;
-                default:
-                    channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
-                    _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
-                    return false;
-            }
+        switch (message)
+        {
+            case ReadyMessage:
+                return true;
+            case FailedMessage failed:
+                _logger.SuccessorFailed(pid, failed.Reason);
+                return false;
+            case null:
+                _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
+                return false;
+            default:
+                channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
+                _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
+                return false;
         }
     }
 
     private async Task CommitAndDrainAsync(HandoffChannel channel, int pid)
     {
         // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
-        // hears "committed" this process takes no new connection.
+        // hears "committed" this process takes no new connection. The handoff socket stays open (answering
+        // "already handed over", which successors retry) until the successor renames its own over the path.
         _gate.Close();
-        _handedOver = true;
-        _owner = false;
+        _role = Role.HandedOver;
         await NotifyParticipantsAsync("release", p => p.ReleaseAsync(_shutdown.Token));
-        _server.Stop(removeFile: false);
 
         using var lost = new CancellationTokenSource();
-        Task<string> watch;
+        Task<string?> watch;
         if (channel.TrySend(new CommittedMessage()))
         {
             watch = WatchSuccessorAsync(channel, lost);
         }
         else
         {
-            watch = Task.FromResult("the connection broke at the commit");
+            watch = Task.FromResult<string?>("the connection broke at the commit");
             await lost.CancelAsync();
         }
 
@@ -625,20 +682,24 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
         // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
         // happened, and tell the successor (should it wake up) that it must stop.
-        string reason = await watch;
+        string reason = await watch ?? "unknown";
         _logger.SuccessorLost(pid, reason);
         channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
         _lifetime.Resume();
-        _handedOver = false;
-        _owner = true;
+        _listenersShared = false;
+        _role = Role.Owner;
         _gate.Open();
         await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
         _systemd.MainProcess($"Serving again; successor pid {pid} was lost");
+        _server.Stop(removeFile: false);
         StartHandoffServer();
-        Volatile.Write(ref _handoffInProgress, 0);
     }
 
-    private async Task<string> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
+    /// <summary>
+    /// Reads heartbeats until the successor stops in order (null: keep draining) or is lost (the reason; the drain
+    /// is cancelled through <paramref name="lost"/>).
+    /// </summary>
+    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
     {
         string reason;
         try
@@ -651,7 +712,12 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                     continue;
                 }
 
-                reason = message is null ? "it closed the handoff connection" : $"it sent {message.Type}";
+                if (message is StoppingMessage)
+                {
+                    return null;
+                }
+
+                reason = message is null ? "it closed the handoff connection without stopping in order" : $"it sent {message.Type}";
                 break;
             }
         }
@@ -661,7 +727,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
         catch (OperationCanceledException)
         {
-            return "this process is stopping";
+            return null;
         }
         catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
             or InvalidDataException or ObjectDisposedException)
@@ -709,13 +775,17 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Runs each participant off this thread with a deadline, so that neither a synchronous nor a hung participant
+    /// can stall the handoff; one that fails or overruns is logged and the handoff goes on.
+    /// </summary>
     private async Task NotifyParticipantsAsync(string stage, Func<IHandoffParticipant, Task> action)
     {
         foreach (var participant in _participants)
         {
             try
             {
-                await action(participant).WaitAsync(ReadTimeout);
+                await Task.Run(() => action(participant)).WaitAsync(ParticipantTimeout);
             }
             catch (Exception ex)
             {

@@ -18,12 +18,11 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
     private Task _acceptLoop = Task.CompletedTask;
     private (ulong Inode, uint DevMajor, uint DevMinor)? _identity;
 
-    public string SocketPath => socketPath;
-
     public void Start(Func<Socket, Task> handleConnection)
     {
-        string temporary = $"{socketPath}.{Environment.ProcessId}.tmp";
-        File.Delete(temporary);
+        // A random name: nobody can occupy it in advance (in a sticky directory another user could squat a
+        // predictable one and stop the handoff server from starting).
+        string temporary = $"{socketPath}.{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}.tmp";
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -96,7 +95,9 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
             }
             catch (SocketException ex)
             {
+                // EMFILE and friends: log, and do not spin while the condition lasts.
                 logger.HandoffServerFailed(ex);
+                await Task.Delay(TimeSpan.FromMilliseconds(100), CancellationToken.None);
                 continue;
             }
 

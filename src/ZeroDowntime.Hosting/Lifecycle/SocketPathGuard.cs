@@ -26,7 +26,8 @@ internal static class SocketPathGuard
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         }
 
-        var dir = Libc.TryStat(directory) ?? throw Unsafe(socketPath, $"its directory {directory} could not be created");
+        // The directory may be reached through a symlink (/var/run -> /run): judge what it points to.
+        var dir = Libc.TryStat(directory, followSymlinks: true) ?? throw Unsafe(socketPath, $"its directory {directory} could not be created");
         if ((dir.Mode & Libc.S_IFMT) != Libc.S_IFDIR)
         {
             throw Unsafe(socketPath, $"{directory} is not a directory");

@@ -13,17 +13,6 @@ internal sealed class AcceptGate : IDisposable
     private CancellationTokenSource _closed = new();
     private bool _isOpen;
 
-    public bool IsOpen
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _isOpen;
-            }
-        }
-    }
-
     /// <summary>
     /// Returns a task that completes when the gate is open, and a token that is cancelled when it closes again
     /// (pending accepts are cancelled with it).

@@ -9,12 +9,14 @@ using ZeroDowntime.Hosting.Protocol;
 namespace ZeroDowntime.Hosting.Listeners;
 
 /// <summary>
-/// Owns every listening socket of the process as a raw descriptor. Kestrel only ever sees non-owning
-/// <see cref="Socket"/> wrappers, because an owning socket that is disposed or finalized closes abortively
-/// (linger 0, or even <c>shutdown()</c>) and would damage the listener for the process it is shared with.
+/// Owns every listening socket of the process as a raw descriptor, closed only with <c>close(2)</c>. Nothing
+/// here is an owning <see cref="Socket"/>: one that is disposed or finalized (any GC after the host is gone) closes
+/// abortively, setting linger 0 on the socket it shares with another process or even shutting it down, and
+/// unlinks its Unix socket path. Kestrel only ever sees non-owning wrappers.
 /// </summary>
 internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
 {
+    private const string UnixPrefix = "unix:";
     private readonly Lock _lock = new();
     private readonly List<ListenerEntry> _entries = [];
 
@@ -25,18 +27,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         {
             for (int i = 0; i < descriptors.Count; i++)
             {
-                _entries.Add(new ListenerEntry(descriptors[i].Key, fds[i], owner: null, inherited: true, descriptors[i].BoundEndPoint));
-            }
-        }
-    }
-
-    public int InheritedCount
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _entries.Count(e => e.Inherited);
+                _entries.Add(new ListenerEntry(descriptors[i].Key, fds[i], inherited: true, descriptors[i].BoundEndPoint));
             }
         }
     }
@@ -64,23 +55,25 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
                 return inherited;
             }
 
-            var socket = BindFresh(endPoint, backlog);
-            var entry = new ListenerEntry(key, (int)socket.Handle, socket, inherited: false, ListenerKey.Describe(socket.LocalEndPoint!))
-            {
-                InUse = true,
-            };
+            var (fd, bound) = BindFresh(endPoint, backlog);
+            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound)) { InUse = true };
             _entries.Add(entry);
             logger.ListenerBound(key, entry.Description);
             return entry;
         }
     }
 
-    /// <summary>Kestrel no longer uses this listener in this process (it unbound it).</summary>
+    /// <summary>
+    /// Kestrel unbound this listener (shutdown, or a configuration reload that dropped the endpoint). This process's
+    /// reference is closed now: a plain <c>close(2)</c> never disturbs another process's copy, and a listener nobody
+    /// serves any more must refuse connections rather than queue them.
+    /// </summary>
     public void Release(ListenerEntry entry)
     {
         lock (_lock)
         {
             entry.InUse = false;
+            CloseFd(entry);
         }
     }
 
@@ -103,45 +96,54 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         {
             foreach (var entry in _entries.Where(e => e.Inherited && !e.InUse && e.Fd >= 0))
             {
-                Libc.close(entry.Fd);
-                entry.Fd = -1;
+                CloseFd(entry);
+                entry.Unused = true;
                 logger.InheritedListenerUnused(entry.Key, entry.Description);
             }
         }
     }
 
-    /// <summary>
-    /// On a plain shutdown the sockets are closed and, as Kestrel would, the Unix socket files removed: those this
-    /// process bound, and the inherited ones when <paramref name="removeInheritedUnixFiles"/> (this process was
-    /// their only server; a successor that stops before its commit shares them with the running process).
-    /// </summary>
-    public void CloseAllOnShutdown(bool removeInheritedUnixFiles)
+    /// <summary>Once this process is the server, Unix socket files of endpoints it dropped go too.</summary>
+    public void RemoveUnusedInheritedUnixFiles()
     {
         lock (_lock)
         {
-            foreach (var entry in _entries.Where(e => e.Fd >= 0))
+            foreach (var entry in _entries.Where(e => e.Unused))
             {
-                if (entry.Owner is not null)
-                {
-                    // No operation is pending on the owner (Kestrel accepted through its own wrapper), so this
-                    // close is orderly; for a Unix socket it also removes the file.
-                    entry.Owner.Dispose();
-                }
-                else
-                {
-                    Libc.close(entry.Fd);
-                    if (removeInheritedUnixFiles && entry.Key.StartsWith("unix:", StringComparison.Ordinal))
-                    {
-                        TryDelete(entry.Key["unix:".Length..]);
-                    }
-                }
-
-                entry.Fd = -1;
+                TryDeleteUnixFile(entry);
             }
         }
     }
 
-    private Socket BindFresh(EndPoint endPoint, int backlog)
+    /// <summary>
+    /// Closes every descriptor left. <paramref name="removeUnixFiles"/> when this process is the only server of them
+    /// (a plain shutdown, as Kestrel would); never after a handoff, when a successor serves the same files.
+    /// </summary>
+    public void CloseAll(bool removeUnixFiles)
+    {
+        lock (_lock)
+        {
+            foreach (var entry in _entries)
+            {
+                CloseFd(entry);
+                if (removeUnixFiles && !entry.Unused)
+                {
+                    TryDeleteUnixFile(entry);
+                }
+            }
+        }
+    }
+
+    private static void CloseFd(ListenerEntry entry)
+    {
+        if (entry.Fd >= 0)
+        {
+            Libc.close(entry.Fd);
+            entry.Fd = -1;
+        }
+    }
+
+    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, int backlog)
     {
         Socket socket;
         switch (endPoint)
@@ -166,7 +168,6 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         {
             socket.Bind(endPoint);
             socket.Listen(backlog);
-            return socket;
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
@@ -178,6 +179,16 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
             socket.Dispose();
             throw;
         }
+
+        // Take the descriptor away from the Socket for good: with its handle invalid and its finalizer suppressed,
+        // neither a GC nor a Dispose can ever close it abortively or unlink the Unix path.
+        var bound = socket.LocalEndPoint!;
+        int fd = (int)socket.SafeHandle.DangerousGetHandle();
+        socket.SafeHandle.SetHandleAsInvalid();
+#pragma warning disable CA1816 // Deliberate: this Socket must never run its finalizer (see above).
+        GC.SuppressFinalize(socket);
+#pragma warning restore CA1816
+        return (fd, bound);
     }
 
     /// <summary>A Unix socket file left by a process killed with SIGKILL refuses connections: replace it.</summary>
@@ -196,7 +207,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
         {
-            TryDelete(path);
+            File.Delete(path);
             logger.StaleUnixEndpointReplaced(path);
         }
         catch (SocketException)
@@ -205,11 +216,16 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         }
     }
 
-    private static void TryDelete(string path)
+    private static void TryDeleteUnixFile(ListenerEntry entry)
     {
+        if (!entry.Key.StartsWith(UnixPrefix, StringComparison.Ordinal))
+        {
+            return;
+        }
+
         try
         {
-            File.Delete(path);
+            File.Delete(entry.Key[UnixPrefix.Length..]);
         }
         catch (IOException)
         {
@@ -220,19 +236,19 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
     }
 }
 
-internal sealed class ListenerEntry(string key, int fd, Socket? owner, bool inherited, string description)
+internal sealed class ListenerEntry(string key, int fd, bool inherited, string description)
 {
     public string Key { get; } = key;
 
     /// <summary>The descriptor, or -1 once closed.</summary>
     public int Fd { get; set; } = fd;
 
-    /// <summary>The socket that bound the descriptor in this process; null for an inherited one.</summary>
-    public Socket? Owner { get; } = owner;
-
     public bool Inherited { get; } = inherited;
 
     public string Description { get; } = description;
 
     public bool InUse { get; set; }
+
+    /// <summary>Inherited, but the current configuration does not use it.</summary>
+    public bool Unused { get; set; }
 }

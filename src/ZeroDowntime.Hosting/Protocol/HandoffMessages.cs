@@ -29,6 +29,12 @@ internal enum MessageType : byte
 
     /// <summary>Predecessor to successor after the commit: it lost the successor and serves alone again.</summary>
     Revoked = 9,
+
+    /// <summary>
+    /// Successor to predecessor after the commit: it stops in order (it handed over in turn, or was shut down), so
+    /// the end of its heartbeats means no crash and the predecessor must not resume.
+    /// </summary>
+    Stopping = 10,
 }
 
 /// <summary>Why a predecessor refused a handoff. Values are on the wire: never renumber.</summary>
@@ -37,7 +43,6 @@ internal enum RefusalReason : byte
     Busy = 1,
     VersionMismatch = 2,
     ApplicationMismatch = 3,
-    NotReady = 4,
     AlreadyHandedOver = 5,
 }
 
@@ -63,3 +68,5 @@ internal sealed record FailedMessage(string Reason) : HandoffMessage(MessageType
 internal sealed record HeartbeatMessage() : HandoffMessage(MessageType.Heartbeat);
 
 internal sealed record RevokedMessage(string Reason) : HandoffMessage(MessageType.Revoked);
+
+internal sealed record StoppingMessage() : HandoffMessage(MessageType.Stopping);

@@ -73,6 +73,7 @@ internal static class HandoffProtocol
             MessageType.Failed => new FailedMessage(reader.ReadString()),
             MessageType.Heartbeat => new HeartbeatMessage(),
             MessageType.Revoked => new RevokedMessage(reader.ReadString()),
+            MessageType.Stopping => new StoppingMessage(),
             _ => throw new HandoffProtocolException($"Unknown frame type {(byte)type}."),
         };
 
@@ -170,7 +171,7 @@ internal static class HandoffProtocol
             case RevokedMessage revoked:
                 writer.WriteString(revoked.Reason);
                 break;
-            case ReadyMessage or CommittedMessage or HeartbeatMessage:
+            case ReadyMessage or CommittedMessage or HeartbeatMessage or StoppingMessage:
                 break;
             default:
                 throw new ArgumentException($"Cannot encode {message.GetType().Name}.", nameof(message));

@@ -51,6 +51,38 @@ public sealed class HandoffTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task Succession_ThirdVersionTakesOverWhileFirstStillDrains_FirstNeverResumes()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:08");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+
+        // An idle keep-alive connection keeps v1 draining for the whole grace period.
+        using var idle = new HttpClient();
+        Assert.Equal(v1.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), await idle.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(100);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        Assert.False(v1.HasExited, "v1 should still be draining its idle connection");
+
+        var (v3, v2Exit) = await HandOverAsync(v2, "v3", config.With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:02"), output);
+        await using var _ = v3;
+        Assert.Equal(0, v2Exit);
+
+        // v2 stopped in order: v1 must finish its drain and exit, not take v2's exit for a crash and serve again.
+        Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.DoesNotContain(v1.Lines, l => l.Contains("[47]", StringComparison.Ordinal));
+        await load.WaitForMoreSuccessesAsync(100);
+        await load.StopAsync();
+        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        using var client = new HttpClient();
+        Assert.Equal(v3.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+    }
+
+    [Fact]
     public async Task LongRequestsInFlight_DuringHandoff_AllComplete()
     {
         using var scope = new TestScope();
