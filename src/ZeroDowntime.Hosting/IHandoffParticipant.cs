@@ -21,8 +21,9 @@ public interface IHandoffParticipant
     Task ReleaseAsync(CancellationToken cancellationToken);
 
     /// <summary>
-    /// Called on a successor whose handoff ended before the commit (refused, abandoned, or its start-up failed):
-    /// it never acquires the resource.
+    /// Called on a successor that received the listeners but will never own them: its predecessor abandoned the
+    /// handoff (this process was too slow) or never answered its readiness. A successor whose start-up throws is not
+    /// called here (the host never started): release what you hold when the service provider disposes you.
     /// </summary>
     Task AbandonAsync(string reason, CancellationToken cancellationToken);
 }
