@@ -78,6 +78,10 @@ internal sealed class HttpLoad : IAsyncDisposable
         _stop.Dispose();
     }
 
+    /// <summary>Fails the test with every recorded failure when any request failed.</summary>
+    public void AssertNoFailures() =>
+        Assert.True(Failed == 0, $"{Failed} requests failed: {string.Join(Environment.NewLine, Failures)}");
+
     public override string ToString() =>
         $"{Succeeded} succeeded, {Failed} failed in {Elapsed.TotalSeconds:0.0} s; by body: {string.Join(", ", _byBody.Select(kv => $"{kv.Key.Trim()}={kv.Value}"))}";
 

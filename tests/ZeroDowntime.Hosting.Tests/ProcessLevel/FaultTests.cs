@@ -59,7 +59,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         await load.StopAsync();
 
         output.WriteLine($"load: {load}");
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         Assert.Equal(0, oldExit);
         Assert.DoesNotContain(v2.Lines, l => l.Contains("[12]", StringComparison.Ordinal)); // never accepted a connection
 
@@ -89,7 +89,7 @@ public sealed class FaultTests(ITestOutputHelper output)
 
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         Assert.False(v1.HasExited);
     }
 

@@ -35,7 +35,7 @@ public sealed class HandoffTests(ITestOutputHelper output)
 
             await load.StopAsync();
             output.WriteLine($"load ({(keepAlive ? "keep-alive" : "new connection per request")}): {load}");
-            Assert.True(load.Failed == 0, $"{load.Failed} requests failed: {string.Join(Environment.NewLine, load.Failures)}");
+            load.AssertNoFailures();
             Assert.Equal(4, load.ResponsesByBody.Count);
 
             using var client = new HttpClient();
@@ -77,7 +77,7 @@ public sealed class HandoffTests(ITestOutputHelper output)
         Assert.DoesNotContain(v1.Lines, l => l.Contains("[47]", StringComparison.Ordinal));
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         using var client = new HttpClient();
         Assert.Equal(v3.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
@@ -195,7 +195,7 @@ public sealed class HandoffTests(ITestOutputHelper output)
         Assert.False(v1.Lines.Any(l => l.Contains("[42]", StringComparison.Ordinal) && l.Contains($"pid {broken.Pid}", StringComparison.Ordinal)),
             "the old process must never have committed to the broken successor");
         Assert.Contains(v1.Lines, l => l.Contains("Start-up failed on purpose", StringComparison.Ordinal));
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         Assert.Equal(0, oldExit);
     }
 

@@ -161,7 +161,7 @@ print("got", len(data), "bytes", flush=True)
 
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         Assert.False(v1.HasExited);
     }
 
@@ -226,7 +226,7 @@ print("got", len(data), "bytes", flush=True)
 
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
-        Assert.True(load.Failed == 0, string.Join(Environment.NewLine, load.Failures));
+        load.AssertNoFailures();
         Assert.Equal(0, oldExit);
         Assert.Equal(inputs.Length, v1.Lines.Count(l => l.Contains("[49]", StringComparison.Ordinal)));
     }
