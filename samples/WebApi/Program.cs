@@ -1,10 +1,19 @@
 using System.Globalization;
+using Microsoft.Extensions.Configuration.CommandLine;
+using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using NLog.Web;
 using ZeroDowntime.Hosting;
 using ZeroDowntime.Hosting.NLog;
 using ZeroDowntime.Sample;
 
 var builder = WebApplication.CreateBuilder(args);
+
+// The default address is the Urls key of appsettings.json. WebApplicationBuilder reads ASPNETCORE_* variables
+// before appsettings.json, so re-add them above it (below the command line): ASPNETCORE_URLS and --urls override it.
+var sources = ((IConfigurationBuilder)builder.Configuration).Sources;
+int commandLine = sources.ToList().FindIndex(source => source is CommandLineConfigurationSource);
+sources.Insert(commandLine < 0 ? sources.Count : commandLine, new EnvironmentVariablesConfigurationSource { Prefix = "ASPNETCORE_" });
+
 builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
 
 // NLog writes webapi.log to Logs:Directory (relative to the content root); the console logger stays as it is.
