@@ -1,0 +1,41 @@
+using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Listeners;
+
+namespace ZeroDowntime.Hosting.Tests.Unit;
+
+public sealed class LifetimeTests
+{
+    [Fact]
+    public void BeginDrain_CancelsDraining_AndSaysHandingOver_ResumeStartsAfresh()
+    {
+        using var lifetime = new ZeroDowntimeLifetime();
+        var first = lifetime.Draining;
+        Assert.False(lifetime.IsHandingOver);
+        Assert.False(first.IsCancellationRequested);
+
+        lifetime.BeginDrain();
+        Assert.True(lifetime.IsHandingOver);
+        Assert.True(first.IsCancellationRequested);
+
+        lifetime.Resume();
+        Assert.False(lifetime.IsHandingOver);
+        Assert.False(lifetime.Draining.IsCancellationRequested);
+    }
+
+    [Fact]
+    public async Task AcceptGate_ClosedThenOpened_ReleasesWaitersAndCancelsOnClose()
+    {
+        using var gate = new AcceptGate();
+        var (opened, _) = gate.Current;
+        Assert.False(opened.IsCompleted);
+
+        gate.Open();
+        await opened.WaitAsync(TimeSpan.FromSeconds(5));
+        var (_, closed) = gate.Current;
+        Assert.False(closed.IsCancellationRequested);
+
+        gate.Close();
+        Assert.True(closed.IsCancellationRequested);
+        Assert.False(gate.Current.Opened.IsCompleted);
+    }
+}
