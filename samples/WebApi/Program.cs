@@ -5,6 +5,7 @@ using ZeroDowntime.Sample;
 var builder = WebApplication.CreateBuilder(args);
 builder.WebHost.UseZeroDowntime();
 builder.Services.AddHostedService<SampleStartup>();
+builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
 
