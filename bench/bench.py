@@ -177,6 +177,7 @@ class Switcher:
         self.switches = []  # dicts: start, ready, old_exit, first_request
         self.waiters = []
         self.errors = []
+        self.load_done = threading.Event()
 
     def switch(self, version):
         old = self.current
@@ -207,8 +208,7 @@ class Switcher:
                     record["old_exit"] = old.wait_exit(90)
                     record["end"] = record["old_exit"]
                 record["old_exit_code"] = old.proc.returncode
-                deadline = time.time() + 30
-                while new.first_request_ms() is None and time.time() < deadline and new.exited is None:
+                while new.first_request_ms() is None and not self.load_done.is_set() and new.exited is None:
                     time.sleep(0.05)
                 record["first_request"] = new.first_request_ms()
             except RuntimeError as ex:
@@ -219,6 +219,7 @@ class Switcher:
         self.waiters.append(waiter)
 
     def finish(self):
+        self.load_done.set()
         for waiter in self.waiters:
             waiter.join(120)
         self.current.terminate()
@@ -264,7 +265,8 @@ def stamped_lines(stream, sink):
 
 
 def run_ab(url, duration, work):
-    args = ["ab", "-r", "-c", "16", "-t", str(duration), "-n", "100000000", "-s", "30", url]
+    # -v 1 prints one line per socket error (line-buffered by stdbuf, so that each is stamped when it happens).
+    args = ["stdbuf", "-oL", "-eL", "ab", "-v", "1", "-r", "-c", "16", "-t", str(duration), "-n", "100000000", "-s", "30", url]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1,
                             stdin=subprocess.DEVNULL)
     sampler = ProcIoSampler(proc.pid)
@@ -376,23 +378,32 @@ def finish_h2client(proc, samples_path, work):
 
 
 def run_h2load(url, duration, work):
-    """h2load does not reconnect after GOAWAY: run it in one-second segments for the whole duration."""
+    """h2load does not reconnect after GOAWAY: run it in segments of about one second (-n sized to the rate of the
+    previous clean segment) for the whole duration. A client that gets GOAWAY counts every request it could not
+    start afterwards as failed; those are reported apart from streams that were started and did not complete."""
     state = {"segments": [], "stop": threading.Event()}
 
     def loop():
         end = time.time() + duration
-        n = 0
-        while time.time() < end - 0.5 and not state["stop"].is_set():
+        n, requests = 0, 20000
+        while time.time() < end - 0.3 and not state["stop"].is_set():
             n += 1
             path = os.path.join(work, f"h2load-{n:03}.tsv")
             started = time.time()
             try:
-                out = subprocess.run(["h2load", "-c16", "-m10", "-D", "1", f"--log-file={path}", url],
-                                     capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL).stdout
+                done = subprocess.run(["h2load", "-c16", "-m10", "-n", str(requests), f"--log-file={path}", url],
+                                      capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+                out = done.stdout + "\n" + done.stderr
             except subprocess.TimeoutExpired as ex:
-                out = (ex.stdout or b"").decode() if isinstance(ex.stdout, bytes) else (ex.stdout or "")
-                out += "\n(segment timed out)"
-            state["segments"].append((started, time.time(), out, path))
+                out = (ex.stdout.decode() if isinstance(ex.stdout, bytes) else ex.stdout or "") + "\n(segment timed out)"
+            ended = time.time()
+            state["segments"].append((started, ended, out, path))
+            if re.search(r"requests: \d+ total, 0 started", out) and ended - started < 1.0:
+                # Nothing listens: a segment fails at once. Keep segments one second long, as if it ran.
+                state["stop"].wait(1.0 - (ended - started))
+            m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed", out)
+            if m and int(m.group(5)) == 0 and ended > started:
+                requests = max(2000, int(int(m.group(4)) / (ended - started)))
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -404,25 +415,31 @@ def finish_h2load(thread, state, work):
     with open(os.path.join(work, "h2load.txt"), "w") as f:
         for started, ended, out, _ in state["segments"]:
             f.write(f"=== segment {started:.3f}-{ended:.3f}\n{out}\n")
-    r = {"requests": 0, "failed": 0, "failed_kinds": {}, "segments": len(state["segments"])}
-    kinds = {"errored": 0, "timeout": 0, "failed-not-started": 0, "non-2xx": 0}
-    latencies, ok_points, fail_times, errored_per_segment = [], [], [], []
+    r = {"requests": 0, "segments": len(state["segments"]), "segment_failures": []}
+    kinds = {"not started after GOAWAY": 0, "could not connect": 0, "started, not completed": 0, "timeout": 0, "non-2xx": 0}
+    latencies, ok_points, fail_times = [], [], []
     elapsed = 0.0
     for started, ended, out, path in state["segments"]:
         m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", out)
         if not m:
-            kinds["failed-not-started"] += 0
             r.setdefault("broken_segments", []).append(out[-500:])
             continue
         total, started_n, done, succeeded, failed, errored, timeout = map(int, m.groups())
         codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
         non2xx = sum(map(int, codes.groups()[1:])) if codes else 0
-        r["requests"] += done
-        kinds["errored"] += errored
+        r["requests"] += total
+        if started_n == 0:
+            # No client could start a stream: nothing accepted the connections (h2load says no more).
+            kinds["could not connect"] += total - started_n
+        else:
+            kinds["not started after GOAWAY"] += total - started_n
+        kinds["started, not completed"] += started_n - done
         kinds["timeout"] += timeout
-        kinds["failed-not-started"] += max(0, failed - errored - timeout)
         kinds["non-2xx"] += non2xx
-        errored_per_segment.append(failed)
+        if failed:
+            r["segment_failures"].append({"start": started, "end": ended, "total": total, "started": started_n,
+                                          "done": done, "failed": failed})
+            fail_times += [ended] * failed
         m = re.search(r"finished in ([\d.]+)(ms|s)", out)
         elapsed += float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0) if m else (ended - started)
         for start_us, status, dur_us in read_tsv(path):
@@ -430,12 +447,9 @@ def finish_h2load(thread, state, work):
             if 200 <= status < 300:
                 ok_points.append(end)
                 latencies.append(dur_us / 1000.0)
-            else:
-                fail_times.append(end)
     r["failed_kinds"] = {k: v for k, v in kinds.items() if v}
     r["failed"] = sum(kinds.values())
-    r["segments_with_failures"] = sum(1 for f in errored_per_segment if f)
-    r["rps"] = r["requests"] / elapsed if elapsed else 0.0
+    r["rps"] = len(ok_points) / elapsed if elapsed else 0.0
     r.update(percentiles(sorted(latencies)))
     r["ok_points"] = ok_points
     r["fail_times"] = fail_times
