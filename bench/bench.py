@@ -416,7 +416,7 @@ def finish_h2load(thread, state, work):
         for started, ended, out, _ in state["segments"]:
             f.write(f"=== segment {started:.3f}-{ended:.3f}\n{out}\n")
     r = {"requests": 0, "segments": len(state["segments"]), "segment_failures": []}
-    kinds = {"not started after GOAWAY": 0, "could not connect": 0, "started, not completed": 0, "timeout": 0, "non-2xx": 0}
+    kinds = {"not started after GOAWAY": 0, "could not connect": 0, "sent, not answered": 0, "timeout": 0, "non-2xx": 0}
     latencies, ok_points, fail_times = [], [], []
     elapsed = 0.0
     for started, ended, out, path in state["segments"]:
@@ -433,7 +433,7 @@ def finish_h2load(thread, state, work):
             kinds["could not connect"] += total - started_n
         else:
             kinds["not started after GOAWAY"] += total - started_n
-        kinds["started, not completed"] += started_n - done
+        kinds["sent, not answered"] += started_n - succeeded
         kinds["timeout"] += timeout
         kinds["non-2xx"] += non2xx
         if failed:

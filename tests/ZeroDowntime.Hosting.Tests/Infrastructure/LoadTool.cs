@@ -202,7 +202,7 @@ internal sealed partial class LoadTool : IAsyncDisposable
     {
         public long NotStarted => Total - Started;
 
-        public long StartedNotDone => Started - Done;
+        public long StartedNotSucceeded => Started - Succeeded;
 
         public static H2LoadResult Parse(string output)
         {
