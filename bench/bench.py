@@ -677,8 +677,9 @@ def draw(results, path):
                 ax.set_ylabel(f"{tool}\nrequests / 100 ms", fontsize=8)
             if i == len(tools) - 1:
                 ax.set_xlabel("seconds", fontsize=8)
-    fig.suptitle("Requests per 100 ms (blue), failures per 100 ms (red, right axis), restarts (orange: start of the switch "
-                 "to old process exit)", fontsize=11)
+    fig.suptitle("Requests per 100 ms (blue), failures per 100 ms (red, right axis; wrk reports its socket errors only as a "
+                 "total, in the panel title; h2load's are put at the end of their 1 s segment), restarts (orange: start of "
+                 "the switch to old process exit)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=80)
     plt.close(fig)
@@ -693,7 +694,12 @@ def main():
     parser.add_argument("--handoffs", type=int, default=None)
     parser.add_argument("--overhead-pairs", type=int, default=None)
     parser.add_argument("--output", default="latest", help="name of the result files in bench/results")
+    parser.add_argument("--redraw", action="store_true", help="only draw bench/results/OUTPUT.png again from OUTPUT.json")
     args = parser.parse_args()
+    if args.redraw:
+        with open(os.path.join(RESULTS, f"{args.output}.json")) as f:
+            draw(json.load(f)["results"], os.path.join(RESULTS, f"{args.output}.png"))
+        return 0
     args.duration = args.duration or (20 if args.quick else 60)
     args.handoffs = args.handoffs or (3 if args.quick else 10)
     pairs = args.overhead_pairs if args.overhead_pairs is not None else (2 if args.quick else 4)
