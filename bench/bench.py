@@ -287,7 +287,17 @@ def finish_ab(proc, sampler, threads, out, err, work):
     with open(os.path.join(work, "ab.txt"), "w") as f:
         f.write(text + "\n--- stderr\n" + "\n".join(f"{s:.3f} {l}" for s, l in err))
     r = {"tool_output_tail": text[-3000:]}
-    r["requests"] = int(re.search(r"Complete requests:\s+(\d+)", text).group(1))
+    complete = re.search(r"Complete requests:\s+(\d+)", text)
+    if complete is None:
+        # ab gives up after 10 connect errors in a row ("Test aborted after 10 failures"), as a plain restart's
+        # outage makes it do: report the run as aborted rather than crash the benchmark.
+        errors = [s for s, l in err + out if re.match(r"apr_\w+", l)]
+        nan = float("nan")
+        r.update(requests=0, failed=len(errors), failed_kinds={"ab aborted after connect errors": len(errors)},
+                 rps=nan, p50_ms=nan, p99_ms=nan, max_ms=nan, ok_series=series_from_bytes(sampler.samples, 0),
+                 fail_times=errors)
+        return r
+    r["requests"] = int(complete.group(1))
     m = re.search(r"Failed requests:\s+(\d+)", text)
     failed = int(m.group(1)) if m else 0
     kinds = {}

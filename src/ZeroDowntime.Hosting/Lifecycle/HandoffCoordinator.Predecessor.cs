@@ -1,0 +1,314 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>The running process's side: hand the listeners to one successor, commit when it is ready, drain.</summary>
+internal sealed partial class HandoffCoordinator
+{
+    private async Task HandleSuccessorAsync(Socket socket)
+    {
+        HandoffChannel channel;
+        try
+        {
+            channel = new HandoffChannel(socket);
+        }
+        catch (Exception ex) when (ex is SocketException or InvalidOperationException)
+        {
+            socket.Dispose();
+            _logger.HandoffProtocolError(0, ex.Message);
+            return;
+        }
+
+        try
+        {
+            await NegotiateAsync(channel);
+        }
+        catch (OperationCanceledException) when (_shutdown.IsCancellationRequested)
+        {
+            // This process is stopping; the peer sees the connection close.
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or ObjectDisposedException)
+        {
+            _logger.HandoffProtocolError(channel.PeerProcessId, ex.Message);
+        }
+        finally
+        {
+            channel.Dispose();
+        }
+    }
+
+    private async Task NegotiateAsync(HandoffChannel channel)
+    {
+        int pid = channel.PeerProcessId;
+        uint me = Libc.geteuid();
+        if (channel.PeerUserId != me)
+        {
+            _logger.HandoffRefused(pid, channel.PeerUserId, $"it runs as uid {channel.PeerUserId}, not as this process's uid {me}");
+            return;
+        }
+
+        HandoffMessage? greeting;
+        try
+        {
+            greeting = await channel.ReadAsync(ReadTimeout, _shutdown.Token);
+        }
+        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException)
+        {
+            _logger.HandoffProtocolError(pid, ex.Message);
+            return;
+        }
+
+        if (greeting is not HelloMessage hello)
+        {
+            _logger.HandoffProtocolError(pid, greeting is null ? "closed without a greeting" : $"sent {greeting.Type} instead of a greeting");
+            return;
+        }
+
+        if (hello.Version != HandoffProtocol.Version)
+        {
+            Refuse(channel, pid, RefusalReason.VersionMismatch,
+                $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.Version}, the successor speaks v{hello.Version}");
+            return;
+        }
+
+        if (!string.Equals(hello.ApplicationId, _options.ApplicationId, StringComparison.Ordinal))
+        {
+            Refuse(channel, pid, RefusalReason.ApplicationMismatch,
+                $"this socket serves application '{_options.ApplicationId}', the successor is '{hello.ApplicationId}'");
+            return;
+        }
+
+        if (_role != Role.Owner)
+        {
+            Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
+            return;
+        }
+
+        if (Interlocked.CompareExchange(ref _handoffInProgress, 1, 0) != 0)
+        {
+            Refuse(channel, pid, RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress");
+            return;
+        }
+
+        try
+        {
+            long greeted = _time.GetTimestamp();
+            var listeners = _registry.ActiveListeners();
+            _listenersShared = true;
+            channel.Send(
+                new WelcomeMessage(HandoffProtocol.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray()),
+                listeners.Select(l => l.Fd).ToArray());
+            _logger.HandoffRequested(pid, listeners.Count);
+
+            if (!await WaitForReadyAsync(channel, pid, greeted))
+            {
+                // The successor failed, vanished or was told to stop: it will not serve these listeners.
+                _listenersShared = false;
+                return;
+            }
+
+            _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
+            await CommitAndDrainAsync(channel, pid);
+        }
+        finally
+        {
+            // Still (or again) the server: the slot is free. A process that handed over keeps it taken.
+            if (_role == Role.Owner)
+            {
+                Volatile.Write(ref _handoffInProgress, 0);
+            }
+        }
+    }
+
+    private void Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
+    {
+        _logger.HandoffRefused(pid, channel.PeerUserId, detail);
+        channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
+    }
+
+    private async Task<bool> WaitForReadyAsync(HandoffChannel channel, int pid, long greeted)
+    {
+        var remaining = _options.HandoffTimeout - _time.GetElapsedTime(greeted);
+        HandoffMessage? message;
+        try
+        {
+            message = await channel.ReadAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _shutdown.Token);
+        }
+        catch (TimeoutException)
+        {
+            channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
+            _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
+            return false;
+        }
+        catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
+        {
+            channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
+            _logger.HandoffProtocolError(pid, ex.Message);
+            return false;
+        }
+
+        switch (message)
+        {
+            case ReadyMessage:
+                return true;
+            case FailedMessage failed:
+                _logger.SuccessorFailed(pid, failed.Reason);
+                return false;
+            case null:
+                _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
+                return false;
+            default:
+                channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
+                _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
+                return false;
+        }
+    }
+
+    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid)
+    {
+        // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
+        // hears "committed" this process takes no new connection. The handoff socket stays open (answering
+        // "already handed over", which successors retry) until the successor renames its own over the path.
+        _gate.Close();
+        _role = Role.HandedOver;
+        await NotifyParticipantsAsync("release", p => p.ReleaseAsync(_shutdown.Token));
+
+        using var lost = new CancellationTokenSource();
+        Task<string?> watch;
+        if (channel.TrySend(new CommittedMessage()))
+        {
+            watch = WatchSuccessorAsync(channel, lost);
+        }
+        else
+        {
+            watch = Task.FromResult<string?>("the connection broke at the commit");
+            await lost.CancelAsync();
+        }
+
+        _lifetime.BeginDrain();
+        _systemd.Status($"Handed over to pid {pid}; draining");
+        if (await DrainAsync(lost.Token))
+        {
+            _logger.Exiting(pid);
+            _applicationLifetime.StopApplication();
+            return;
+        }
+
+        // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
+        // happened, and tell the successor (should it wake up) that it must stop.
+        string reason = await watch ?? "unknown";
+        _logger.SuccessorLost(pid, reason);
+        channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
+        _lifetime.Resume();
+        _listenersShared = false;
+        _role = Role.Owner;
+        _gate.Open();
+        await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+        _systemd.MainProcess($"Serving again; successor pid {pid} was lost");
+        _server.Stop(removeFile: false);
+        StartHandoffServer();
+    }
+
+    /// <summary>
+    /// Reads heartbeats until the successor stops in order (null: keep draining) or is lost (the reason; the drain
+    /// is cancelled through <paramref name="lost"/>).
+    /// </summary>
+    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
+    {
+        string reason;
+        try
+        {
+            while (true)
+            {
+                var message = await channel.ReadAsync(HeartbeatTimeout, _shutdown.Token);
+                if (message is HeartbeatMessage)
+                {
+                    continue;
+                }
+
+                if (message is StoppingMessage)
+                {
+                    return null;
+                }
+
+                reason = message is null ? "it closed the handoff connection without stopping in order" : $"it sent {message.Type}";
+                break;
+            }
+        }
+        catch (TimeoutException)
+        {
+            reason = $"no heartbeat for {HeartbeatTimeout.TotalSeconds:0} s";
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
+            or InvalidDataException or ObjectDisposedException)
+        {
+            reason = ex.Message;
+        }
+
+        await lost.CancelAsync();
+        return reason;
+    }
+
+    /// <summary>Returns true when the drain ended (all connections closed or the deadline passed).</summary>
+    private async Task<bool> DrainAsync(CancellationToken successorLost)
+    {
+        long start = _time.GetTimestamp();
+        var grace = _options.IdleConnectionGracePeriod;
+        var deadline = _options.DrainTimeout;
+        _logger.DrainStarted(_tracker.Count, grace, deadline);
+        try
+        {
+            if (!await _tracker.WaitUntilEmptyAsync(grace, _time, successorLost))
+            {
+                _logger.IdleConnectionsClosing(_tracker.RequestCloseAll());
+                while (true)
+                {
+                    var remaining = deadline - _time.GetElapsedTime(start);
+                    if (remaining <= TimeSpan.Zero
+                        || await _tracker.WaitUntilEmptyAsync(remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), _time, successorLost))
+                    {
+                        break;
+                    }
+
+                    // Connections accepted just before the gate closed may not have been known to Kestrel yet.
+                    _tracker.RequestCloseAll();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        int aborted = _tracker.Count > 0 ? _tracker.AbortAll() : 0;
+        _logger.DrainCompleted(_time.GetElapsedTime(start).TotalMilliseconds, aborted);
+        return true;
+    }
+
+    /// <summary>
+    /// Runs each participant off this thread with a deadline, so that neither a synchronous nor a hung participant
+    /// can stall the handoff; one that fails or overruns is logged and the handoff goes on.
+    /// </summary>
+    private async Task NotifyParticipantsAsync(string stage, Func<IHandoffParticipant, Task> action)
+    {
+        foreach (var participant in _participants)
+        {
+            try
+            {
+                await Task.Run(() => action(participant)).WaitAsync(ParticipantTimeout);
+            }
+            catch (Exception ex)
+            {
+                _logger.ParticipantFailed(stage, ex);
+            }
+        }
+    }
+}

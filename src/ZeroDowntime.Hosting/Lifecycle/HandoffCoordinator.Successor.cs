@@ -1,0 +1,352 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>The successor's side: take the listeners over, say ready, own them after the commit.</summary>
+internal sealed partial class HandoffCoordinator
+{
+    private async Task<HandoffChannel?> ConnectToPredecessorAsync(string path, CancellationToken cancellationToken)
+    {
+        long start = _time.GetTimestamp();
+        for (int attempt = 1; ; attempt++)
+        {
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                deadline.CancelAfter(ReadTimeout);
+                await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), deadline.Token);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+            {
+                socket.Dispose();
+                if (ex.SocketErrorCode == SocketError.ConnectionRefused)
+                {
+                    _logger.StaleSocket(path);
+                }
+                else
+                {
+                    _logger.NoPredecessor(path);
+                }
+
+                return null;
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                socket.Dispose();
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"The process serving {path} did not accept the handoff connection within {ReadTimeout.TotalSeconds:0} s.");
+            }
+            catch
+            {
+                socket.Dispose();
+                throw;
+            }
+
+            var channel = new HandoffChannel(socket);
+            try
+            {
+                var welcome = await GreetAsync(channel, path, cancellationToken);
+                if (welcome is not null)
+                {
+                    _predecessorPid = welcome.ProcessId;
+                    _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
+                    await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
+                    return channel;
+                }
+            }
+            catch
+            {
+                channel.Dispose();
+                throw;
+            }
+
+            // The process on the path has just committed to another successor, which is about to take the path
+            // over (it renames its own socket there within moments). Ask again, briefly.
+            channel.Dispose();
+            if (attempt >= 20)
+            {
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"The process serving {path} kept saying it had handed over, and no successor took the path over.");
+            }
+
+            await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), _time, cancellationToken);
+        }
+    }
+
+    /// <summary>Returns the welcome, or null when the predecessor has just handed over to another process.</summary>
+    private async Task<WelcomeMessage?> GreetAsync(HandoffChannel channel, string path, CancellationToken cancellationToken)
+    {
+        uint me = Libc.geteuid();
+        if (channel.PeerUserId != me)
+        {
+            string reason = $"the process listening on it runs as uid {channel.PeerUserId}, not as this user (uid {me})";
+            _logger.PredecessorUntrusted(path, reason);
+            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.InvalidConfiguration, $"Refusing to take sockets from {path}: {reason}.");
+        }
+
+        _logger.PredecessorFound(channel.PeerProcessId, path);
+        await FaultInjection.PauseIfRequestedAsync("after-connect", _logger, cancellationToken);
+
+        var fds = new List<int>();
+        HandoffMessage? answer;
+        try
+        {
+            channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
+            answer = await channel.ReadAsync(ReadTimeout, cancellationToken, fds);
+        }
+        catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException
+            or SocketException or System.ComponentModel.Win32Exception)
+        {
+            _logger.TakeoverFailed(ex.Message, null);
+            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                $"The process serving {path} did not answer the greeting properly: {ex.Message}", ex);
+        }
+
+        switch (answer)
+        {
+            case WelcomeMessage welcome when welcome.Version != HandoffProtocol.Version:
+                FdPassing.CloseAll(fds);
+                _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, HandoffProtocol.Version);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
+                    $"Predecessor speaks handoff protocol v{welcome.Version}, this process v{HandoffProtocol.Version}.");
+            case WelcomeMessage welcome:
+                if (fds.Count != welcome.Listeners.Count)
+                {
+                    FdPassing.CloseAll(fds);
+                    throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                        $"Predecessor announced {welcome.Listeners.Count} listeners but sent {fds.Count} descriptors.");
+                }
+
+                _registry.AddInherited(welcome.Listeners, fds);
+                return welcome;
+            case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
+                return null;
+            case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
+                _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
+                    $"Predecessor refused the handoff: {refused.Detail}");
+            case RefusedMessage refused:
+                _logger.RefusedByPredecessor(channel.PeerProcessId, refused.Reason.ToString(), refused.Detail);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
+            default:
+                string what = answer is null ? "closed the connection" : $"answered {answer.Type}";
+                _logger.TakeoverFailed($"the process serving {path} {what} instead of a welcome", null);
+                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                    $"The process serving {path} {what} instead of a welcome.");
+        }
+    }
+
+    private async Task OnApplicationStartedAsync()
+    {
+        try
+        {
+            await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, _shutdown.Token);
+            if (_predecessor is not null && await WasAbandonedWhileStartingAsync(_predecessor))
+            {
+                return;
+            }
+
+            _registry.CloseUnusedInherited();
+            if (_predecessor is null)
+            {
+                // First start: Kestrel has bound every endpoint, so this process is the server; only now may it
+                // take the files over (a second copy that fails to bind must not have touched them).
+                _role = Role.Owner;
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
+                OpenGate();
+                _systemd.MainProcess("Serving");
+                StartHandoffServer();
+            }
+            else
+            {
+                OpenGate();
+                await CompleteTakeoverAsync(_predecessor);
+            }
+        }
+        catch (Exception ex) when (_shutdown.IsCancellationRequested)
+        {
+            _logger.TakeoverFailed("the host is stopping", ex);
+        }
+    }
+
+    private void OpenGate()
+    {
+        _gate.Open();
+        _logger.Accepting(_registry.ActiveListeners().Count);
+    }
+
+    /// <summary>
+    /// A successor that was too slow (or frozen) may find, once started, that its predecessor already gave up on it.
+    /// It must then stop without accepting a single connection, rather than serve beside the old process.
+    /// </summary>
+    private async Task<bool> WasAbandonedWhileStartingAsync(HandoffChannel channel)
+    {
+        if (!channel.HasPendingData)
+        {
+            return false;
+        }
+
+        HandoffMessage? message;
+        try
+        {
+            message = await channel.ReadAsync(ReadTimeout, _shutdown.Token);
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or TimeoutException
+            or HandoffProtocolException or InvalidDataException)
+        {
+            return false;
+        }
+
+        if (message is not AbandonedMessage abandoned)
+        {
+            return false;
+        }
+
+        await AbandonAsync(channel, abandoned.Reason);
+        return true;
+    }
+
+    private async Task CompleteTakeoverAsync(HandoffChannel channel)
+    {
+        HandoffMessage? answer;
+        string? failure = null;
+        try
+        {
+            channel.Send(new ReadyMessage());
+            _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
+            answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _shutdown.Token);
+        }
+        catch (TimeoutException)
+        {
+            // The predecessor is alive (the connection is open) but silent: frozen. Taking over now would leave two
+            // servers once it wakes up; stop instead, and let it carry on as the server it still is.
+            channel.TrySend(new FailedMessage("no answer to Ready within the handoff timeout"));
+            await AbandonAsync(channel, $"pid {_predecessorPid} did not answer within {_options.HandoffTimeout + ReadTimeout}");
+            return;
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception
+            or HandoffProtocolException or InvalidDataException)
+        {
+            answer = null;
+            failure = ex.Message;
+        }
+
+        ProcessExitHooks.PendingHandoff = null;
+        switch (answer)
+        {
+            case CommittedMessage:
+                _role = Role.Owner;
+                _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
+
+                // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
+                _ = WatchPredecessorAsync(channel);
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
+                _registry.RemoveUnusedInheritedUnixFiles();
+                _systemd.MainProcess($"Serving; took over from pid {_predecessorPid}");
+                StartHandoffServer();
+                break;
+            case AbandonedMessage abandoned:
+                await AbandonAsync(channel, abandoned.Reason);
+                break;
+            default:
+                // The connection broke: the kernel closed it because the predecessor died. Carry on alone.
+                _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
+                channel.Dispose();
+                _role = Role.Owner;
+                await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
+                _registry.RemoveUnusedInheritedUnixFiles();
+                _systemd.MainProcess($"Serving; predecessor pid {_predecessorPid} vanished during the handoff");
+                StartHandoffServer();
+                break;
+        }
+    }
+
+    private async Task AbandonAsync(HandoffChannel channel, string reason)
+    {
+        ProcessExitHooks.PendingHandoff = null;
+        _role = Role.Stopping;
+        _logger.HandoffAbandoned(_predecessorPid, reason);
+        await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(reason, CancellationToken.None));
+        channel.Dispose();
+        StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+    }
+
+    /// <summary>
+    /// After the commit: heartbeats to the draining predecessor, a last <see cref="MessageType.Stopping"/> when this
+    /// process stops in order, and the predecessor's last word (end of stream when it exits, or a revocation).
+    /// </summary>
+    private async Task WatchPredecessorAsync(HandoffChannel channel)
+    {
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
+        var heartbeats = Task.Run(async () =>
+        {
+            using var timer = new PeriodicTimer(HeartbeatInterval, _time);
+            try
+            {
+                while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
+                {
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+
+        try
+        {
+            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, _shutdown.Token);
+            if (message is RevokedMessage revoked)
+            {
+                _role = Role.Stopping;
+                _logger.HandoffRevoked(_predecessorPid, revoked.Reason);
+                StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+            }
+            else
+            {
+                _logger.PredecessorExited(_predecessorPid);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // This process stops in order: say so, so that a still-draining predecessor does not take the end of the
+            // heartbeats for a crash and resume serving beside whoever serves now.
+            channel.TrySend(new StoppingMessage());
+        }
+        catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
+            or InvalidDataException)
+        {
+            _logger.PredecessorExited(_predecessorPid);
+        }
+        finally
+        {
+            await done.CancelAsync();
+            await heartbeats;
+            channel.Dispose();
+        }
+    }
+
+    private void StopWithExitCode(int exitCode)
+    {
+        _gate.Close();
+        Environment.ExitCode = exitCode;
+        _applicationLifetime.StopApplication();
+    }
+
+    private void StartHandoffServer()
+    {
+        try
+        {
+            _server.Start(HandleSuccessorAsync);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or UnauthorizedAccessException)
+        {
+            _logger.HandoffServerFailed(ex);
+        }
+    }
+}
