@@ -213,9 +213,10 @@ internal static class FuzzRunner
         }
 
         long lastProgress = started;
-        while (workers.Any(w => w.IsAlive))
+        while (workers.FirstOrDefault(w => w.IsAlive) is { } alive)
         {
-            Thread.Sleep(20);
+            // The watchdog's tick: wakes when a worker ends, or every 20 ms to look for a hang.
+            alive.Join(TimeSpan.FromMilliseconds(20));
             for (int t = 0; t < threads; t++)
             {
                 long since = Volatile.Read(ref busySince[t]);
