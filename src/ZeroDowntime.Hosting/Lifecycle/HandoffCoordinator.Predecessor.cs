@@ -97,12 +97,11 @@ internal sealed partial class HandoffCoordinator
         try
         {
             long greeted = _time.GetTimestamp();
-            var listeners = _registry.ActiveListeners();
             _listenersShared = true;
-            channel.Send(
+            int count = _registry.SendActiveListeners(listeners => channel.Send(
                 new WelcomeMessage(HandoffProtocol.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray()),
-                listeners.Select(l => l.Fd).ToArray());
-            _logger.HandoffRequested(pid, listeners.Count);
+                listeners.Select(l => l.Fd).ToArray()));
+            _logger.HandoffRequested(pid, count);
 
             if (!await WaitForReadyAsync(channel, pid, greeted))
             {

@@ -77,6 +77,20 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         }
     }
 
+    /// <summary>
+    /// Runs <paramref name="send"/> with the listeners a successor gets, under the registry's lock: no descriptor can
+    /// be closed (and its number reused by another file) between choosing it and passing it on.
+    /// </summary>
+    public int SendActiveListeners(Action<IReadOnlyList<ListenerEntry>> send)
+    {
+        lock (_lock)
+        {
+            var listeners = _entries.Where(e => e.InUse && e.Fd >= 0).ToArray();
+            send(listeners);
+            return listeners.Length;
+        }
+    }
+
     /// <summary>The listeners a successor gets: those Kestrel serves in this process now.</summary>
     public IReadOnlyList<ListenerEntry> ActiveListeners()
     {
