@@ -80,21 +80,8 @@ internal sealed class Http2Load : IAsyncDisposable
             : throw new InvalidOperationException("Stop the load first.");
 
     /// <summary>Waits until at least <paramref name="count"/> more requests have succeeded (bounded).</summary>
-    public async Task WaitForMoreSuccessesAsync(long count, TimeSpan? timeout = null)
-    {
-        long target = Succeeded + count;
-        var limit = Stopwatch.StartNew();
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
-        while (Succeeded < target)
-        {
-            if (limit.Elapsed > (timeout ?? TimeSpan.FromSeconds(30)))
-            {
-                throw new TimeoutException($"Only {Succeeded} of {target} HTTP/2 requests succeeded in time; failures: {string.Join(" | ", Failures.Take(5))}");
-            }
-
-            await timer.WaitForNextTickAsync();
-        }
-    }
+    public Task WaitForMoreSuccessesAsync(long count, TimeSpan? timeout = null) =>
+        LoadProgress.WaitForMoreSuccessesAsync(() => Succeeded, () => Failures, count, "HTTP/2 requests", timeout);
 
     /// <summary>Waits until all workers have ended (at most <see cref="StopAsync"/>'s stop plus one request timeout).</summary>
     public Task Completion => Task.WhenAll(_workers);

@@ -44,21 +44,8 @@ internal sealed class HttpLoad : IAsyncDisposable
     public static HttpLoad Start(Uri uri, int workers, bool newConnectionPerRequest) => new(uri, workers, newConnectionPerRequest);
 
     /// <summary>Waits until at least <paramref name="count"/> more requests have succeeded (bounded).</summary>
-    public async Task WaitForMoreSuccessesAsync(long count, TimeSpan? timeout = null)
-    {
-        long target = Succeeded + count;
-        var limit = Stopwatch.StartNew();
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
-        while (Succeeded < target)
-        {
-            if (limit.Elapsed > (timeout ?? TimeSpan.FromSeconds(30)))
-            {
-                throw new TimeoutException($"Only {Succeeded} of {target} requests succeeded in time; failures: {string.Join(" | ", Failures.Take(5))}");
-            }
-
-            await timer.WaitForNextTickAsync();
-        }
-    }
+    public Task WaitForMoreSuccessesAsync(long count, TimeSpan? timeout = null) =>
+        LoadProgress.WaitForMoreSuccessesAsync(() => Succeeded, () => Failures, count, "requests", timeout);
 
     public async Task StopAsync()
     {
