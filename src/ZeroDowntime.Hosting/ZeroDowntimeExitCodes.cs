@@ -19,4 +19,9 @@ public static class ZeroDowntimeExitCodes
 
     /// <summary>The <c>ZeroDowntime</c> configuration is invalid, or the socket path is unsafe.</summary>
     public const int InvalidConfiguration = 78;
+
+    /// <summary>An endpoint this process must bind is in use by another process that did not hand it over: a copy
+    /// started without handoffs (or with another <see cref="ZeroDowntimeOptions.SocketPath"/>), or another program.
+    /// Nothing changed; stop that process, or give both the same socket path.</summary>
+    public const int AddressInUse = 79;
 }

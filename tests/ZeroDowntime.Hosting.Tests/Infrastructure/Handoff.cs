@@ -30,6 +30,11 @@ internal static class Handoff
         public const int DrainCompleted = 46;
         public const int SuccessorLost = 47;
         public const int HandoffProtocolError = 49;
+        public const int AbandonedSuccessorDraining = 32;
+        public const int HangupIgnored = 71;
+        public const int AddressInUse = 72;
+        public const int ParticipantOverran = 80;
+        public const int HandoffAbandonedAtCommit = 81;
     }
 
     /// <summary>Starts the first process and waits until it serves and listens for successors.</summary>

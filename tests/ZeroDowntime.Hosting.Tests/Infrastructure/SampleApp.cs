@@ -275,6 +275,7 @@ internal sealed class TestScope : IDisposable
 
 internal static partial class Posix
 {
+    public const int SIGHUP = 1;
     public const int SIGKILL = 9;
     public const int SIGTERM = 15;
     public const int SIGSTOP = 19;
