@@ -3,7 +3,11 @@ namespace ZeroDowntime.Hosting;
 /// <summary>
 /// A resource other than the listening sockets that changes hands with them, such as a log file. Register
 /// implementations as singletons of this interface; the library calls them at the fixed points of a handoff.
-/// Calls are awaited but bounded: a participant that throws is logged and the handoff goes on without it.
+/// Calls are awaited but bounded (5 s each): a participant that throws is logged and the handoff goes on without it.
+/// A <see cref="ReleaseAsync"/> that overruns its 5 s does not let the commit go ahead while it still runs: the old
+/// process waits until it returns, acquires again what it released, keeps serving and abandons the handoff (the
+/// successor exits with <see cref="ZeroDowntimeExitCodes.HandoffAbandoned"/>), so that a successor's
+/// <see cref="AcquireAsync"/> never overlaps a predecessor's release.
 /// </summary>
 public interface IHandoffParticipant
 {
@@ -39,4 +43,10 @@ public enum HandoffAcquireReason
 
     /// <summary>The predecessor disappeared during the handoff, or never answered within the handoff timeout.</summary>
     PredecessorVanished,
+
+    /// <summary>
+    /// This process had released the resources for a handoff that did not complete (it was abandoned at the commit,
+    /// or the successor was lost after it): it owns them again.
+    /// </summary>
+    Reclaimed,
 }

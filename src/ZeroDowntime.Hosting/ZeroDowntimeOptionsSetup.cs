@@ -52,6 +52,17 @@ internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment) 
         string directory = !string.IsNullOrEmpty(runtimeDirectory) && Path.IsPathRooted(runtimeDirectory)
             ? Path.Combine(runtimeDirectory, "zerodowntime")
             : Path.Combine(Path.GetTempPath(), $"zerodowntime-{(OperatingSystem.IsLinux() ? Libc.geteuid() : 0)}");
+
+        // A long ApplicationId must not make the default path unusable: keep a prefix of it and a hash of the whole,
+        // so that two long ids stay apart and the path (and its temporary twin) fits sun_path.
+        int room = ZeroDowntimeOptionsValidator.MaxSocketPathBytes - Encoding.UTF8.GetByteCount(directory) - 1 - ".sock".Length;
+        if (file.Length > room && room >= 16)
+        {
+            string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(applicationId)))[..8];
+            file.Length = room - 9;
+            file.Append('-').Append(hash);
+        }
+
         return Path.Combine(directory, file + ".sock");
     }
 }
@@ -92,6 +103,11 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             if (bytes > MaxSocketPathBytes)
             {
                 errors.Add($"{Section}:SocketPath is {bytes} bytes long; a Unix socket path may be at most {MaxSocketPathBytes} bytes: '{path}'.");
+            }
+            else if (Encoding.UTF8.GetByteCount(Path.GetDirectoryName(path) ?? "/") + 1 + Lifecycle.HandoffSocketServer.TemporaryNameLength is var temporary
+                && temporary > MaxSocketPathBytes)
+            {
+                errors.Add($"{Section}:SocketPath '{path}' leaves too little room: the handoff socket is bound under a temporary name of {Lifecycle.HandoffSocketServer.TemporaryNameLength} bytes in the same directory ({temporary} bytes in all) and then renamed over the path, and a Unix socket path may be at most {MaxSocketPathBytes} bytes; use a shorter directory.");
             }
 
             if (path.EndsWith('/'))

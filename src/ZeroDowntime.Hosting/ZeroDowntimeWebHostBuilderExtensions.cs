@@ -74,6 +74,11 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             // First in the pipeline, so every response of a draining process can say "Connection: close".
             services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, DrainStartupFilter>());
 
+            if (FaultInjection.IsRequested("in-release"))
+            {
+                services.AddSingleton<IHandoffParticipant, FaultInjectionParticipant>();
+            }
+
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
         });

@@ -32,7 +32,7 @@ internal static unsafe class FdPassing
             fds.CopyTo(new Span<int>(control + sizeof(Libc.CmsgHdr), fds.Length));
         }
 
-        int fd = (int)socket.SafeHandle.DangerousGetHandle();
+        var handle = socket.SafeHandle;
         int sent = 0;
         bool first = true;
         fixed (byte* bytes = data)
@@ -47,7 +47,7 @@ internal static unsafe class FdPassing
                     Control = first && controlLength > 0 ? control : null,
                     ControlLength = first ? (nuint)controlLength : 0,
                 };
-                nint result = Libc.sendmsg(fd, &message, Libc.MSG_NOSIGNAL);
+                nint result = Libc.sendmsg(handle, &message, Libc.MSG_NOSIGNAL);
                 if (result < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();
@@ -87,7 +87,7 @@ internal static unsafe class FdPassing
         const int MaxFds = MaxFdsPerMessage;
         int controlLength = Libc.CmsgSpace(MaxFds * sizeof(int));
         byte* control = stackalloc byte[controlLength];
-        int fd = (int)socket.SafeHandle.DangerousGetHandle();
+        var handle = socket.SafeHandle;
 
         fixed (byte* bytes = buffer)
         {
@@ -101,7 +101,7 @@ internal static unsafe class FdPassing
                     Control = control,
                     ControlLength = (nuint)controlLength,
                 };
-                nint result = Libc.recvmsg(fd, &message, Libc.MSG_DONTWAIT | Libc.MSG_CMSG_CLOEXEC);
+                nint result = Libc.recvmsg(handle, &message, Libc.MSG_DONTWAIT | Libc.MSG_CMSG_CLOEXEC);
                 if (result < 0)
                 {
                     int errno = Marshal.GetLastPInvokeError();

@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
 namespace ZeroDowntime.Hosting.Interop;
@@ -29,6 +30,7 @@ internal static unsafe partial class Libc
     public const int S_IFMT = 0xF000;
     public const int S_IFSOCK = 0xC000;
     public const int S_IFDIR = 0x4000;
+    public const int S_IFLNK = 0xA000;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec
@@ -76,11 +78,14 @@ internal static unsafe partial class Libc
 
     public static int CmsgLen(int dataLength) => sizeof(CmsgHdr) + dataLength;
 
+    // The socket is passed as its SafeHandle, which the marshaller references for the length of the call: a
+    // concurrent Dispose then defers the close(2) until the call returns, so the number can never be reused by another
+    // file mid-call (a frame written into an unrelated socket), and a disposed socket throws ObjectDisposedException.
     [LibraryImport(LibraryName, SetLastError = true)]
-    public static partial nint sendmsg(int socket, MsgHdr* message, int flags);
+    public static partial nint sendmsg(SafeSocketHandle socket, MsgHdr* message, int flags);
 
     [LibraryImport(LibraryName, SetLastError = true)]
-    public static partial nint recvmsg(int socket, MsgHdr* message, int flags);
+    public static partial nint recvmsg(SafeSocketHandle socket, MsgHdr* message, int flags);
 
     [LibraryImport(LibraryName, SetLastError = true)]
     public static partial int close(int fd);

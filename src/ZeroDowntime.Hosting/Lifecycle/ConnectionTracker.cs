@@ -10,15 +10,20 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// The connections this process accepted and has not closed yet, so that the drain can tell when it is done,
 /// ask idle ones to close after the grace period, and abort stragglers at the deadline.
 /// </summary>
-internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger) : IDisposable
+internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
 {
     private readonly ConcurrentDictionary<string, ConnectionContext> _connections = new(StringComparer.Ordinal);
-    private readonly SemaphoreSlim _closed = new(0);
+    private readonly Lock _lock = new();
+
+    /// <summary>
+    /// Completed when the last connection closes while a drain waits; null when nobody waits. A close outside a drain
+    /// leaves nothing behind (unlike one semaphore permit per close, which a drain then spun through, and which
+    /// overflowed after 2^31 closes inside Kestrel's callback).
+    /// </summary>
+    private TaskCompletionSource? _emptied;
     private int _firstAccepted;
 
     public int Count => _connections.Count;
-
-    public void Dispose() => _closed.Dispose();
 
     public void Track(ConnectionContext connection)
     {
@@ -31,8 +36,7 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger) : IDi
         connection.ConnectionClosed.Register(static state =>
         {
             var (tracker, connection) = ((ConnectionTracker, ConnectionContext))state!;
-            tracker._connections.TryRemove(connection.ConnectionId, out _);
-            tracker._closed.Release();
+            tracker.OnClosed(connection.ConnectionId);
         }, (this, connection));
     }
 
@@ -68,18 +72,54 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger) : IDi
     public async Task<bool> WaitUntilEmptyAsync(TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
     {
         long start = time.GetTimestamp();
-        while (!_connections.IsEmpty)
+        while (true)
         {
+            Task emptied;
+            lock (_lock)
+            {
+                if (_connections.IsEmpty)
+                {
+                    return true;
+                }
+
+                _emptied ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                emptied = _emptied.Task;
+            }
+
             var remaining = timeout - time.GetElapsedTime(start);
             if (remaining <= TimeSpan.Zero)
             {
                 return false;
             }
 
-            // Woken by every close; the periodic timeout re-checks connections that closed before Track ran.
-            await _closed.WaitAsync(remaining < TimeSpan.FromMilliseconds(500) ? remaining : TimeSpan.FromMilliseconds(500), cancellationToken);
+            try
+            {
+                await emptied.WaitAsync(remaining, time, cancellationToken);
+            }
+            catch (TimeoutException)
+            {
+                return _connections.IsEmpty;
+            }
+
+            // Emptied; a connection accepted just before the gate closed may have been tracked since: look again.
+        }
+    }
+
+    private void OnClosed(string connectionId)
+    {
+        _connections.TryRemove(connectionId, out _);
+        if (!_connections.IsEmpty)
+        {
+            return;
         }
 
-        return true;
+        lock (_lock)
+        {
+            if (_connections.IsEmpty && _emptied is { } emptied)
+            {
+                _emptied = null;
+                emptied.TrySetResult();
+            }
+        }
     }
 }

@@ -82,7 +82,7 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
-        if (_role != Role.Owner)
+        if (CurrentRole != Role.Owner)
         {
             Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
             return;
@@ -111,12 +111,12 @@ internal sealed partial class HandoffCoordinator
             }
 
             _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
-            await CommitAndDrainAsync(channel, pid);
+            await CommitAndDrainAsync(channel, pid, readyAt: _time.GetTimestamp());
         }
         finally
         {
             // Still (or again) the server: the slot is free. A process that handed over keeps it taken.
-            if (_role == Role.Owner)
+            if (CurrentRole == Role.Owner)
             {
                 Volatile.Write(ref _handoffInProgress, 0);
             }
@@ -167,14 +167,23 @@ internal sealed partial class HandoffCoordinator
         }
     }
 
-    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid)
+    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid, long readyAt)
     {
         // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
         // hears "committed" this process takes no new connection. The handoff socket stays open (answering
         // "already handed over", which successors retry) until the successor renames its own over the path.
         _gate.Close();
-        _role = Role.HandedOver;
-        await NotifyParticipantsAsync("release", p => p.ReleaseAsync(_shutdown.Token));
+        MoveTo(Role.HandedOver);
+        var released = new List<IHandoffParticipant>();
+        if (await ReleaseParticipantsAsync(released) is { } overrun)
+        {
+            await AbandonAtCommitAsync(channel, pid, readyAt, released, overrun);
+            return;
+        }
+
+        // This process may itself still be the successor of a draining predecessor: tell it Stopping before the
+        // successor hears Committed, so that from now on nothing can make that older generation serve again.
+        await ReleasePredecessorAsync();
 
         using var lost = new CancellationTokenSource();
         Task<string?> watch;
@@ -203,13 +212,53 @@ internal sealed partial class HandoffCoordinator
         _logger.SuccessorLost(pid, reason);
         channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
         _lifetime.Resume();
-        _listenersShared = false;
-        _role = Role.Owner;
-        _gate.Open();
-        await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
-        _systemd.MainProcess($"Serving again; successor pid {pid} was lost");
+        await ServeAgainAsync(_participants, $"Serving again; successor pid {pid} was lost");
         _server.Stop(removeFile: false);
         StartHandoffServer();
+    }
+
+    /// <summary>Back to serving after a handoff that did not complete: the listeners and the resources are ours again.</summary>
+    private async Task ServeAgainAsync(IReadOnlyList<IHandoffParticipant> released, string status)
+    {
+        _listenersShared = false;
+        MoveTo(Role.Owner);
+        _gate.Open();
+        foreach (var participant in released)
+        {
+            await NotifyParticipantsAsync("acquire", [participant], p => p.AcquireAsync(HandoffAcquireReason.Reclaimed, _shutdown.Token));
+        }
+
+        _systemd.MainProcess(status);
+    }
+
+    /// <summary>
+    /// A participant overran its release at the commit. The successor must not acquire while the release still runs,
+    /// so this process does not commit: it waits for the release to end (within what is left of the handoff timeout,
+    /// so that the successor, which waits for the commit that long and 5 s more, does not give up first), acquires
+    /// again what it released, reopens its gate and tells the successor the handoff is abandoned.
+    /// </summary>
+    private async Task AbandonAtCommitAsync(HandoffChannel channel, int pid, long readyAt, List<IHandoffParticipant> released, Task overrun)
+    {
+        var remaining = _options.HandoffTimeout - _time.GetElapsedTime(readyAt);
+        try
+        {
+            await overrun.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _shutdown.Token);
+        }
+        catch (TimeoutException)
+        {
+            // Still running: serve again anyway; it will end by itself or with the host.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            _logger.ParticipantFailed("release", ex);
+        }
+
+        string reason = HandoffProtocol.FitText(overrun.IsCompleted
+            ? $"a handoff participant overran its {ParticipantTimeout.TotalSeconds:0} s at the commit"
+            : $"a handoff participant overran its {ParticipantTimeout.TotalSeconds:0} s at the commit and is still running");
+        await ServeAgainAsync(overrun.IsCompleted ? released : released[..^1], $"Serving; the handoff to pid {pid} was abandoned at the commit");
+        channel.TrySend(new AbandonedMessage(reason));
+        _logger.HandoffAbandonedAtCommit(pid, reason);
     }
 
     /// <summary>
@@ -234,7 +283,12 @@ internal sealed partial class HandoffCoordinator
                     return null;
                 }
 
-                reason = message is null ? "it closed the handoff connection without stopping in order" : $"it sent {message.Type}";
+                reason = message switch
+                {
+                    null => "it closed the handoff connection without stopping in order",
+                    FailedMessage failed => $"it sent Failed: {failed.Reason}",
+                    _ => $"it sent {message.Type}",
+                };
                 break;
             }
         }
@@ -293,16 +347,56 @@ internal sealed partial class HandoffCoordinator
     }
 
     /// <summary>
-    /// Runs each participant off this thread with a deadline, so that neither a synchronous nor a hung participant
-    /// can stall the handoff; one that fails or overruns is logged and the handoff goes on.
+    /// Releases the participants in order, each off this thread with a deadline. Returns null when every release
+    /// ended in time (one that throws is logged: its resource is simply not handed over), or the release that overran,
+    /// which is still running; those after it were not asked. <paramref name="released"/> gets every participant asked.
     /// </summary>
-    private async Task NotifyParticipantsAsync(string stage, Func<IHandoffParticipant, Task> action)
+    private async Task<Task?> ReleaseParticipantsAsync(List<IHandoffParticipant> released)
     {
         foreach (var participant in _participants)
         {
+            released.Add(participant);
+            var release = Task.Run(() => participant.ReleaseAsync(_shutdown.Token));
             try
             {
-                await Task.Run(() => action(participant)).WaitAsync(ParticipantTimeout);
+                await release.WaitAsync(ParticipantTimeout, _time);
+            }
+            catch (TimeoutException) when (!release.IsCompleted)
+            {
+                _logger.ParticipantOverran(participant.GetType().Name, ParticipantTimeout);
+                return release;
+            }
+            catch (Exception ex)
+            {
+                _logger.ParticipantFailed("release", ex);
+            }
+        }
+
+        return null;
+    }
+
+    private Task NotifyParticipantsAsync(string stage, Func<IHandoffParticipant, Task> action) =>
+        NotifyParticipantsAsync(stage, _participants, action);
+
+    /// <summary>
+    /// Runs each participant off this thread with a deadline, so that neither a synchronous nor a hung participant
+    /// can stall the handoff; one that fails or overruns is logged and the handoff goes on (an overrunning one is
+    /// still observed: what it throws later is logged too).
+    /// </summary>
+    private async Task NotifyParticipantsAsync(string stage, IReadOnlyList<IHandoffParticipant> participants, Func<IHandoffParticipant, Task> action)
+    {
+        foreach (var participant in participants)
+        {
+            var work = Task.Run(() => action(participant));
+            try
+            {
+                await work.WaitAsync(ParticipantTimeout, _time);
+            }
+            catch (TimeoutException ex) when (!work.IsCompleted)
+            {
+                _logger.ParticipantFailed(stage, ex);
+                _ = work.ContinueWith(static (t, state) => ((ILogger)state!).ParticipantFailed("late", t.Exception!.GetBaseException()), _logger,
+                    CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
             }
             catch (Exception ex)
             {

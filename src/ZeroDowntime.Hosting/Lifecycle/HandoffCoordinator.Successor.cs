@@ -122,7 +122,7 @@ internal sealed partial class HandoffCoordinator
                         $"Predecessor announced {welcome.Listeners.Count} listeners but sent {fds.Count} descriptors.");
                 }
 
-                _registry.AddInherited(welcome.Listeners, fds);
+                _registry.AddInherited(welcome.ProcessId, welcome.Listeners, fds);
                 return welcome;
             case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
                 return null;
@@ -157,7 +157,7 @@ internal sealed partial class HandoffCoordinator
             {
                 // First start: Kestrel has bound every endpoint, so this process is the server; only now may it
                 // take the files over (a second copy that fails to bind must not have touched them).
-                _role = Role.Owner;
+                MoveTo(Role.Owner);
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
                 OpenGate();
                 _systemd.MainProcess("Serving");
@@ -177,6 +177,7 @@ internal sealed partial class HandoffCoordinator
 
     private void OpenGate()
     {
+        _gateOpened = true;
         _gate.Open();
         _logger.Accepting(_registry.ActiveListeners().Count);
     }
@@ -208,6 +209,7 @@ internal sealed partial class HandoffCoordinator
             return false;
         }
 
+
         await AbandonAsync(channel, abandoned.Reason);
         return true;
     }
@@ -220,7 +222,13 @@ internal sealed partial class HandoffCoordinator
         {
             channel.Send(new ReadyMessage());
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
-            answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _shutdown.Token);
+            await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _stopping.Token);
+            answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _stopping.Token);
+        }
+        catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+        {
+            // Stopping before the commit: OnStopping has told the predecessor already.
+            return;
         }
         catch (TimeoutException)
         {
@@ -231,21 +239,20 @@ internal sealed partial class HandoffCoordinator
             return;
         }
         catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception
-            or HandoffProtocolException or InvalidDataException)
+            or HandoffProtocolException or InvalidDataException or ObjectDisposedException)
         {
             answer = null;
             failure = ex.Message;
         }
 
-        ProcessExitHooks.PendingHandoff = null;
         switch (answer)
         {
-            case CommittedMessage:
-                _role = Role.Owner;
+            case CommittedMessage when TryMove(Role.Successor, Role.Owner):
+                ProcessExitHooks.PendingHandoff = null;
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
 
                 // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
-                _ = WatchPredecessorAsync(channel);
+                _predecessorWatch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorReleased, _shutdown.Token));
                 _registry.RemoveUnusedInheritedUnixFiles();
                 _systemd.MainProcess($"Serving; took over from pid {_predecessorPid}");
@@ -254,11 +261,19 @@ internal sealed partial class HandoffCoordinator
             case AbandonedMessage abandoned:
                 await AbandonAsync(channel, abandoned.Reason);
                 break;
+            case CommittedMessage or RevokedMessage:
+                // Too late: this process began to stop first and said so; the predecessor serves on.
+                break;
             default:
                 // The connection broke: the kernel closed it because the predecessor died. Carry on alone.
+                if (!TryMove(Role.Successor, Role.Owner))
+                {
+                    break;
+                }
+
+                ProcessExitHooks.PendingHandoff = null;
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();
-                _role = Role.Owner;
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
                 _registry.RemoveUnusedInheritedUnixFiles();
                 _systemd.MainProcess($"Serving; predecessor pid {_predecessorPid} vanished during the handoff");
@@ -267,43 +282,55 @@ internal sealed partial class HandoffCoordinator
         }
     }
 
+    /// <summary>
+    /// The predecessor gave the handoff up (or this process gave up on it): stop without ever owning anything. A
+    /// successor that had opened its gate drains what it accepted first, as a predecessor would.
+    /// </summary>
     private async Task AbandonAsync(HandoffChannel channel, string reason)
     {
+        if (!TryMove(Role.Successor, Role.Stopping))
+        {
+            return;
+        }
+
         ProcessExitHooks.PendingHandoff = null;
-        _role = Role.Stopping;
         _logger.HandoffAbandoned(_predecessorPid, reason);
         await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(reason, CancellationToken.None));
         channel.Dispose();
+        if (_gateOpened)
+        {
+            _gate.Close();
+            _lifetime.BeginDrain();
+            _logger.AbandonedSuccessorDraining(_tracker.Count);
+            await DrainAsync(CancellationToken.None);
+        }
+
         StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
     }
 
     /// <summary>
     /// After the commit: heartbeats to the draining predecessor, a last <see cref="MessageType.Stopping"/> when this
-    /// process stops in order, and the predecessor's last word (end of stream when it exits, or a revocation).
+    /// process stops in order or commits to its own successor, and the predecessor's last word (end of stream when it
+    /// exits, or a revocation).
     /// </summary>
     private async Task WatchPredecessorAsync(HandoffChannel channel)
     {
-        using var done = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token);
-        var heartbeats = Task.Run(async () =>
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_shutdown.Token, _releasePredecessor.Token);
+        var heartbeats = BackgroundWork.Start("heartbeats to the predecessor", async () =>
         {
             using var timer = new PeriodicTimer(HeartbeatInterval, _time);
-            try
-            {
-                while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
-                {
-                }
-            }
-            catch (OperationCanceledException)
+            while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
             {
             }
-        });
+        }, _logger);
 
+        bool stoppingInOrder = false;
         try
         {
-            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, _shutdown.Token);
+            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
             if (message is RevokedMessage revoked)
             {
-                _role = Role.Stopping;
+                MoveTo(Role.Stopping);
                 _logger.HandoffRevoked(_predecessorPid, revoked.Reason);
                 StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
             }
@@ -314,12 +341,12 @@ internal sealed partial class HandoffCoordinator
         }
         catch (OperationCanceledException)
         {
-            // This process stops in order: say so, so that a still-draining predecessor does not take the end of the
-            // heartbeats for a crash and resume serving beside whoever serves now.
-            channel.TrySend(new StoppingMessage());
+            // This process stops in order, or has committed to a successor of its own: say so, so that a still-draining
+            // predecessor does not take the end of the heartbeats for a crash and resume beside whoever serves now.
+            stoppingInOrder = true;
         }
         catch (Exception ex) when (ex is SocketException or System.ComponentModel.Win32Exception or HandoffProtocolException
-            or InvalidDataException)
+            or InvalidDataException or ObjectDisposedException)
         {
             _logger.PredecessorExited(_predecessorPid);
         }
@@ -327,8 +354,31 @@ internal sealed partial class HandoffCoordinator
         {
             await done.CancelAsync();
             await heartbeats;
+            if (stoppingInOrder)
+            {
+                channel.TrySend(new StoppingMessage());
+            }
+
             channel.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Called when this process commits to its own successor, before that successor hears it: the predecessor that
+    /// may still drain is told Stopping and the channel closed, so that it never resumes whatever happens to this
+    /// process from now on (the successor serves). A predecessor that lost this process before it committed onward
+    /// still resumes, as it must.
+    /// </summary>
+    private async Task ReleasePredecessorAsync()
+    {
+        if (_predecessorWatch.IsCompleted)
+        {
+            return;
+        }
+
+        await _releasePredecessor.CancelAsync();
+        await _predecessorWatch;
+        _logger.ToldPredecessorStopping(_predecessorPid);
     }
 
     private void StopWithExitCode(int exitCode)

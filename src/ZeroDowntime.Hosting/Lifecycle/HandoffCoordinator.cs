@@ -1,4 +1,4 @@
-using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -42,12 +42,23 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     private readonly SystemdNotifier _systemd = new();
     private readonly CancellationTokenSource _shutdown = new();
 
+    /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
+    private readonly CancellationTokenSource _stopping = new();
+
+    /// <summary>Cancelled when this process commits to its own successor: the watch of its predecessor then says Stopping.</summary>
+    private readonly CancellationTokenSource _releasePredecessor = new();
+
     private ZeroDowntimeOptions _options = null!;
     private HandoffSocketServer _server = null!;
     private HandoffChannel? _predecessor;
     private int _predecessorPid;
+    private Task _predecessorWatch = Task.CompletedTask;
+    private PosixSignalRegistration? _hangup;
 
-    private volatile Role _role = Role.Starting;
+    /// <summary>True once this process has opened its gate (it may hold accepted connections).</summary>
+    private volatile bool _gateOpened;
+
+    private int _role = (int)Role.Starting;
 
     /// <summary>1 while a successor holds the handoff slot (from its valid greeting to commit or failure).</summary>
     private int _handoffInProgress;
@@ -106,15 +117,24 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         SocketPathGuard.EnsureSafe(path);
         _server = new HandoffSocketServer(path, _logger);
 
+        // SIGHUP ends a .NET process by default; a closed terminal or an operator's "kill -HUP" (reload, elsewhere)
+        // must not take the server down with no successor.
+        _hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
+        {
+            context.Cancel = true;
+            _logger.HangupIgnored();
+        });
+
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
         if (_predecessor is not null)
         {
-            _role = Role.Successor;
+            MoveTo(Role.Successor);
             _lifetime.IsSuccessor = true;
             ProcessExitHooks.PendingHandoff = _predecessor;
         }
 
-        _applicationLifetime.ApplicationStarted.Register(() => _ = Task.Run(OnApplicationStartedAsync));
+        _applicationLifetime.ApplicationStopping.Register(OnStopping);
+        _applicationLifetime.ApplicationStarted.Register(() => BackgroundWork.Start("start-up at ApplicationStarted", OnApplicationStartedAsync, _logger));
     }
 
     public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -140,9 +160,35 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     public void Dispose()
     {
+        _hangup?.Dispose();
         _server?.Dispose();
         _shutdown.Dispose();
+        _stopping.Dispose();
+        _releasePredecessor.Dispose();
     }
 
-    private bool IsSoleServer => _role == Role.Owner && !_listenersShared;
+    private Role CurrentRole => (Role)Volatile.Read(ref _role);
+
+    private bool IsSoleServer => CurrentRole == Role.Owner && !_listenersShared;
+
+    private void MoveTo(Role role) => Volatile.Write(ref _role, (int)role);
+
+    /// <summary>Moves from <paramref name="from"/> only: when two events race (a commit and a stop), one wins.</summary>
+    private bool TryMove(Role from, Role to) => Interlocked.CompareExchange(ref _role, (int)to, (int)from) == (int)from;
+
+    /// <summary>
+    /// The host begins to stop. A successor that has not been committed yet tells its predecessor now, not from the
+    /// process-exit hook after the whole host shutdown: the predecessor may already have closed its gate, and until
+    /// it hears, only this stopping process accepts.
+    /// </summary>
+    private void OnStopping()
+    {
+        _stopping.Cancel();
+        if (_predecessor is { } channel && TryMove(Role.Successor, Role.Stopping))
+        {
+            ProcessExitHooks.PendingHandoff = null;
+            channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
+            _logger.StoppingBeforeCommit(_predecessorPid);
+        }
+    }
 }

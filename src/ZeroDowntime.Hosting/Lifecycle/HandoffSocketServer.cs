@@ -13,6 +13,12 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// </summary>
 internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : IDisposable
 {
+    /// <summary>
+    /// The length of the temporary name in the socket's directory ('.' and 10 random hex digits): no longer than most
+    /// file names, so that the temporary path fits <c>sun_path</c> wherever the configured one does (validation checks both).
+    /// </summary>
+    internal const int TemporaryNameLength = 11;
+
     private Socket? _listener;
     private CancellationTokenSource? _stopping;
     private Task _acceptLoop = Task.CompletedTask;
@@ -22,7 +28,7 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
     {
         // A random name: nobody can occupy it in advance (in a sticky directory another user could squat a
         // predictable one and stop the handoff server from starting).
-        string temporary = $"{socketPath}.{Convert.ToHexString(System.Security.Cryptography.RandomNumberGenerator.GetBytes(6))}.tmp";
+        string temporary = TemporaryPathFor(socketPath);
         var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
         try
         {
@@ -51,7 +57,8 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
         _identity = stat is { } s ? (s.Inode, s.DevMajor, s.DevMinor) : null;
         _listener = listener;
         _stopping = new CancellationTokenSource();
-        _acceptLoop = AcceptLoopAsync(listener, handleConnection, _stopping.Token);
+        var stopping = _stopping.Token;
+        _acceptLoop = BackgroundWork.Start("handoff socket accept loop", () => AcceptLoopAsync(listener, handleConnection, stopping), logger);
         logger.ServingHandoffSocket(socketPath);
     }
 
@@ -79,6 +86,10 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
 
     public void Dispose() => Stop(removeFile: false);
 
+    internal static string TemporaryPathFor(string socketPath) =>
+        Path.Combine(Path.GetDirectoryName(socketPath) ?? "/",
+            "." + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(5)));
+
     private async Task AcceptLoopAsync(Socket listener, Func<Socket, Task> handleConnection, CancellationToken stopping)
     {
         while (!stopping.IsCancellationRequested)
@@ -102,7 +113,7 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
             }
 
             // Each connection on its own: a peer that says nothing must not delay the next one.
-            _ = Task.Run(() => handleConnection(connection), CancellationToken.None);
+            _ = BackgroundWork.Start("handoff connection", () => handleConnection(connection), logger);
         }
     }
 }

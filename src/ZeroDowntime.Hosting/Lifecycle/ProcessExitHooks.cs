@@ -24,22 +24,25 @@ internal static class ProcessExitHooks
         }
     }
 
-    internal static int? ExitCodeFor(Exception? exception)
+    internal static int? ExitCodeFor(Exception? exception) => ReasonFor(exception)?.ExitCode;
+
+    /// <summary>The exit code and the one-line reason that the library gives for a start-up failure, if it is one.</summary>
+    internal static (int ExitCode, string Message)? ReasonFor(Exception? exception)
     {
         for (var current = exception; current is not null; current = current.InnerException)
         {
             switch (current)
             {
                 case ZeroDowntimeStartupException startup:
-                    return startup.ExitCode;
+                    return (startup.ExitCode, startup.Message);
                 case OptionsValidationException validation when validation.OptionsType == typeof(ZeroDowntimeOptions):
-                    return ZeroDowntimeExitCodes.InvalidConfiguration;
+                    return (ZeroDowntimeExitCodes.InvalidConfiguration, validation.Message);
                 case AggregateException aggregate:
                     foreach (var inner in aggregate.InnerExceptions)
                     {
-                        if (ExitCodeFor(inner) is { } code)
+                        if (ReasonFor(inner) is { } reason)
                         {
-                            return code;
+                            return reason;
                         }
                     }
 
@@ -54,9 +57,9 @@ internal static class ProcessExitHooks
     {
         var exception = e.ExceptionObject as Exception;
         TellPredecessor($"start-up failed: {exception?.GetType().Name}: {exception?.Message}");
-        if (ExitCodeFor(exception) is { } code)
+        if (ReasonFor(exception) is var (code, message))
         {
-            Console.Error.WriteLine($"ZeroDowntime: {exception!.GetBaseException().Message} (exit code {code})");
+            Console.Error.WriteLine($"ZeroDowntime: {message.ReplaceLineEndings(" ")} (exit code {code})");
             Environment.Exit(code);
         }
     }

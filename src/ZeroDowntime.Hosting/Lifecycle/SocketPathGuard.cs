@@ -5,7 +5,10 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// <summary>
 /// Start-up checks of the handoff socket's location: whoever can replace the socket file can hand this process
 /// a listener of their own or take ours. The directory is created 0700 when missing; a directory that other
-/// users can write without the sticky bit, or a path owned by another user, is refused.
+/// users can write without the sticky bit, or a path owned by another user, is refused. Every symlink on the way
+/// (in any ancestor, and in what links point to) must belong to this user or root and sit in a directory that no
+/// other user can write, or a sticky one (where only the link's owner may replace it): a link another user owns, or
+/// can replace, could be retargeted by them at any later deploy.
 /// </summary>
 internal static class SocketPathGuard
 {
@@ -21,6 +24,7 @@ internal static class SocketPathGuard
 
         uint me = Libc.geteuid();
         string directory = Path.GetDirectoryName(socketPath) ?? "/";
+        EnsureSymlinksSafe(directory, me, socketPath, hops: 0);
         if (Libc.TryStat(directory) is null)
         {
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
@@ -54,6 +58,49 @@ internal static class SocketPathGuard
             {
                 throw Unsafe(socketPath, $"it belongs to uid {file.Uid}, not to this user (uid {me})");
             }
+        }
+    }
+
+    /// <summary>Walks <paramref name="path"/> from the root, judging each symlink and following it.</summary>
+    private static void EnsureSymlinksSafe(string path, uint me, string socketPath, int hops)
+    {
+        string[] parts = Path.GetFullPath(path).Split('/', StringSplitOptions.RemoveEmptyEntries);
+        string resolved = "/";
+        for (int i = 0; i < parts.Length; i++)
+        {
+            string next = Path.Combine(resolved, parts[i]);
+            if (Libc.TryStat(next) is not { } entry)
+            {
+                return; // created below, 0700, by this process
+            }
+
+            if ((entry.Mode & Libc.S_IFMT) != Libc.S_IFLNK)
+            {
+                resolved = next;
+                continue;
+            }
+
+            if (++hops > 40)
+            {
+                throw Unsafe(socketPath, $"more than 40 symlinks on the way to {path}");
+            }
+
+            if (entry.Uid != me && entry.Uid != 0)
+            {
+                throw Unsafe(socketPath, $"{next} is a symlink that belongs to uid {entry.Uid}, not to this user (uid {me}) or root: its owner could point it elsewhere at any time");
+            }
+
+            if (Libc.TryStat(resolved, followSymlinks: true) is { } parent
+                && (parent.Mode & GroupOrOtherWrite) != 0 && (parent.Mode & Sticky) == 0)
+            {
+                throw Unsafe(socketPath, $"{next} is a symlink in {resolved} (mode {Convert.ToString(parent.Mode & 0xFFF, 8)}), which other users can write and has no sticky bit, so anyone could replace the link");
+            }
+
+            string target = new FileInfo(next).LinkTarget ?? throw Unsafe(socketPath, $"the symlink {next} cannot be read");
+            string rest = string.Join('/', parts[(i + 1)..]);
+            string followed = Path.GetFullPath(target, resolved);
+            EnsureSymlinksSafe(rest.Length == 0 ? followed : Path.Combine(followed, rest), me, socketPath, hops);
+            return;
         }
     }
 

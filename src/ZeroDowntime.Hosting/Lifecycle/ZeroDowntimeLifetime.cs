@@ -1,10 +1,16 @@
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Logging;
+
 namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>The state of this process in the handoff, as the application sees it.</summary>
 internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
 {
+    private readonly ILogger? _logger;
     private volatile CancellationTokenSource _draining = new();
     private volatile bool _isHandingOver;
+
+    public ZeroDowntimeLifetime(ILogger<ZeroDowntimeLifetime>? logger = null) => _logger = logger;
 
     public bool IsHandingOver => _isHandingOver;
 
@@ -17,7 +23,15 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
     public void BeginDrain()
     {
         _isHandingOver = true;
-        _draining.Cancel();
+        try
+        {
+            // Every callback runs even if one throws; app code must never stop the drain.
+            _draining.Cancel();
+        }
+        catch (AggregateException ex)
+        {
+            _logger?.DrainingCallbackFailed(ex);
+        }
     }
 
     /// <summary>The successor was lost after the commit: this process serves again and may drain another day.</summary>

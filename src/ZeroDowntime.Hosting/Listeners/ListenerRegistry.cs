@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
@@ -14,17 +15,20 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// abortively, setting linger 0 on the socket it shares with another process or even shutting it down, and
 /// unlinks its Unix socket path. Kestrel only ever sees non-owning wrappers.
 /// </summary>
-internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
+internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOptions<ZeroDowntimeOptions> options)
 {
     private const string UnixPrefix = "unix:";
     private readonly Lock _lock = new();
     private readonly List<ListenerEntry> _entries = [];
 
+    private int? _predecessorPid;
+
     /// <summary>Adopts descriptors received from a predecessor; they wait here until Kestrel asks for their key.</summary>
-    public void AddInherited(IReadOnlyList<ListenerDescriptor> descriptors, IReadOnlyList<int> fds)
+    public void AddInherited(int predecessorPid, IReadOnlyList<ListenerDescriptor> descriptors, IReadOnlyList<int> fds)
     {
         lock (_lock)
         {
+            _predecessorPid = predecessorPid;
             for (int i = 0; i < descriptors.Count; i++)
             {
                 _entries.Add(new ListenerEntry(descriptors[i].Key, fds[i], inherited: true, descriptors[i].BoundEndPoint));
@@ -55,7 +59,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
                 return inherited;
             }
 
-            var (fd, bound) = BindFresh(endPoint, backlog);
+            var (fd, bound) = BindFresh(endPoint, key, backlog);
             var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound)) { InUse = true };
             _entries.Add(entry);
             logger.ListenerBound(key, entry.Description);
@@ -157,7 +161,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         }
     }
 
-    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, int backlog)
+    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, string key, int backlog)
     {
         Socket socket;
         switch (endPoint)
@@ -185,8 +189,15 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
+            // Translated here, where we know why it matters: another process holds the address and did not hand it
+            // over. Kestrel wraps an AddressInUseException in its own IOException; the exit hook finds the reason inside.
             socket.Dispose();
-            throw new AddressInUseException(ex.Message, ex);
+            string socketPath = options.Value.SocketPath!;
+            string detail = _predecessorPid is { } pid
+                ? $"Cannot listen on {key}: the address is in use by another process, and the predecessor (pid {pid}, at {socketPath}) did not hand it over. Free it, or remove the endpoint from the configuration."
+                : $"Cannot listen on {key}: the address is in use by another process, and no predecessor answers at {socketPath}. A copy of this app may run without handoffs (no UseZeroDowntime, ZeroDowntime:Enabled=false, or another ZeroDowntime:SocketPath), or another program holds the port: stop it, or give both the same SocketPath.";
+            logger.AddressInUse(detail);
+            throw new AddressInUseException(detail, new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.AddressInUse, detail, ex));
         }
         catch
         {

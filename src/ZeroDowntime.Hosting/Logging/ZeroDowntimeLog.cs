@@ -4,7 +4,8 @@ namespace ZeroDowntime.Hosting.Logging;
 
 /// <summary>
 /// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
-/// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 90-99 test seams.
+/// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 70-79 the process
+/// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams.
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
@@ -124,4 +125,31 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(16, LogLevel.Information, "First connection accepted {ElapsedMs:0} ms after process start", EventName = "FirstConnectionAccepted")]
     public static partial void FirstConnectionAccepted(this ILogger logger, double elapsedMs);
+
+    [LoggerMessage(30, LogLevel.Information, "Committed to the next version: told predecessor pid {ProcessId} to finish its drain and never serve again", EventName = "ToldPredecessorStopping")]
+    public static partial void ToldPredecessorStopping(this ILogger logger, int processId);
+
+    [LoggerMessage(31, LogLevel.Warning, "Stopping before the commit: told predecessor pid {ProcessId} at once, so that it serves on", EventName = "StoppingBeforeCommit")]
+    public static partial void StoppingBeforeCommit(this ILogger logger, int processId);
+
+    [LoggerMessage(32, LogLevel.Warning, "Handoff abandoned after this process had started accepting: draining {Count} connection(s) before exiting", EventName = "AbandonedSuccessorDraining")]
+    public static partial void AbandonedSuccessorDraining(this ILogger logger, int count);
+
+    [LoggerMessage(70, LogLevel.Critical, "Background work '{Name}' of ZeroDowntime.Hosting failed", EventName = "BackgroundTaskFailed")]
+    public static partial void BackgroundTaskFailed(this ILogger logger, string name, Exception exception);
+
+    [LoggerMessage(71, LogLevel.Warning, "Received SIGHUP: ignored, this process keeps serving (start the next version to upgrade)", EventName = "HangupIgnored")]
+    public static partial void HangupIgnored(this ILogger logger);
+
+    [LoggerMessage(72, LogLevel.Critical, "{Detail}", EventName = "AddressInUse")]
+    public static partial void AddressInUse(this ILogger logger, string detail);
+
+    [LoggerMessage(73, LogLevel.Error, "An application callback on IZeroDowntimeLifetime.Draining threw; the drain goes on", EventName = "DrainingCallbackFailed")]
+    public static partial void DrainingCallbackFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
+    public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);
+
+    [LoggerMessage(81, LogLevel.Warning, "Handoff to pid {ProcessId} abandoned at the commit ({Reason}): serving again", EventName = "HandoffAbandonedAtCommit")]
+    public static partial void HandoffAbandonedAtCommit(this ILogger logger, int processId, string reason);
 }

@@ -49,36 +49,36 @@ internal sealed class HandoffChannel : IDisposable
                     return message;
                 }
 
-                if (_buffered == _buffer.Length)
+                try
                 {
-                    throw new HandoffProtocolException("Frame larger than the receive buffer.");
+                    // A zero-byte receive waits for readability without consuming anything, so that the bytes and
+                    // the descriptors attached to them can then be read together with recvmsg.
+                    await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, deadline.Token);
                 }
-
-                // A zero-byte receive waits for readability without consuming anything, so that the bytes and
-                // the descriptors attached to them can then be read together with recvmsg.
-                await _socket.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None, deadline.Token);
-                int read = FdPassing.TryReceive(_socket, _buffer.AsSpan(_buffered), _receivedFds);
-                if (read == 0)
+                catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
                 {
-                    FdPassing.CloseAll(_receivedFds);
-                    if (_buffered > 0)
+                    // The deadline passed. A process that was frozen past it (SIGSTOP, a cgroup freezer, swap) wakes up
+                    // to the expired timer and to what the peer sent meanwhile, in either order: read what is queued
+                    // before calling the peer silent.
+                    while (TryTakeFrame(fds, out message) is false)
                     {
-                        throw new HandoffProtocolException($"Connection closed in the middle of a frame ({_buffered} bytes buffered).");
+                        switch (ReceiveQueued())
+                        {
+                            case Received.Nothing:
+                                throw new TimeoutException($"No complete handoff message within {timeout.TotalSeconds:0.###} s.");
+                            case Received.EndOfStream:
+                                return null;
+                        }
                     }
 
-                    return null;
+                    return message;
                 }
 
-                if (read > 0)
+                if (ReceiveQueued() == Received.EndOfStream)
                 {
-                    _buffered += read;
+                    return null;
                 }
             }
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            FdPassing.CloseAll(_receivedFds);
-            throw new TimeoutException($"No complete handoff message within {timeout.TotalSeconds:0.###} s.");
         }
         catch
         {
@@ -117,6 +117,39 @@ internal sealed class HandoffChannel : IDisposable
     {
         FdPassing.CloseAll(_receivedFds);
         _socket.Dispose();
+    }
+
+    private enum Received
+    {
+        Nothing,
+        Bytes,
+        EndOfStream,
+    }
+
+    /// <summary>Moves what the kernel has queued (bytes and descriptors) into the buffer, without blocking.</summary>
+    private Received ReceiveQueued()
+    {
+        if (_buffered == _buffer.Length)
+        {
+            throw new HandoffProtocolException("Frame larger than the receive buffer.");
+        }
+
+        int read = FdPassing.TryReceive(_socket, _buffer.AsSpan(_buffered), _receivedFds);
+        if (read == 0)
+        {
+            FdPassing.CloseAll(_receivedFds);
+            return _buffered > 0
+                ? throw new HandoffProtocolException($"Connection closed in the middle of a frame ({_buffered} bytes buffered).")
+                : Received.EndOfStream;
+        }
+
+        if (read < 0)
+        {
+            return Received.Nothing;
+        }
+
+        _buffered += read;
+        return Received.Bytes;
     }
 
     private bool TryTakeFrame(List<int>? fds, out HandoffMessage? message)

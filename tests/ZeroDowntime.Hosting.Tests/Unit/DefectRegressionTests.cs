@@ -41,8 +41,8 @@ public sealed partial class DefectRegressionTests : IDisposable
     [Fact]
     public void Validate_PathWhoseTemporaryNameIsTooLong_FailsNamingBoth()
     {
-        string path = PathOfLength(104, fileNamePrefix: "h");
-        Assert.True(Path.GetFileName(path).Length < 11); // shorter than any temporary name
+        string path = "/" + new string('d', 98) + "/h.sock"; // 106 bytes; the temporary name is 99 + 1 + 11 = 111
+        Assert.Equal(106, path.Length);
 
         var result = new ZeroDowntimeOptionsValidator().Validate(null, new ZeroDowntimeOptions { SocketPath = path, ApplicationId = "app" });
 
