@@ -80,6 +80,24 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
     }
 
     [Fact]
+    public void PublicEntryPoints_AnyPlatform_CarryNoSupportedOSPlatformAttribute()
+    {
+        // Off Linux UseZeroDowntime() logs one warning and leaves Kestrel alone: callers on any platform need no guard.
+        var types = new[] { typeof(ZeroDowntimeWebHostBuilderExtensions), typeof(ZeroDowntime.Hosting.NLog.ZeroDowntimeNLogWebHostBuilderExtensions) };
+        foreach (var type in types)
+        {
+            var targets = new List<System.Reflection.ICustomAttributeProvider> { type.Assembly, type };
+            targets.AddRange(type.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static));
+            foreach (var target in targets)
+            {
+                Assert.Empty(target.GetCustomAttributes(typeof(System.Runtime.Versioning.SupportedOSPlatformAttribute), inherit: false));
+            }
+
+            output.WriteLine($"{type.FullName}: {targets.Count - 2} public method(s), no [SupportedOSPlatform] on them, the type or {type.Assembly.GetName().Name}");
+        }
+    }
+
+    [Fact]
     public async Task NewWebApp_WithHostingPackage_SecondStartTakesOverUnderAb_NoFailedRequest()
     {
         var total = Stopwatch.StartNew();
