@@ -162,22 +162,22 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         var step = Stopwatch.StartNew();
         string project = Path.Combine(scope.Directory, AppName);
         await packages.DotnetAsync(output, scope.Directory, "new", "web", "--name", AppName, "--output", project, "--no-restore", "--no-update-check");
-        // The local folder that dotnet pack wrote, as one more package source (the others still serve the dependencies).
-        File.WriteAllText(Path.Combine(project, "nuget.config"), $"""
-            <?xml version="1.0" encoding="utf-8"?>
-            <configuration>
-              <packageSources>
-                <add key="zerodowntime-local" value="{packages.FeedDirectory}" />
-              </packageSources>
-            </configuration>
-            """);
+        // The local folder that dotnet pack wrote as a package source of the app, as README says (nuget.org, here
+        // its mirror, still serves the dependencies).
+        await packages.DotnetAsync(output, project, "new", "nugetconfig", "--no-update-check");
+        await packages.DotnetAsync(output, project, "nuget", "add", "source", packages.FeedDirectory, "-n", "zerodowntime", "--configfile", "nuget.config");
 
         string program = Path.Combine(project, "Program.cs");
         string code = File.ReadAllText(program);
         const string CreateBuilder = "var builder = WebApplication.CreateBuilder(args);";
         Assert.Contains(CreateBuilder, code, StringComparison.Ordinal);
         var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(project, "appsettings.json")))!.AsObject();
-        settings["ZeroDowntime"] = new JsonObject { ["DrainTimeout"] = "00:00:30", ["IdleConnectionGracePeriod"] = "00:00:02" };
+        settings["ZeroDowntime"] = new JsonObject
+        {
+            ["HandoffTimeout"] = "00:01:00",
+            ["DrainTimeout"] = "00:00:30",
+            ["IdleConnectionGracePeriod"] = "00:00:02",
+        };
 
         if (!withNLog)
         {
