@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
@@ -40,6 +41,15 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly SystemdNotifier _systemd = new();
+    private readonly ZeroDowntimeMetrics _metrics;
+
+    /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
+    private readonly CancellationTokenSource _skipShutdownDelay = new();
+    private int _terminations;
+    private PosixSignalRegistration? _termination;
+
+    /// <summary>When the first process of this chain of handoffs started (Unix ms), carried by every welcome.</summary>
+    private long _firstStartUnixMilliseconds;
     private readonly CancellationTokenSource _shutdown = new();
 
     /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
@@ -78,6 +88,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         IHostApplicationLifetime applicationLifetime,
         IEnumerable<IHandoffParticipant> participants,
         ILogger<HandoffCoordinator> logger,
+        ZeroDowntimeMetrics metrics,
         TimeProvider? time = null)
     {
         _optionsAccessor = options;
@@ -88,6 +99,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         _applicationLifetime = applicationLifetime;
         _participants = participants.ToArray();
         _logger = logger;
+        _metrics = metrics;
         _time = time ?? TimeProvider.System;
     }
 
@@ -104,6 +116,9 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
         /// <summary>Committed to a successor: no longer accepts, drains.</summary>
         HandedOver,
+
+        /// <summary>The sole server on a plain shutdown: its delay, then its drain. Hands over to nobody.</summary>
+        ShuttingDown,
 
         /// <summary>Abandoned or revoked successor on its way out: must not touch anything shared.</summary>
         Stopping,
@@ -125,6 +140,15 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             _logger.HangupIgnored();
         });
 
+        // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
+        _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
+        {
+            if (Interlocked.Increment(ref _terminations) > 1)
+            {
+                _skipShutdownDelay.Cancel();
+            }
+        });
+
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
         if (_predecessor is not null)
         {
@@ -141,7 +165,45 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>
+    /// A plain shutdown of the sole server (SIGTERM or StopApplication, no successor): first the delay, in which the
+    /// readiness check says Unhealthy while everything is still served, so that load balancers move away; then the
+    /// same drain as after a handoff, with the listeners closed so that the kernel refuses what nobody will accept.
+    /// It runs before Kestrel's stop, so <see cref="ZeroDowntimeOptions.DrainTimeout"/> holds beyond the host's
+    /// ShutdownTimeout. A successor that waits for its commit, or a process that handed over, never runs it.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        if (_options is not { DrainOnShutdown: true } || !TryMove(Role.Owner, Role.ShuttingDown))
+        {
+            return;
+        }
+
+        _lifetime.BeginShutdown();
+        using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
+        if (_options.ShutdownDelay > TimeSpan.Zero)
+        {
+            _logger.ShutdownDelayStarted(_options.ShutdownDelay);
+            _systemd.Status($"Shutting down: out of rotation for {_options.ShutdownDelay}, then draining");
+            try
+            {
+                await Task.Delay(_options.ShutdownDelay, _time, _skipShutdownDelay.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _logger.ShutdownDelaySkipped();
+            }
+        }
+
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("delay over"));
+        _registry.StopListening();
+        _gate.Close();
+        _server.Stop(removeFile: true);
+        _lifetime.BeginDrain(handingOver: false);
+        _systemd.Status("Shutting down: draining");
+        await DrainAsync(CancellationToken.None);
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("drained"));
+    }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
@@ -161,6 +223,8 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     public void Dispose()
     {
         _hangup?.Dispose();
+        _termination?.Dispose();
+        _skipShutdownDelay.Dispose();
         _server?.Dispose();
         _shutdown.Dispose();
         _stopping.Dispose();
@@ -169,7 +233,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     private Role CurrentRole => (Role)Volatile.Read(ref _role);
 
-    private bool IsSoleServer => CurrentRole == Role.Owner && !_listenersShared;
+    private bool IsSoleServer => CurrentRole is (Role.Owner or Role.ShuttingDown) && !_listenersShared;
 
     private void MoveTo(Role role) => Volatile.Write(ref _role, (int)role);
 
@@ -189,6 +253,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             ProcessExitHooks.PendingHandoff = null;
             channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
             _logger.StoppingBeforeCommit(_predecessorPid);
+            _metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
         }
     }
 }

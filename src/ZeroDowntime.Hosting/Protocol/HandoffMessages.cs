@@ -52,7 +52,11 @@ internal sealed record HelloMessage(ushort Version, int ProcessId, string Applic
 
 internal sealed record ListenerDescriptor(string Key, string BoundEndPoint);
 
-internal sealed record WelcomeMessage(ushort Version, int ProcessId, IReadOnlyList<ListenerDescriptor> Listeners)
+/// <summary>
+/// The predecessor's answer, in the version the successor greeted with. From v2 on it carries the predecessor's
+/// generation (1 at a first start) and the time of the first start of the chain, in Unix milliseconds.
+/// </summary>
+internal sealed record WelcomeMessage(ushort Version, int ProcessId, IReadOnlyList<ListenerDescriptor> Listeners, long Generation = 0, long FirstStartUnixMilliseconds = 0)
     : HandoffMessage(MessageType.Welcome);
 
 internal sealed record RefusedMessage(RefusalReason Reason, ushort Version, string Detail) : HandoffMessage(MessageType.Refused);

@@ -12,8 +12,15 @@ namespace ZeroDowntime.Hosting.Protocol;
 /// </summary>
 internal static class HandoffProtocol
 {
-    /// <summary>The version this build speaks. Bump it on any incompatible change.</summary>
-    public const ushort Version = 1;
+    /// <summary>
+    /// The newest version this build speaks. Bump it on any incompatible change, and keep speaking the older ones
+    /// down to <see cref="MinimumVersion"/>: a running process built from an earlier commit must still hand over to
+    /// this build, and back. v2: the welcome carries the generation and the time of the first start.
+    /// </summary>
+    public const ushort Version = 2;
+
+    /// <summary>The oldest version this build still speaks (with a peer that speaks no newer one).</summary>
+    public const ushort MinimumVersion = 1;
 
     public const int HeaderLength = 7;
     public const int MaxPayloadLength = 32 * 1024;
@@ -156,6 +163,12 @@ internal static class HandoffProtocol
                     writer.WriteString(listener.BoundEndPoint);
                 }
 
+                if (welcome.Version >= 2)
+                {
+                    writer.WriteInt64(welcome.Generation);
+                    writer.WriteInt64(welcome.FirstStartUnixMilliseconds);
+                }
+
                 break;
             case RefusedMessage refused:
                 writer.WriteByte((byte)refused.Reason);
@@ -208,7 +221,9 @@ internal static class HandoffProtocol
             listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
         }
 
-        return new WelcomeMessage(version, pid, listeners);
+        return version >= 2
+            ? new WelcomeMessage(version, pid, listeners, reader.ReadInt64(), reader.ReadInt64())
+            : new WelcomeMessage(version, pid, listeners);
     }
 
     private static RefusalReason ReadReason(ref PayloadReader reader)
@@ -233,6 +248,8 @@ internal static class HandoffProtocol
         public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16BigEndian(Take(2));
 
         public int ReadInt32() => BinaryPrimitives.ReadInt32BigEndian(Take(4));
+
+        public long ReadInt64() => BinaryPrimitives.ReadInt64BigEndian(Take(8));
 
         public string ReadString()
         {
@@ -284,6 +301,13 @@ internal static class HandoffProtocol
         {
             Span<byte> bytes = stackalloc byte[4];
             BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+            _buffer.Write(bytes);
+        }
+
+        public void WriteInt64(long value)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(bytes, value);
             _buffer.Write(bytes);
         }
 

@@ -31,6 +31,9 @@ internal static class Handoff
         public const int SuccessorLost = 47;
         public const int HandoffProtocolError = 49;
         public const int AbandonedSuccessorDraining = 32;
+        public const int SpeakingOlderVersion = 33;
+        public const int ShutdownDelayStarted = 74;
+        public const int ShutdownDelaySkipped = 75;
         public const int HangupIgnored = 71;
         public const int AddressInUse = 72;
         public const int ParticipantOverran = 80;

@@ -49,14 +49,15 @@ internal sealed class SampleApp : IAsyncDisposable
 
     public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output)
     {
+        string sampleDirectory = config.SampleDirectory ?? SampleDirectory;
         var info = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = SampleDirectory,
+            WorkingDirectory = sampleDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(SampleDirectory, "WebApi.dll"));
+        info.ArgumentList.Add(Path.Combine(sampleDirectory, "WebApi.dll"));
         foreach (string arg in config.Arguments)
         {
             info.ArgumentList.Add(arg);
@@ -224,6 +225,9 @@ internal sealed class SampleApp : IAsyncDisposable
 internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arguments)
 {
     public Dictionary<string, string> Environment { get; init; } = [];
+
+    /// <summary>Another build of the sample (an earlier release, for protocol compatibility); null: this one.</summary>
+    public string? SampleDirectory { get; init; }
 
     public SampleConfig With(string key, string value)
     {
