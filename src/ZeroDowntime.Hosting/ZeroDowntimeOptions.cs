@@ -75,4 +75,7 @@ public sealed class ZeroDowntimeOptions
     /// <c>terminationGracePeriodSeconds</c>, whose default of 30 s is less than the default <see cref="DrainTimeout"/>.
     /// </remarks>
     public TimeSpan ShutdownDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>How this process starts its successor on a signal or on <c>zerodowntime upgrade</c>.</summary>
+    public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
 }

@@ -58,6 +58,9 @@ internal sealed partial class HandoffCoordinator
                     _predecessorPid = welcome.ProcessId;
                     AdoptGeneration(welcome);
                     _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
+                    TakeoverEvent("listeners received");
+                    _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
+                    _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
                     await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
                     return channel;
                 }
@@ -262,6 +265,7 @@ internal sealed partial class HandoffCoordinator
         {
             channel.Send(new ReadyMessage());
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
+            TakeoverEvent("ready sent");
             await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _stopping.Token);
             answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _stopping.Token);
         }
@@ -292,7 +296,8 @@ internal sealed partial class HandoffCoordinator
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
                 _metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
                 _metrics.HandoffDuration(HandoffTags.Successor, ProcessClock.Age);
-                System.Diagnostics.Activity.Current?.AddEvent(new System.Diagnostics.ActivityEvent("committed"));
+                TakeoverEvent("committed");
+                EndTakeover(null);
 
                 // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
                 _predecessorWatch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
@@ -315,6 +320,7 @@ internal sealed partial class HandoffCoordinator
                 }
 
                 ProcessExitHooks.PendingHandoff = null;
+                EndTakeover(null);
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
@@ -339,6 +345,7 @@ internal sealed partial class HandoffCoordinator
         ProcessExitHooks.PendingHandoff = null;
         _logger.HandoffAbandoned(_predecessorPid, reason);
         _metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);
+        EndTakeover("abandoned: " + reason);
         await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(reason, CancellationToken.None));
         channel.Dispose();
         if (_gateOpened)

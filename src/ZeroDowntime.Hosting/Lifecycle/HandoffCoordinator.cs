@@ -65,6 +65,9 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     private Task _predecessorWatch = Task.CompletedTask;
     private PosixSignalRegistration? _hangup;
 
+    /// <summary>The successor's side of the handoff as a trace: from connecting to the commit (or the end).</summary>
+    private System.Diagnostics.Activity? _takeover;
+
     /// <summary>True once this process has opened its gate (it may hold accepted connections).</summary>
     private volatile bool _gateOpened;
 
@@ -149,7 +152,16 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             }
         });
 
+        // Started detached (not Activity.Current), so that the host's start-up and requests are not its children.
+        var outer = System.Diagnostics.Activity.Current;
+        _takeover = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", System.Diagnostics.ActivityKind.Client);
+        _takeover?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Successor);
+        System.Diagnostics.Activity.Current = outer;
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
+        if (_predecessor is null)
+        {
+            EndTakeover(null);
+        }
         if (_predecessor is not null)
         {
             MoveTo(Role.Successor);
@@ -233,6 +245,25 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     private Role CurrentRole => (Role)Volatile.Read(ref _role);
 
+    private void TakeoverEvent(string phase) => _takeover?.AddEvent(new System.Diagnostics.ActivityEvent(phase));
+
+    /// <summary>Ends the successor's trace: <paramref name="failure"/> null for a commit (or a first start).</summary>
+    private void EndTakeover(string? failure)
+    {
+        var takeover = Interlocked.Exchange(ref _takeover, null);
+        if (takeover is null)
+        {
+            return;
+        }
+
+        if (failure is not null)
+        {
+            takeover.SetStatus(System.Diagnostics.ActivityStatusCode.Error, failure);
+        }
+
+        takeover.Stop();
+    }
+
     private bool IsSoleServer => CurrentRole is (Role.Owner or Role.ShuttingDown) && !_listenersShared;
 
     private void MoveTo(Role role) => Volatile.Write(ref _role, (int)role);
@@ -254,6 +285,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
             _logger.StoppingBeforeCommit(_predecessorPid);
             _metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
+            EndTakeover("stopped before the commit");
         }
     }
 }
