@@ -93,6 +93,27 @@ internal sealed class SampleApp : IAsyncDisposable
         WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),
             $"event {eventId}", timeout);
 
+    /// <summary>Lines logged so far: a mark for <see cref="WaitForEventCountAsync"/> and friends.</summary>
+    public int LineCount => _lines.Count;
+
+    /// <summary>True for a line of the library's log with this event id.</summary>
+    public static bool IsEvent(string line, int eventId) =>
+        line.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal);
+
+    /// <summary>How many lines with this event id the process has logged so far.</summary>
+    public int CountEvent(int eventId) => _lines.Count(l => IsEvent(l, eventId));
+
+    /// <summary>
+    /// Waits for the <paramref name="count"/>-th line with this event id (an event that a process logs more than
+    /// once, such as 13 at first start and again after a revocation).
+    /// </summary>
+    public Task<string> WaitForEventCountAsync(int eventId, int count, TimeSpan? timeout = null)
+    {
+        // Every line is offered to the predicate exactly once and in order (existing ones, then new ones under the lock).
+        int seen = 0;
+        return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+    }
+
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
         var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
