@@ -275,12 +275,8 @@ internal sealed class TestScope : IDisposable
     public SampleConfig Config(params string[] extraArguments) =>
         new(SocketPath, ["--urls", $"http://127.0.0.1:{Port}", .. extraArguments]);
 
-    public static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
+    /// <summary>A port that no other test of this run gets and no client connection can occupy (see <see cref="Ports"/>).</summary>
+    public static int FreePort() => Ports.Next();
 
     public void Dispose()
     {
