@@ -24,13 +24,16 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         public const int LogFileTakenOver = 66;
     }
 
-    [Fact]
-    public async Task FiveHandoffs_WhileMarkersAreLogged_EveryMarkerOnceAndOneProcessPerFile()
+    /// <param name="maxHeldLines">4: four held lines in memory, the rest (a start-up logs about eleven) through the
+    /// side file; 0: every held line through the side file.</param>
+    [Theory]
+    [InlineData(4)]
+    [InlineData(0)]
+    public async Task FiveHandoffs_WhileMarkersAreLogged_EveryMarkerOnceAndOneProcessPerFile(int maxHeldLines)
     {
         using var scope = new TestScope();
         string logs = Path.Combine(scope.Directory, "logs");
-        // Four held lines in memory, the rest (a start-up logs about eleven) through the side file.
-        var config = QuietMarkers(scope.Config().With("Logs__Directory", logs)).With("ZeroDowntime__LogFiles__MaxHeldLines", "4");
+        var config = QuietMarkers(scope.Config().With("Logs__Directory", logs)).With("ZeroDowntime__LogFiles__MaxHeldLines", maxHeldLines.ToString(CultureInfo.InvariantCulture));
         var current = await StartFirstAsync("v1", config, output);
         var all = new List<SampleApp> { current };
         try
@@ -61,6 +64,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             var held = ReportHeldLines(all.Skip(1));
             Assert.Equal(5, held.Count);
             Assert.All(held, h => Assert.True(h.Spilled > 0, "a successor's start-up lines exceed 4 and go through the side file"));
+            Assert.All(held, h => Assert.True(maxHeldLines > 0 || h.Spilled == h.Count, $"MaxHeldLines=0: {h.Spilled} of {h.Count} held lines went through the side file"));
 
             // Every marker that got a 200 is in exactly one file, exactly once; no marker is anywhere twice.
             var counts = files.MarkerCounts();
@@ -218,6 +222,47 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
                 await v2.DisposeAsync();
             }
         }
+    }
+
+    [Fact]
+    public async Task SuccessorKilledAfterCommit_OldServesAgainOnItsArchive_NeverReclaimsWebapiLog()
+    {
+        using var scope = new TestScope();
+        string logs = Path.Combine(scope.Directory, "logs");
+        var config = scope.Config().With("Logs__Directory", logs).With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:20");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var idle = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await idle.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v2.WaitForEventAsync(LogEvents.LogFileAcquired);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        v2.Signal(Posix.SIGKILL);
+        await v2.WaitForExitAsync();
+
+        await v1.WaitForEventAsync(Events.SuccessorLost);
+        await v1.WaitForEventAsync(69);
+        using (var fresh = new HttpClient())
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(scope.BaseUri, "/log/2"));
+            request.Headers.ConnectionClose = true;
+            Assert.Equal(HttpStatusCode.OK, (await fresh.SendAsync(request)).StatusCode);
+        }
+
+        // Stop v1 in order so that its lines are all written, then read the files.
+        idle.Dispose();
+        v1.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        var files = LogFiles.Read(logs);
+        output.WriteLine(files.Describe());
+        Assert.Equal([v2.Pid], files.Current!.Pids);
+        var archive = Assert.Single(files.Archives);
+        Assert.Equal(v1.Pid, archive.NamedPid);
+        Assert.Equal([v1.Pid], archive.Pids);
+        Assert.Equal(1, files.MarkerCounts()[1]);
+        Assert.Equal(1, files.MarkerCounts()[2]);
+        Assert.Contains(archive.Lines, l => l.Contains("log-marker 2", StringComparison.Ordinal));
+        Assert.Contains(archive.Lines, l => l.Contains("keeps writing to its archive", StringComparison.Ordinal));
     }
 
     /// <summary>Keeps the marker lines out of the console (and the test log); NLog still writes every one.</summary>
