@@ -94,6 +94,27 @@ internal sealed class SampleApp : IAsyncDisposable
         WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),
             $"event {eventId}", timeout);
 
+    /// <summary>Lines logged so far: a mark for <see cref="WaitForEventCountAsync"/> and friends.</summary>
+    public int LineCount => _lines.Count;
+
+    /// <summary>True for a line of the library's log with this event id.</summary>
+    public static bool IsEvent(string line, int eventId) =>
+        line.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal);
+
+    /// <summary>How many lines with this event id the process has logged so far.</summary>
+    public int CountEvent(int eventId) => _lines.Count(l => IsEvent(l, eventId));
+
+    /// <summary>
+    /// Waits for the <paramref name="count"/>-th line with this event id (an event that a process logs more than
+    /// once, such as 13 at first start and again after a revocation).
+    /// </summary>
+    public Task<string> WaitForEventCountAsync(int eventId, int count, TimeSpan? timeout = null)
+    {
+        // Every line is offered to the predicate exactly once and in order (existing ones, then new ones under the lock).
+        int seen = 0;
+        return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+    }
+
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
         var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -258,12 +279,8 @@ internal sealed class TestScope : IDisposable
     public SampleConfig Config(params string[] extraArguments) =>
         new(SocketPath, ["--urls", $"http://127.0.0.1:{Port}", .. extraArguments]);
 
-    public static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
+    /// <summary>A port that no other test of this run gets and no client connection can occupy (see <see cref="Ports"/>).</summary>
+    public static int FreePort() => Ports.Next();
 
     public void Dispose()
     {
