@@ -1,0 +1,511 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.Json;
+using ZeroDowntime.Hosting;
+using ZeroDowntime.Hosting.Control;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Cli;
+
+/// <summary>The verbs of the tool, parsed by hand (no third-party parser): status, upgrade, run.</summary>
+internal static class Cli
+{
+    /// <summary>HandoffTimeout's default (60 s) plus a margin, below systemd's default TimeoutStartSec (90 s) for ExecReload=.</summary>
+    public static readonly TimeSpan DefaultUpgradeTimeout = TimeSpan.FromSeconds(75);
+
+    /// <summary>How long status waits for its answer (and upgrade for the status it asks first).</summary>
+    public static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(5);
+
+    public const string Usage = """
+        zerodowntime: status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.
+
+        Usage:
+          zerodowntime status  [--socket PATH | --app ID] [--json]
+          zerodowntime upgrade [--socket PATH | --app ID] [--timeout T] [--json]
+          zerodowntime run [--] COMMAND [ARGS...]
+          zerodowntime --help | --version
+
+        status    Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down),
+                  listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to.
+        upgrade   Asks the running process to start its successor (as on SIGHUP) and waits until the successor has
+                  committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why).
+        run       Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper,
+                  its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT
+                  to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main
+                  process's exit code (128+N when signal N killed it) once no child is left. Holds no listening socket.
+
+        Options:
+          --socket PATH  The handoff socket (the app's ZeroDowntime:SocketPath).
+          --app ID       The app's ApplicationId (by default its assembly name, e.g. WebApi): the library's default path,
+                         $XDG_RUNTIME_DIR/zerodowntime/ID.sock, else /tmp/zerodowntime-UID/ID.sock. Give one of the two.
+          --timeout T    upgrade: how long to wait for the result (default 75s: the default HandoffTimeout of 60 s plus a
+                         margin, below systemd's default TimeoutStartSec of 90 s). 90, 90s, 1500ms, 2m or 00:01:30.
+          --json         One JSON object on stdout.
+
+        Exit codes (status, upgrade):
+          0  status: a process serves; upgrade: the successor committed and serves
+          1  upgrade: the successor failed (exit code and last lines printed) or the handoff was abandoned
+          2  bad usage
+          3  nobody serves the socket (no file, a stale file, or the process is shutting down)
+          4  upgrade refused: another upgrade or handoff runs, or the process drains or shuts down
+          5  no answer in time (upgrade: --timeout passed; the upgrade may still be running)
+          6  the socket is served by another user's process: nothing was asked (SO_PEERCRED)
+          7  the process speaks no control requests (an older build, protocol v1) or sent garbage
+        run exits with the main process's exit code, 127 when COMMAND cannot be started, 2 on bad usage.
+        """;
+
+    public static async Task<int> MainAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        if (args.Length == 0)
+        {
+            await stderr.WriteLineAsync(Usage);
+            return ExitCodes.Usage;
+        }
+
+        string verb = args[0];
+        var rest = args.AsSpan(1).ToArray();
+        try
+        {
+            switch (verb)
+            {
+                case "-h" or "--help" or "help":
+                    await stdout.WriteLineAsync(Usage);
+                    return ExitCodes.Ok;
+                case "--version":
+                    await stdout.WriteLineAsync(typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "?");
+                    return ExitCodes.Ok;
+                case "status":
+                    return await StatusAsync(ControlOptions.Parse("status", rest, allowTimeout: false), stdout, stderr);
+                case "upgrade":
+                    return await UpgradeAsync(ControlOptions.Parse("upgrade", rest, allowTimeout: true), stdout, stderr);
+                case "run":
+                    return Supervisor.Run(RunArguments(rest), stderr);
+                default:
+                    throw new UsageException($"unknown verb '{verb}' (status, upgrade, run; --help lists them)");
+            }
+        }
+        catch (UsageException ex)
+        {
+            await stderr.WriteLineAsync($"zerodowntime: {ex.Message}");
+            await stderr.WriteLineAsync("Try 'zerodowntime --help'.");
+            return ExitCodes.Usage;
+        }
+        catch (HelpRequestedException)
+        {
+            await stdout.WriteLineAsync(Usage);
+            return ExitCodes.Ok;
+        }
+    }
+
+    private static string[] RunArguments(string[] args)
+    {
+        if (args.Length > 0 && args[0] is "-h" or "--help")
+        {
+            throw new HelpRequestedException();
+        }
+
+        var command = args.Length > 0 && args[0] == "--" ? args[1..] : args;
+        if (command.Length == 0)
+        {
+            throw new UsageException("run: no COMMAND given (zerodowntime run -- dotnet MyApp.dll)");
+        }
+
+        if (command[0].StartsWith('-') && args[0] != "--")
+        {
+            throw new UsageException($"run: unknown option '{command[0]}' (put -- before a command that starts with '-')");
+        }
+
+        return command;
+    }
+
+    private static async Task<int> StatusAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
+    {
+        StatusMessage status;
+        try
+        {
+            status = await HandoffControlClient.StatusAsync(options.SocketPath, StatusTimeout);
+        }
+        catch (ControlException ex)
+        {
+            return await FailAsync(options, ex, stdout, stderr);
+        }
+
+        bool serves = status.State != ServingState.ShuttingDown;
+        if (options.Json)
+        {
+            await stdout.WriteLineAsync(Json(writer =>
+            {
+                writer.WriteString("socket", options.SocketPath);
+                writer.WriteBoolean("serving", serves);
+                WriteStatus(writer, status);
+            }));
+        }
+        else
+        {
+            await stdout.WriteAsync(Describe(status));
+        }
+
+        if (!serves)
+        {
+            await stderr.WriteLineAsync($"zerodowntime: pid {status.ProcessId} is shutting down: nobody serves {options.SocketPath}.");
+        }
+
+        return serves ? ExitCodes.Ok : ExitCodes.NoServer;
+    }
+
+    private static async Task<int> UpgradeAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
+    {
+        var clock = Stopwatch.StartNew();
+        StatusMessage before;
+        UpgradeResultMessage result;
+        int startedPid = 0;
+        double startedAfter = -1;
+        try
+        {
+            // Who serves now (for the report); the same errors as the upgrade itself, found in milliseconds.
+            before = await HandoffControlClient.StatusAsync(options.SocketPath, StatusTimeout);
+            var left = options.Timeout - clock.Elapsed;
+            if (left <= TimeSpan.Zero)
+            {
+                throw new ControlException(ControlError.TimedOut, $"--timeout {options.Timeout.TotalSeconds:0.###} s passed before the upgrade was asked for.");
+            }
+
+            result = await HandoffControlClient.UpgradeAsync(options.SocketPath, left, pid =>
+            {
+                startedPid = pid;
+                startedAfter = clock.Elapsed.TotalMilliseconds;
+                if (!options.Json)
+                {
+                    stderr.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"zerodowntime: pid {before.ProcessId} started its successor, pid {pid}; waiting for it (at most {options.Timeout.TotalSeconds:0.###} s)"));
+                }
+            });
+        }
+        catch (ControlException ex)
+        {
+            if (ex.Error == ControlError.TimedOut && startedPid != 0)
+            {
+                ex = new ControlException(ControlError.TimedOut,
+                    $"Successor pid {startedPid} did not commit within --timeout {options.Timeout.TotalSeconds:0.###} s; the upgrade may still be running (the process gives up at its HandoffTimeout). {ex.Message}");
+            }
+
+            return await FailAsync(options, ex, stdout, stderr);
+        }
+
+        double total = clock.Elapsed.TotalMilliseconds;
+        int exitCode = result.Outcome switch
+        {
+            UpgradeOutcome.Committed => ExitCodes.Ok,
+            UpgradeOutcome.Refused => ExitCodes.Refused,
+            _ => ExitCodes.UpgradeFailed,
+        };
+
+        if (options.Json)
+        {
+            await stdout.WriteLineAsync(Json(writer =>
+            {
+                writer.WriteString("socket", options.SocketPath);
+                writer.WriteString("outcome", Name(result.Outcome));
+                writer.WriteNumber("exitCode", exitCode);
+                writer.WriteNumber("previousPid", before.ProcessId);
+                writer.WriteNumber("previousGeneration", before.Generation);
+                writer.WriteNumber("successorPid", result.SuccessorPid);
+                if (result.ExitCode >= 0)
+                {
+                    writer.WriteNumber("successorExitCode", result.ExitCode);
+                }
+                else
+                {
+                    writer.WriteNull("successorExitCode");
+                }
+
+                writer.WriteString("reason", result.Reason);
+                WriteMilliseconds(writer, "readyMs", result.ReadyMilliseconds);
+                WriteMilliseconds(writer, "committedMs", result.CommittedMilliseconds);
+                WriteMilliseconds(writer, "startedAfterMs", (long)Math.Round(startedAfter));
+                writer.WriteNumber("totalMs", Math.Round(total, 1));
+            }));
+            return exitCode;
+        }
+
+        string text = result.Outcome switch
+        {
+            UpgradeOutcome.Committed => string.Create(CultureInfo.InvariantCulture,
+                $"Upgraded: pid {result.SuccessorPid} serves (took over from pid {before.ProcessId}, generation {before.Generation + 1}); ready {Ms(result.ReadyMilliseconds)} and committed {Ms(result.CommittedMilliseconds)} after it was started; {total:0} ms from this command to the commit."),
+            UpgradeOutcome.Refused => $"Upgrade refused by pid {before.ProcessId}: {result.Reason}",
+            UpgradeOutcome.Abandoned => string.Create(CultureInfo.InvariantCulture,
+                $"Upgrade abandoned: successor pid {result.SuccessorPid}{ExitedWith(result.ExitCode)}; pid {before.ProcessId} still serves. {result.Reason}"),
+            _ => string.Create(CultureInfo.InvariantCulture,
+                $"Upgrade failed: successor pid {result.SuccessorPid}{ExitedWith(result.ExitCode)}; pid {before.ProcessId} still serves. {result.Reason}"),
+        };
+        await (exitCode == ExitCodes.Ok ? stdout : stderr).WriteLineAsync(exitCode == ExitCodes.Ok ? text : "zerodowntime: " + text);
+        return exitCode;
+    }
+
+    private static string ExitedWith(int exitCode) =>
+        exitCode >= 0 ? string.Create(CultureInfo.InvariantCulture, $" exited with code {exitCode}") : "";
+
+    private static string Ms(long milliseconds) =>
+        milliseconds >= 0 ? string.Create(CultureInfo.InvariantCulture, $"{milliseconds} ms") : "never";
+
+    private static void WriteMilliseconds(Utf8JsonWriter writer, string name, long milliseconds)
+    {
+        if (milliseconds >= 0)
+        {
+            writer.WriteNumber(name, milliseconds);
+        }
+        else
+        {
+            writer.WriteNull(name);
+        }
+    }
+
+    private static async Task<int> FailAsync(ControlOptions options, ControlException ex, TextWriter stdout, TextWriter stderr)
+    {
+        int code = ex.Error switch
+        {
+            ControlError.NoServer => ExitCodes.NoServer,
+            ControlError.Untrusted => ExitCodes.Untrusted,
+            ControlError.TimedOut => ExitCodes.TimedOut,
+            ControlError.Refused => ExitCodes.Refused,
+            _ => ExitCodes.Protocol,
+        };
+        if (options.Json)
+        {
+            await stdout.WriteLineAsync(Json(writer =>
+            {
+                writer.WriteString("socket", options.SocketPath);
+                writer.WriteBoolean("serving", false);
+                writer.WriteString("error", ex.Error switch
+                {
+                    ControlError.NoServer => "no-server",
+                    ControlError.Untrusted => "untrusted",
+                    ControlError.TimedOut => "timed-out",
+                    ControlError.Refused => "refused",
+                    _ => "protocol",
+                });
+                writer.WriteString("message", ex.Message);
+                writer.WriteNumber("exitCode", code);
+            }));
+        }
+
+        await stderr.WriteLineAsync("zerodowntime: " + ex.Message);
+        return code;
+    }
+
+    internal static string Name(ServingState state) => state switch
+    {
+        ServingState.Serving => "serving",
+        ServingState.HandingOver => "handing-over",
+        ServingState.Draining => "draining",
+        ServingState.ShuttingDown => "shutting-down",
+        _ => "unknown-" + ((byte)state).ToString(CultureInfo.InvariantCulture),
+    };
+
+    private static string Name(UpgradeOutcome outcome) => outcome switch
+    {
+        UpgradeOutcome.Committed => "committed",
+        UpgradeOutcome.Failed => "failed",
+        UpgradeOutcome.Abandoned => "abandoned",
+        UpgradeOutcome.Refused => "refused",
+        _ => "unknown-" + ((byte)outcome).ToString(CultureInfo.InvariantCulture),
+    };
+
+    private static void WriteStatus(Utf8JsonWriter writer, StatusMessage status)
+    {
+        writer.WriteNumber("pid", status.ProcessId);
+        writer.WriteString("applicationId", status.ApplicationId);
+        writer.WriteString("state", Name(status.State));
+        writer.WriteNumber("generation", status.Generation);
+        writer.WriteString("servingSince", Time(status.ServingSinceUnixMilliseconds));
+        writer.WriteString("firstStart", Time(status.FirstStartUnixMilliseconds));
+        writer.WriteStartArray("listeners");
+        foreach (var listener in status.Listeners)
+        {
+            writer.WriteStartObject();
+            writer.WriteString("key", listener.Key);
+            writer.WriteString("boundEndPoint", listener.BoundEndPoint);
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndArray();
+        WritePid(writer, "drainingPredecessorPid", status.DrainingPredecessorPid);
+        WritePid(writer, "successorPid", status.SuccessorPid);
+    }
+
+    private static void WritePid(Utf8JsonWriter writer, string name, int pid)
+    {
+        if (pid > 0)
+        {
+            writer.WriteNumber(name, pid);
+        }
+        else
+        {
+            writer.WriteNull(name);
+        }
+    }
+
+    private static string Describe(StatusMessage status)
+    {
+        var text = new StringBuilder();
+        var since = DateTimeOffset.FromUnixTimeMilliseconds(status.ServingSinceUnixMilliseconds);
+        var age = DateTimeOffset.UtcNow - since;
+        text.Append(CultureInfo.InvariantCulture,
+            $"{status.ApplicationId}: pid {status.ProcessId}, {Name(status.State)} since {Time(status.ServingSinceUnixMilliseconds)} ({Age(age)}), generation {status.Generation}, first start {Time(status.FirstStartUnixMilliseconds)}\n");
+        foreach (var listener in status.Listeners)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  listener {listener.Key} on {listener.BoundEndPoint}\n");
+        }
+
+        if (status.DrainingPredecessorPid > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  predecessor pid {status.DrainingPredecessorPid} still draining\n");
+        }
+
+        if (status.SuccessorPid > 0)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"  handing over to successor pid {status.SuccessorPid}\n");
+        }
+
+        return text.ToString();
+    }
+
+    private static string Age(TimeSpan age) => age.TotalSeconds < 0 ? "just now" :
+        age.TotalMinutes < 2 ? string.Create(CultureInfo.InvariantCulture, $"{age.TotalSeconds:0} s ago") :
+        age.TotalHours < 2 ? string.Create(CultureInfo.InvariantCulture, $"{age.TotalMinutes:0} min ago") :
+        string.Create(CultureInfo.InvariantCulture, $"{age.TotalHours:0.#} h ago");
+
+    private static string Time(long unixMilliseconds) =>
+        DateTimeOffset.FromUnixTimeMilliseconds(unixMilliseconds).ToString("yyyy-MM-ddTHH:mm:ss.fffZ", CultureInfo.InvariantCulture);
+
+    private static string Json(Action<Utf8JsonWriter> body)
+    {
+        using var buffer = new MemoryStream();
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            body(writer);
+            writer.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.ToArray());
+    }
+}
+
+/// <summary>The options of status and upgrade.</summary>
+internal sealed record ControlOptions(string SocketPath, TimeSpan Timeout, bool Json)
+{
+    private static readonly TimeSpan MaxTimeout = TimeSpan.FromHours(1);
+
+    public static ControlOptions Parse(string verb, string[] args, bool allowTimeout)
+    {
+        string? socket = null;
+        string? app = null;
+        TimeSpan? timeout = null;
+        bool json = false;
+        for (int i = 0; i < args.Length; i++)
+        {
+            string arg = args[i];
+            string? inline = null;
+            int equals = arg.IndexOf('=', StringComparison.Ordinal);
+            if (arg.StartsWith("--", StringComparison.Ordinal) && equals > 0)
+            {
+                inline = arg[(equals + 1)..];
+                arg = arg[..equals];
+            }
+
+            string Value()
+            {
+                if (inline is not null)
+                {
+                    return inline;
+                }
+
+                if (i + 1 >= args.Length || args[i + 1].Length == 0)
+                {
+                    throw new UsageException($"{verb}: {arg} needs a value");
+                }
+
+                return args[++i];
+            }
+
+            switch (arg)
+            {
+                case "-h" or "--help":
+                    throw new HelpRequestedException();
+                case "--socket":
+                    socket = Once(socket, Value(), verb, arg);
+                    break;
+                case "--app":
+                    app = Once(app, Value(), verb, arg);
+                    break;
+                case "--json" when inline is null:
+                    json = true;
+                    break;
+                case "--timeout" when allowTimeout:
+                    if (timeout is not null)
+                    {
+                        throw new UsageException($"{verb}: --timeout given twice");
+                    }
+
+                    string text = Value();
+                    timeout = ParseDuration(text) is { } parsed && parsed > TimeSpan.Zero && parsed <= MaxTimeout
+                        ? parsed
+                        : throw new UsageException($"{verb}: --timeout '{text}' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)");
+                    break;
+                default:
+                    throw new UsageException($"{verb}: unknown {(arg.StartsWith('-') ? "option" : "argument")} '{args[i]}'");
+            }
+        }
+
+        if (socket is not null && app is not null)
+        {
+            throw new UsageException($"{verb}: give --socket or --app, not both");
+        }
+
+        string path;
+        if (socket is not null)
+        {
+            path = Path.IsPathRooted(socket) ? socket : Path.GetFullPath(socket);
+        }
+        else if (app is not null)
+        {
+            path = ZeroDowntimeOptionsDefaults.DefaultSocketPath(app, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
+        }
+        else
+        {
+            throw new UsageException($"{verb}: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID");
+        }
+
+        return new ControlOptions(path, timeout ?? Cli.DefaultUpgradeTimeout, json);
+    }
+
+    private static string Once(string? current, string value, string verb, string option) =>
+        current is null ? value : throw new UsageException($"{verb}: {option} given twice");
+
+    internal static TimeSpan? ParseDuration(string text)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        if (text.Contains(':', StringComparison.Ordinal))
+        {
+            return TimeSpan.TryParse(text, invariant, out var span) ? span : null;
+        }
+
+        (string number, double scale) = text switch
+        {
+            _ when text.EndsWith("ms", StringComparison.Ordinal) => (text[..^2], 1.0),
+            _ when text.EndsWith('s') => (text[..^1], 1000.0),
+            _ when text.EndsWith("min", StringComparison.Ordinal) => (text[..^3], 60_000.0),
+            _ when text.EndsWith('m') => (text[..^1], 60_000.0),
+            _ => (text, 1000.0),
+        };
+        return double.TryParse(number, NumberStyles.AllowDecimalPoint, invariant, out double value) && value * scale < TimeSpan.MaxValue.TotalMilliseconds
+            ? TimeSpan.FromMilliseconds(value * scale)
+            : null;
+    }
+}
+
+internal sealed class UsageException(string message) : Exception(message);
+
+internal sealed class HelpRequestedException : Exception;

@@ -1,0 +1,32 @@
+namespace ZeroDowntime.Cli;
+
+/// <summary>The exit codes of <c>zerodowntime status</c> and <c>zerodowntime upgrade</c> (README, <c>--help</c>).</summary>
+internal static class ExitCodes
+{
+    /// <summary>status: a process serves. upgrade: the successor committed and serves.</summary>
+    public const int Ok = 0;
+
+    /// <summary>upgrade: the successor failed (its exit code and last lines are printed) or the handoff was abandoned.</summary>
+    public const int UpgradeFailed = 1;
+
+    /// <summary>Bad usage: unknown verb or option, missing value.</summary>
+    public const int Usage = 2;
+
+    /// <summary>Nobody serves the socket: no file, a stale file, or the process is shutting down.</summary>
+    public const int NoServer = 3;
+
+    /// <summary>upgrade: refused, another upgrade or handoff runs (or the process is draining or shutting down).</summary>
+    public const int Refused = 4;
+
+    /// <summary>No answer within the deadline (upgrade: <c>--timeout</c>); the upgrade may still be running.</summary>
+    public const int TimedOut = 5;
+
+    /// <summary>The process serving the socket runs as another user: nothing was asked.</summary>
+    public const int Untrusted = 6;
+
+    /// <summary>The process speaks no control requests (an older build, protocol v1), or sent garbage.</summary>
+    public const int Protocol = 7;
+
+    /// <summary>run: the command could not be started (as a shell says for a command not found).</summary>
+    public const int CannotStart = 127;
+}

@@ -1,0 +1,201 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace ZeroDowntime.Cli;
+
+/// <summary>
+/// The few libc calls the supervisor needs. The child is started with posix_spawnp, not System.Diagnostics.Process:
+/// Process reaps its own children on SIGCHLD, which would race the supervisor's waitpid(-1).
+/// </summary>
+internal static unsafe partial class Posix
+{
+    public const int SIGHUP = 1;
+    public const int SIGINT = 2;
+    public const int SIGQUIT = 3;
+    public const int SIGKILL = 9;
+    public const int SIGUSR2 = 12;
+    public const int SIGTERM = 15;
+    public const int SIGSTOP = 19;
+    public const int EINTR = 4;
+    public const int ECHILD = 10;
+    public const int ESRCH = 3;
+    private const int PR_SET_CHILD_SUBREAPER = 36;
+    private const short POSIX_SPAWN_SETSIGDEF = 0x04;
+    private const short POSIX_SPAWN_SETSIGMASK = 0x08;
+
+    // glibc: posix_spawnattr_t is 336 bytes and sigset_t 128 on x86-64 and arm64; room to spare.
+    private const int SpawnAttrBytes = 1024;
+    private const int SigSetBytes = 256;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int waitpid(int pid, int* status, int options);
+
+    [LibraryImport("libc")]
+    private static partial int getpid();
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnp(int* pid, byte* file, void* fileActions, void* attributes, byte** argv, byte** envp);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnattr_init(void* attributes);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnattr_destroy(void* attributes);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnattr_setflags(void* attributes, short flags);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnattr_setsigmask(void* attributes, void* mask);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawnattr_setsigdefault(void* attributes, void* signals);
+
+    [LibraryImport("libc")]
+    private static partial int sigemptyset(void* set);
+
+    [LibraryImport("libc")]
+    private static partial int sigfillset(void* set);
+
+    [LibraryImport("libc")]
+    private static partial int sigdelset(void* set, int signal);
+
+    public static int ProcessId => getpid();
+
+    /// <summary>Orphaned descendants are re-parented to this process (and so reaped by it), as to PID 1.</summary>
+    public static int BecomeSubreaper() => prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>kill(2): 0, or the errno.</summary>
+    public static int Kill(int pid, int signal) => kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
+
+    /// <summary>Blocking waitpid(-1): the pid and its raw status, or (-1, errno).</summary>
+    public static (int Pid, int Status, int Errno) WaitAny()
+    {
+        int status = 0;
+        int pid = waitpid(-1, &status, 0);
+        return pid > 0 ? (pid, status, 0) : (-1, 0, Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>A shell's view of a wait status: the exit code, or 128 + the signal that killed it.</summary>
+    public static int ExitCode(int status) => (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f);
+
+    public static string Describe(int status) => (status & 0x7f) == 0
+        ? $"exited with code {(status >> 8) & 0xff}"
+        : $"was killed by signal {status & 0x7f}{((status & 0x80) != 0 ? " (core dumped)" : "")}";
+
+    /// <summary>
+    /// posix_spawnp with an empty signal mask and default dispositions (.NET ignores SIGPIPE; an exec'd program must
+    /// not inherit that): the pid, or 0 and the error number.
+    /// </summary>
+    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment)
+    {
+        var strings = new List<nint>();
+        byte* attributes = (byte*)NativeMemory.AllocZeroed(SpawnAttrBytes);
+        byte* mask = (byte*)NativeMemory.AllocZeroed(SigSetBytes);
+        byte* defaults = (byte*)NativeMemory.AllocZeroed(SigSetBytes);
+        byte** args = (byte**)NativeMemory.AllocZeroed((nuint)(argv.Count + 1), (nuint)sizeof(nint));
+        byte** env = (byte**)NativeMemory.AllocZeroed((nuint)(environment.Count + 1), (nuint)sizeof(nint));
+        try
+        {
+            for (int i = 0; i < argv.Count; i++)
+            {
+                args[i] = Utf8(argv[i], strings);
+            }
+
+            for (int i = 0; i < environment.Count; i++)
+            {
+                env[i] = Utf8(environment[i], strings);
+            }
+
+            int error = posix_spawnattr_init(attributes);
+            if (error != 0)
+            {
+                return (0, error);
+            }
+
+            try
+            {
+                error = sigemptyset(mask) | sigfillset(defaults) | sigdelset(defaults, SIGKILL) | sigdelset(defaults, SIGSTOP)
+                    | posix_spawnattr_setsigmask(attributes, mask) | posix_spawnattr_setsigdefault(attributes, defaults)
+                    | posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+                if (error != 0)
+                {
+                    return (0, 22); // EINVAL: signal-set calls report no errno
+                }
+
+                int pid = 0;
+                error = posix_spawnp(&pid, args[0], null, attributes, args, env);
+                return error == 0 ? (pid, 0) : (0, error);
+            }
+            finally
+            {
+                _ = posix_spawnattr_destroy(attributes);
+            }
+        }
+        finally
+        {
+            foreach (nint s in strings)
+            {
+                NativeMemory.Free((void*)s);
+            }
+
+            NativeMemory.Free(args);
+            NativeMemory.Free(env);
+            NativeMemory.Free(mask);
+            NativeMemory.Free(defaults);
+            NativeMemory.Free(attributes);
+        }
+    }
+
+    private static byte* Utf8(string value, List<nint> allocated)
+    {
+        int length = Encoding.UTF8.GetByteCount(value);
+        byte* buffer = (byte*)NativeMemory.Alloc((nuint)length + 1);
+        allocated.Add((nint)buffer);
+        Encoding.UTF8.GetBytes(value, new Span<byte>(buffer, length));
+        buffer[length] = 0;
+        return buffer;
+    }
+
+    public static string ErrorText(int errno) => Marshal.GetPInvokeErrorMessage(errno);
+
+    /// <summary>The pids whose parent is this process (from /proc), for a signal when the main pid is unknown or gone.</summary>
+    public static List<int> DirectChildren()
+    {
+        int self = getpid();
+        var children = new List<int>();
+        foreach (string directory in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(directory), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                string stat = File.ReadAllText(Path.Combine(directory, "stat"));
+                // pid (comm) state ppid ...: comm may contain spaces and parentheses, so parse after the last ')'.
+                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                if (fields.Length > 1 && int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int ppid) && ppid == self)
+                {
+                    children.Add(pid);
+                }
+            }
+            catch (IOException)
+            {
+                // The process exited meanwhile.
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return children;
+    }
+}

@@ -1,0 +1,3 @@
+using ZeroDowntime.Cli;
+
+return await Cli.MainAsync(args, Console.Out, Console.Error);
