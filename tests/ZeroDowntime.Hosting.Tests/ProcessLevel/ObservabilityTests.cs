@@ -21,10 +21,10 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:05");
         await using var v1 = await StartFirstAsync("v1", config, output);
-        var connections = new List<RawHttpConnection>();
+        var connections = new List<ObservedHttpConnection>();
         for (int i = 0; i < 8; i++)
         {
-            var connection = await RawHttpConnection.OpenAsync(scope.Port);
+            var connection = await ObservedHttpConnection.OpenAsync(scope.Port);
             var (status, headers, _) = await connection.GetAsync("/pid");
             Assert.Equal(200, status);
             Assert.DoesNotContain("connection: close", headers, StringComparison.OrdinalIgnoreCase);
@@ -94,7 +94,7 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:05");
         var v1 = await StartFirstAsync("v1", config, output);
-        using var held = await RawHttpConnection.OpenAsync(scope.Port);
+        using var held = await ObservedHttpConnection.OpenAsync(scope.Port);
         Assert.Equal(200, (await held.GetAsync("/health/ready")).Status);
         await using var probes = HttpLoad.Start(new Uri(scope.BaseUri, "/health/ready"), workers: 2, newConnectionPerRequest: true);
         await probes.WaitForMoreSuccessesAsync(50);
@@ -141,19 +141,19 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
 }
 
 /// <summary>One keep-alive HTTP/1.1 connection driven by hand: what a client that does not retry sees.</summary>
-internal sealed class RawHttpConnection : IDisposable
+internal sealed class ObservedHttpConnection : IDisposable
 {
     private readonly Socket _socket;
     private readonly byte[] _buffer = new byte[16384];
     private int _buffered;
 
-    private RawHttpConnection(Socket socket) => _socket = socket;
+    private ObservedHttpConnection(Socket socket) => _socket = socket;
 
-    public static async Task<RawHttpConnection> OpenAsync(int port)
+    public static async Task<ObservedHttpConnection> OpenAsync(int port)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         await socket.ConnectAsync(IPAddress.Loopback, port);
-        return new RawHttpConnection(socket);
+        return new ObservedHttpConnection(socket);
     }
 
     /// <summary>Sends one GET and reads one response (Content-Length framed); bounded.</summary>
