@@ -23,6 +23,8 @@ internal sealed class SampleApp : IAsyncDisposable
     private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Stopwatch _sinceStart;
+    private readonly TaskCompletionSource _outputClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _streamsEnded;
 
     private SampleApp(Process process, string name, ITestOutputHelper? output, Stopwatch sinceStart)
     {
@@ -50,14 +52,24 @@ internal sealed class SampleApp : IAsyncDisposable
     public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output)
     {
         string sampleDirectory = config.SampleDirectory ?? SampleDirectory;
-        var info = new ProcessStartInfo("dotnet")
+        var info = new ProcessStartInfo(config.Launcher.Count > 0 ? config.Launcher[0] : "dotnet")
         {
             WorkingDirectory = sampleDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(sampleDirectory, "WebApi.dll"));
+        if (config.Launcher.Count > 0)
+        {
+            foreach (string arg in config.Launcher.Skip(1))
+            {
+                info.ArgumentList.Add(arg);
+            }
+
+            info.ArgumentList.Add("dotnet");
+        }
+
+        info.ArgumentList.Add(config.RelativeEntryPoint ? "WebApi.dll" : Path.Combine(sampleDirectory, "WebApi.dll"));
         foreach (string arg in config.Arguments)
         {
             info.ArgumentList.Add(arg);
@@ -72,6 +84,12 @@ internal sealed class SampleApp : IAsyncDisposable
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
         info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
         info.Environment.Remove("ASPNETCORE_URLS");
+        if (config.RelativeEntryPoint)
+        {
+            // As a shell started in /srv/app/current names it: the successor launcher re-resolves it from $PWD.
+            info.Environment["PWD"] = sampleDirectory;
+        }
+
         foreach (var (key, value) in config.Environment)
         {
             info.Environment[key] = value;
@@ -83,6 +101,8 @@ internal sealed class SampleApp : IAsyncDisposable
         process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
         process.Exited += (_, _) => app._exited.TrySetResult();
+        process.OutputDataReceived += (_, e) => app.OnStreamEnd(e.Data);
+        process.ErrorDataReceived += (_, e) => app.OnStreamEnd(e.Data);
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
@@ -147,6 +167,47 @@ internal sealed class SampleApp : IAsyncDisposable
             : $"{_name} (pid {Pid}) did not log {description} within {limit.TotalSeconds:0} s.");
     }
 
+    /// <summary>
+    /// Waits for a line on this process's output pipes, which successors it started inherit: unlike
+    /// <see cref="WaitForLineAsync"/>, this process's exit ends the wait only when no process holds the pipes any more.
+    /// </summary>
+    public async Task<string> WaitForOutputLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
+    {
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitersLock)
+        {
+            var existing = _lines.FirstOrDefault(match);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((match, found));
+        }
+
+        var limit = timeout ?? DefaultWait;
+        var winner = await Task.WhenAny(found.Task, _outputClosed.Task, Task.Delay(limit));
+        return winner == found.Task || found.Task.IsCompleted
+            ? await found.Task
+            : throw new TimeoutException(winner == _outputClosed.Task
+                ? $"The output of {_name} (pid {Pid}) and its successors ended before {description}."
+                : $"{_name} (pid {Pid}) and its successors did not log {description} within {limit.TotalSeconds:0} s.");
+    }
+
+    /// <summary>
+    /// Waits for this process's exit without waiting for the end of its output (a successor it started may hold the
+    /// pipes for much longer; <see cref="WaitForExitAsync"/> waits for both).
+    /// </summary>
+    public async Task<int> WaitForProcessExitAsync(TimeSpan timeout)
+    {
+        if (await Task.WhenAny(_exited.Task, Task.Delay(timeout)) != _exited.Task)
+        {
+            throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {timeout.TotalSeconds:0} s.");
+        }
+
+        return _process.ExitCode;
+    }
+
     public async Task<int> WaitForExitAsync(TimeSpan? timeout = null)
     {
         var limit = timeout ?? DefaultWait;
@@ -176,6 +237,14 @@ internal sealed class SampleApp : IAsyncDisposable
         }
 
         _process.Dispose();
+    }
+
+    private void OnStreamEnd(string? line)
+    {
+        if (line is null && Interlocked.Increment(ref _streamsEnded) == 2)
+        {
+            _outputClosed.TrySetResult();
+        }
     }
 
     private void OnLine(string? line)
@@ -249,6 +318,15 @@ internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arg
 
     /// <summary>Another build of the sample (an earlier release, for protocol compatibility); null: this one.</summary>
     public string? SampleDirectory { get; init; }
+
+    /// <summary>
+    /// Start as <c>dotnet WebApi.dll</c> in the sample directory with <c>PWD</c> set to it (a release started in
+    /// <c>/srv/app/current</c>), not with the dll's absolute path.
+    /// </summary>
+    public bool RelativeEntryPoint { get; init; }
+
+    /// <summary>A command that runs <c>dotnet WebApi.dll ...</c> (its first element is the program), e.g. a supervisor.</summary>
+    public IReadOnlyList<string> Launcher { get; init; } = [];
 
     public SampleConfig With(string key, string value)
     {
