@@ -64,6 +64,16 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
+        switch (greeting)
+        {
+            case StatusRequestMessage:
+                channel.TrySend(Status());
+                return;
+            case UpgradeRequestMessage:
+                await AnswerUpgradeRequestAsync(channel, pid);
+                return;
+        }
+
         if (greeting is not HelloMessage hello)
         {
             _logger.HandoffProtocolError(pid, greeting is null ? "closed without a greeting" : $"sent {greeting.Type} instead of a greeting");
@@ -104,6 +114,7 @@ internal sealed partial class HandoffCoordinator
         activity?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Predecessor);
         activity?.SetTag("zerodowntime.successor.pid", pid);
         activity?.SetTag("zerodowntime.protocol.version", (int)hello.Version);
+        Volatile.Write(ref _successorPid, pid);
         try
         {
             long greeted = _time.GetTimestamp();
@@ -125,6 +136,7 @@ internal sealed partial class HandoffCoordinator
 
             _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
             activity?.AddEvent(new ActivityEvent("ready"));
+            UpgradeMilestone(pid, committed: false);
             await CommitAndDrainAsync(channel, pid, greeted, activity);
         }
         finally
@@ -141,6 +153,10 @@ internal sealed partial class HandoffCoordinator
     {
         _logger.HandoffRefused(pid, channel.PeerUserId, detail);
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Refused);
+        if (UpgradeOf(pid) is { } upgrade)
+        {
+            _ = BackgroundWork.Start("end of a refused upgrade", () => FinishUpgradeAsync(upgrade, UpgradeOutcome.Refused, detail), _logger);
+        }
         channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
     }
 
@@ -157,6 +173,7 @@ internal sealed partial class HandoffCoordinator
             channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
             _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, $"not ready within the handoff timeout of {_options.HandoffTimeout}");
             return false;
         }
         catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
@@ -164,25 +181,33 @@ internal sealed partial class HandoffCoordinator
             channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
             _logger.HandoffProtocolError(pid, ex.Message);
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, $"protocol error: {ex.Message}");
             return false;
         }
 
         switch (message)
         {
+            case ReadyMessage when channel.HasPendingData:
+                // Read late (this process was frozen), a Ready may have been withdrawn since: the successor gave up
+                // waiting for the commit and said why. Then it is not ready for anything.
+                return await WaitForReadyAsync(channel, pid, greeted);
             case ReadyMessage:
                 return true;
             case FailedMessage failed:
                 _logger.SuccessorFailed(pid, failed.Reason);
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, failed.Reason);
                 return false;
             case null:
                 _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, "it disconnected before it was ready: it exited or crashed during start-up");
                 return false;
             default:
                 channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
                 _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, $"it sent {message.Type} before Ready");
                 return false;
         }
     }
@@ -199,6 +224,7 @@ internal sealed partial class HandoffCoordinator
         {
             channel.TrySend(new AbandonedMessage("the running process is shutting down"));
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, "the running process began to shut down");
             return;
         }
 
@@ -215,24 +241,32 @@ internal sealed partial class HandoffCoordinator
         // successor hears Committed, so that from now on nothing can make that older generation serve again.
         await ReleasePredecessorAsync();
 
+        // Goodbye on every response from now on, before the successor can log that it serves alone.
+        _lifetime.BeginDrain();
         using var lost = new CancellationTokenSource();
+        var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
         if (channel.TrySend(new CommittedMessage()))
         {
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
             _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
             activity?.AddEvent(new ActivityEvent("committed"));
-            watch = WatchSuccessorAsync(channel, lost);
+            UpgradeMilestone(pid, committed: true);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Committed, "committed");
+            watch = WatchSuccessorAsync(channel, lost, confirmed);
         }
         else
         {
             watch = Task.FromResult<string?>("the connection broke at the commit");
             await lost.CancelAsync();
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, "the connection broke at the commit");
         }
 
-        _lifetime.BeginDrain();
         _systemd.Status($"Handed over to pid {pid}; draining");
-        if (await DrainAsync(lost.Token))
+
+        // Exit only once the successor has confirmed that it serves (its first heartbeat follows Committed at once):
+        // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
+        if (await DrainAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch))
         {
             activity?.AddEvent(new ActivityEvent("drained"));
             _logger.Exiting(pid);
@@ -258,6 +292,7 @@ internal sealed partial class HandoffCoordinator
     {
         _listenersShared = false;
         MoveTo(Role.Owner);
+        ServingFromNow();
         _gate.Open();
         foreach (var participant in released)
         {
@@ -296,13 +331,14 @@ internal sealed partial class HandoffCoordinator
         channel.TrySend(new AbandonedMessage(reason));
         _logger.HandoffAbandonedAtCommit(pid, reason);
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+        await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, reason);
     }
 
     /// <summary>
     /// Reads heartbeats until the successor stops in order (null: keep draining) or is lost (the reason; the drain
     /// is cancelled through <paramref name="lost"/>).
     /// </summary>
-    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
+    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost, TaskCompletionSource confirmed)
     {
         string reason;
         try
@@ -312,11 +348,13 @@ internal sealed partial class HandoffCoordinator
                 var message = await channel.ReadAsync(HeartbeatTimeout, _shutdown.Token);
                 if (message is HeartbeatMessage)
                 {
+                    confirmed.TrySetResult();
                     continue;
                 }
 
                 if (message is StoppingMessage)
                 {
+                    confirmed.TrySetResult();
                     return null;
                 }
 
@@ -347,9 +385,21 @@ internal sealed partial class HandoffCoordinator
         return reason;
     }
 
+    /// <summary>True once the successor has said it lives after the commit; false when it was lost first.</summary>
+    private static async Task<bool> SuccessorConfirmedAsync(Task confirmed, Task<string?> watch)
+    {
+        await Task.WhenAny(confirmed, watch);
+        return confirmed.IsCompleted || await watch is null;
+    }
+
     /// <summary>Returns true when the drain ended (all connections closed or the deadline passed).</summary>
     private async Task<bool> DrainAsync(CancellationToken successorLost)
     {
+        if (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
         long start = _time.GetTimestamp();
         var grace = _options.IdleConnectionGracePeriod;
         var deadline = _options.DrainTimeout;

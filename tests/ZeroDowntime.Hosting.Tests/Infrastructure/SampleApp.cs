@@ -22,9 +22,9 @@ internal sealed class SampleApp : IAsyncDisposable
     private readonly Lock _waitersLock = new();
     private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly Stopwatch _sinceStart;
     private readonly TaskCompletionSource _outputClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int _streamsEnded;
+    private int _closedStreams;
+    private readonly Stopwatch _sinceStart;
 
     private SampleApp(Process process, string name, ITestOutputHelper? output, Stopwatch sinceStart)
     {
@@ -101,8 +101,6 @@ internal sealed class SampleApp : IAsyncDisposable
         process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
         process.Exited += (_, _) => app._exited.TrySetResult();
-        process.OutputDataReceived += (_, e) => app.OnStreamEnd(e.Data);
-        process.ErrorDataReceived += (_, e) => app.OnStreamEnd(e.Data);
         process.Start();
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
@@ -133,6 +131,31 @@ internal sealed class SampleApp : IAsyncDisposable
         // Every line is offered to the predicate exactly once and in order (existing ones, then new ones under the lock).
         int seen = 0;
         return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+    }
+
+    /// <summary>
+    /// Waits for the <paramref name="count"/>-th line with this event id in this process's output, even after it
+    /// exited: a successor it started itself (an upgrade) writes to the same pipes until the output closes.
+    /// </summary>
+    public async Task<string> WaitForOutputEventAsync(int eventId, int count, TimeSpan timeout)
+    {
+        int seen = 0;
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitersLock)
+        {
+            var existing = _lines.FirstOrDefault(line => IsEvent(line, eventId) && ++seen >= count);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((line => IsEvent(line, eventId) && ++seen >= count, found));
+        }
+
+        var winner = await Task.WhenAny(found.Task, _outputClosed.Task, Task.Delay(timeout));
+        return winner == found.Task
+            ? await found.Task
+            : throw new TimeoutException($"The output of {_name} (pid {Pid}) and its successors {(winner == _outputClosed.Task ? "closed" : $"did not show it within {timeout.TotalSeconds:0} s")} before event {eventId} for the {count}. time.");
     }
 
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
@@ -194,20 +217,6 @@ internal sealed class SampleApp : IAsyncDisposable
                 : $"{_name} (pid {Pid}) and its successors did not log {description} within {limit.TotalSeconds:0} s.");
     }
 
-    /// <summary>
-    /// Waits for this process's exit without waiting for the end of its output (a successor it started may hold the
-    /// pipes for much longer; <see cref="WaitForExitAsync"/> waits for both).
-    /// </summary>
-    public async Task<int> WaitForProcessExitAsync(TimeSpan timeout)
-    {
-        if (await Task.WhenAny(_exited.Task, Task.Delay(timeout)) != _exited.Task)
-        {
-            throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {timeout.TotalSeconds:0} s.");
-        }
-
-        return _process.ExitCode;
-    }
-
     public async Task<int> WaitForExitAsync(TimeSpan? timeout = null)
     {
         var limit = timeout ?? DefaultWait;
@@ -216,7 +225,9 @@ internal sealed class SampleApp : IAsyncDisposable
             throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {limit.TotalSeconds:0} s.");
         }
 
-        _process.WaitForExit(); // flushes the output readers
+        // Let the output readers finish: end of stream on both pipes, unless a successor this process started itself
+        // (an upgrade) holds them open, in which case its lines keep arriving here and the wait ends at its bound.
+        await Task.WhenAny(_outputClosed.Task, Task.Delay(TimeSpan.FromSeconds(2)));
         return _process.ExitCode;
     }
 
@@ -239,18 +250,15 @@ internal sealed class SampleApp : IAsyncDisposable
         _process.Dispose();
     }
 
-    private void OnStreamEnd(string? line)
-    {
-        if (line is null && Interlocked.Increment(ref _streamsEnded) == 2)
-        {
-            _outputClosed.TrySetResult();
-        }
-    }
-
     private void OnLine(string? line)
     {
         if (line is null)
         {
+            if (Interlocked.Increment(ref _closedStreams) == 2)
+            {
+                _outputClosed.TrySetResult();
+            }
+
             return;
         }
 

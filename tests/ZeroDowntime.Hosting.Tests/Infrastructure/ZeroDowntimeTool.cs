@@ -165,7 +165,7 @@ internal sealed class Releases
     }
 }
 
-/// <summary>Processes this test did not start (successors started by a running process): seen through /proc.</summary>
+/// <summary>What /proc says about processes this test did not start (see also <see cref="AdoptedProcess"/>).</summary>
 internal static class ProcessWatch
 {
     /// <summary>True while the process exists and is not a zombie.</summary>
@@ -224,34 +224,4 @@ internal static class ProcessWatch
 
     /// <summary>The directory a process runs in (what /proc/PID/cwd points to).</summary>
     public static string? WorkingDirectory(int pid) => new DirectoryInfo($"/proc/{pid}/cwd").LinkTarget;
-
-    /// <summary>Polls /proc (every 50 ms, bounded) until the process is gone or a zombie.</summary>
-    public static async Task WaitForExitAsync(int pid, TimeSpan timeout)
-    {
-        var clock = Stopwatch.StartNew();
-        while (IsAlive(pid))
-        {
-            if (clock.Elapsed > timeout)
-            {
-                throw new TimeoutException($"pid {pid} did not exit within {timeout.TotalSeconds:0} s");
-            }
-
-            await Task.Delay(50);
-        }
-    }
-
-    /// <summary>SIGKILL, if it still runs (clean-up of a process the test does not own).</summary>
-    public static void KillIfAlive(int pid)
-    {
-        if (pid > 0 && IsAlive(pid))
-        {
-            try
-            {
-                Posix.Kill(pid, Posix.SIGKILL);
-            }
-            catch (InvalidOperationException)
-            {
-            }
-        }
-    }
 }

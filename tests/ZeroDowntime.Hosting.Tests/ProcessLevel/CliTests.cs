@@ -69,11 +69,12 @@ public sealed class CliTests(ITestOutputHelper output)
                 // The old process drains and exits 0 (v1 is this test's child; the later ones are not).
                 if (previous == v1.Pid)
                 {
-                    Assert.Equal(0, await v1.WaitForProcessExitAsync(TimeSpan.FromSeconds(60)));
+                    Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(60)));
                 }
                 else
                 {
-                    await ProcessWatch.WaitForExitAsync(previous, TimeSpan.FromSeconds(60));
+                    using var drained = new AdoptedProcess(previous);
+                    await drained.WaitForExitAsync(TimeSpan.FromSeconds(60));
                 }
 
                 await load.WaitForMoreSuccessesAsync(200);
@@ -131,7 +132,7 @@ public sealed class CliTests(ITestOutputHelper output)
             Assert.True(upgrade.ExitCode == 0, upgrade.Stdout + upgrade.Stderr);
             successor = upgrade.Json.GetProperty("successorPid").GetInt32();
             await v1.WaitForOutputLineAsync(l => l.Contains("Warming up for 21 ms", StringComparison.Ordinal), "the good release's warm-up line");
-            Assert.Equal(0, await v1.WaitForProcessExitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(60)));
             await load.WaitForMoreSuccessesAsync(200);
             await load.StopAsync();
             output.WriteLine($"load: {load}");
@@ -201,7 +202,7 @@ public sealed class CliTests(ITestOutputHelper output)
 
             var response = await held;
             Assert.Contains($"pid {v1.Pid:D7}", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
-            Assert.Equal(0, await v1.WaitForProcessExitAsync(TimeSpan.FromSeconds(60)));
+            Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(60)));
             var drained = await StatusAsync(scope);
             Assert.Equal(JsonValueKind.Null, drained.GetProperty("drainingPredecessorPid").ValueKind);
 
@@ -361,20 +362,20 @@ print("answer-bytes", total)
         return status.Json;
     }
 
-    /// <summary>Stops processes the test did not start: SIGTERM, a bounded wait, SIGKILL.</summary>
+    /// <summary>Stops processes the test did not start: SIGTERM, a bounded wait, SIGKILL on dispose.</summary>
     private async Task StopAsync(IEnumerable<int> pids)
     {
         foreach (int pid in pids.Where(p => p > 0 && ProcessWatch.IsAlive(p)))
         {
+            using var process = new AdoptedProcess(pid);
             try
             {
-                Posix.Kill(pid, Posix.SIGTERM);
-                await ProcessWatch.WaitForExitAsync(pid, TimeSpan.FromSeconds(40));
+                process.Signal(Posix.SIGTERM);
+                await process.WaitForExitAsync(TimeSpan.FromSeconds(40));
             }
             catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
             {
                 output.WriteLine($"pid {pid}: {ex.Message}; killing it");
-                ProcessWatch.KillIfAlive(pid);
             }
         }
     }
