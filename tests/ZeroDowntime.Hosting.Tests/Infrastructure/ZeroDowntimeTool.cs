@@ -108,7 +108,7 @@ internal sealed record ToolResult(int ExitCode, string Stdout, string Stderr, Ti
 /// Release folders as a deployment lays them out: copies of the sample build under releases/, and a <c>current</c>
 /// symlink switched atomically (a new link renamed over it).
 /// </summary>
-internal sealed class Releases
+internal sealed partial class Releases
 {
     public Releases(TestScope scope)
     {
@@ -144,8 +144,16 @@ internal sealed class Releases
         string temporary = Current + ".tmp";
         File.Delete(temporary);
         File.CreateSymbolicLink(temporary, release);
-        File.Move(temporary, Current, overwrite: true);
+
+        // rename(2) replaces the link itself, atomically (File.Move follows a link to a directory and refuses it).
+        if (rename(temporary, Current) != 0)
+        {
+            throw new IOException($"rename({temporary}, {Current}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
+        }
     }
+
+    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
+    private static partial int rename(string oldPath, string newPath);
 
     private static void Copy(string from, string to)
     {
