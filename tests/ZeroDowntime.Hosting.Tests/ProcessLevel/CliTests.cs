@@ -218,6 +218,69 @@ public sealed class CliTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The other ways an upgrade ends: the tool's own --timeout (exit 5, the upgrade goes on), a second upgrade while
+    /// one runs (exit 4, refused), and a successor slower than HandoffTimeout (exit 1, abandoned). The old process
+    /// serves throughout; 0 failed requests.
+    /// </summary>
+    [Fact]
+    public async Task Upgrade_TimedOutRefusedOrAbandoned_ExitsFiveFourOne_OldServes()
+    {
+        using var scope = new TestScope();
+        var releases = new Releases(scope);
+        releases.Switch(releases.Create("1"));
+        var config = (scope.Config() with { SampleDirectory = releases.Current, RelativeEntryPoint = true }).With("ZeroDowntime__HandoffTimeout", "00:00:03");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        var successors = new List<int>();
+        try
+        {
+            await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+            await load.WaitForMoreSuccessesAsync(100);
+
+            // Slower than the HandoffTimeout of 3 s: v1 abandons it.
+            releases.Switch(releases.Create("2-slow", json => json["Sample"]!["StartupDelayMs"] = 6000));
+            var first = ZeroDowntimeTool.RunAsync(output, UpgradeWait, "upgrade", "--socket", scope.SocketPath, "--json");
+            await v1.WaitForOutputLineAsync(l => l.Contains("Warming up for 6000 ms", StringComparison.Ordinal), "the slow release's warm-up line");
+            var during = await StatusAsync(scope);
+            successors.Add(during.GetProperty("successorPid").GetInt32());
+
+            var refused = await ZeroDowntimeTool.RunAsync(output, UpgradeWait, "upgrade", "--socket", scope.SocketPath);
+            Assert.Equal(4, refused.ExitCode);
+            Assert.Contains("refused", refused.Stderr, StringComparison.Ordinal);
+
+            var abandoned = await first;
+            Assert.Equal(1, abandoned.ExitCode);
+            Assert.Equal("abandoned", abandoned.Json.GetProperty("outcome").GetString());
+            output.WriteLine($"abandoned: {abandoned.Json.GetProperty("reason").GetString()}");
+            Assert.Equal(v1.Pid, (await StatusAsync(scope)).GetProperty("pid").GetInt32());
+
+            // The tool's own deadline: exit 5 at 1 s; the upgrade itself goes on and is abandoned by v1 at 3 s.
+            using (var abandonedSuccessor = new AdoptedProcess(successors[0]))
+            {
+                await abandonedSuccessor.WaitForExitAsync(TimeSpan.FromSeconds(30));
+            }
+
+            var timedOut = await ZeroDowntimeTool.RunAsync(output, UpgradeWait, "upgrade", "--socket", scope.SocketPath, "--timeout", "1s");
+            Assert.Equal(5, timedOut.ExitCode);
+            Assert.Contains("may still be running", timedOut.Stderr, StringComparison.Ordinal);
+            await v1.WaitForOutputLineAsync(l => SampleApp.IsEvent(l, 85) && !l.Contains($"pid {successors[0]} ", StringComparison.Ordinal), "the second slow successor's end (event 85)");
+            var after = await StatusAsync(scope);
+            Assert.Equal(v1.Pid, after.GetProperty("pid").GetInt32());
+            Assert.Equal(1, after.GetProperty("generation").GetInt64());
+            Assert.False(v1.HasExited);
+
+            await load.WaitForMoreSuccessesAsync(100);
+            await load.StopAsync();
+            output.WriteLine($"load: {load}");
+            load.AssertNoFailures();
+            Assert.Single(load.ResponsesByBody);
+        }
+        finally
+        {
+            await StopAsync(successors);
+        }
+    }
+
+    /// <summary>
     /// Another uid gets nothing: the socket is opened up (0666, directory 0755) so that uid 65534 can connect at
     /// all. The tool run as that user refuses to ask a process of another uid (exit 6); a raw StatusRequest or
     /// UpgradeRequest of that user is refused by the server before it reads a byte. Garbage is refused as before.
