@@ -17,6 +17,9 @@ internal static class Cli
     /// <summary>How long status waits for its answer (and upgrade for the status it asks first).</summary>
     public static readonly TimeSpan StatusTimeout = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long an answer from a process that has handed over (draining) is asked again, for its successor.</summary>
+    public static readonly TimeSpan HandedOverWait = TimeSpan.FromSeconds(5);
+
     public const string Usage = """
         zerodowntime: status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.
 
@@ -47,7 +50,8 @@ internal static class Cli
           0  status: a process serves; upgrade: the successor committed and serves
           1  upgrade: the successor failed (exit code and last lines printed) or the handoff was abandoned
           2  bad usage
-          3  nobody serves the socket (no file, a stale file, or the process is shutting down)
+          3  nobody serves the socket (no file, a stale file, the process is shutting down, or it has handed
+             over and no successor took the socket over within 5 s)
           4  upgrade refused: another upgrade or handoff runs, or the process drains or shuts down
           5  no answer in time (upgrade: --timeout passed; the upgrade may still be running)
           6  the socket is served by another user's process: nothing was asked (SO_PEERCRED)
@@ -124,14 +128,14 @@ internal static class Cli
         StatusMessage status;
         try
         {
-            status = await HandoffControlClient.StatusAsync(options.SocketPath, StatusTimeout);
+            status = await CurrentStatusAsync(options.SocketPath);
         }
         catch (ControlException ex)
         {
             return await FailAsync(options, ex, stdout, stderr);
         }
 
-        bool serves = status.State != ServingState.ShuttingDown;
+        bool serves = status.State is not (ServingState.ShuttingDown or ServingState.Draining);
         if (options.Json)
         {
             await stdout.WriteLineAsync(Json(writer =>
@@ -148,7 +152,9 @@ internal static class Cli
 
         if (!serves)
         {
-            await stderr.WriteLineAsync($"zerodowntime: pid {status.ProcessId} is shutting down: nobody serves {options.SocketPath}.");
+            await stderr.WriteLineAsync(status.State == ServingState.Draining
+                ? $"zerodowntime: pid {status.ProcessId} has handed over and drains, and no successor took over {options.SocketPath} within {HandedOverWait.TotalSeconds:0} s."
+                : $"zerodowntime: pid {status.ProcessId} is shutting down: nobody serves {options.SocketPath}.");
         }
 
         return serves ? ExitCodes.Ok : ExitCodes.NoServer;
@@ -164,7 +170,7 @@ internal static class Cli
         try
         {
             // Who serves now (for the report); the same errors as the upgrade itself, found in milliseconds.
-            before = await HandoffControlClient.StatusAsync(options.SocketPath, StatusTimeout);
+            before = await CurrentStatusAsync(options.SocketPath);
             var left = options.Timeout - clock.Elapsed;
             if (left <= TimeSpan.Zero)
             {
@@ -241,6 +247,26 @@ internal static class Cli
         };
         await (exitCode == ExitCodes.Ok ? stdout : stderr).WriteLineAsync(exitCode == ExitCodes.Ok ? text : "zerodowntime: " + text);
         return exitCode;
+    }
+
+    /// <summary>
+    /// The status of the process that serves the socket. Right after a commit the old process still answers on the
+    /// path until its successor renames its own socket over it (architecture.md, step 6): a Draining answer is asked
+    /// again (every 50 ms, at most <see cref="HandedOverWait"/>), as a successor retries "already handed over".
+    /// </summary>
+    private static async Task<StatusMessage> CurrentStatusAsync(string socketPath)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            var status = await HandoffControlClient.StatusAsync(socketPath, StatusTimeout);
+            if (status.State != ServingState.Draining || clock.Elapsed >= HandedOverWait)
+            {
+                return status;
+            }
+
+            await Task.Delay(50);
+        }
     }
 
     private static string ExitedWith(int exitCode) =>
