@@ -45,7 +45,10 @@ public sealed class SupervisorTests(ITestOutputHelper output)
             string followed = await WaitForSupervisorLineAsync(run, "main pid is now ", upgrade);
             output.WriteLine($"upgrade {upgrade}: {followed}");
             Assert.Contains($"(was {main})", followed, StringComparison.Ordinal);
-            await run.WaitForOutputLineAsync(l => l.Contains($"reaped pid {main}: it exited with code 0", StringComparison.Ordinal), $"the supervisor reaping pid {main}", TimeSpan.FromSeconds(60));
+            // "reaped pid 13: it exited with code 0", or "main pid 13 exited with code 0" when the old process exited
+            // before its successor's MAINPID= datagram arrived (both orders happen; the supervisor follows either way).
+            var reaped = new System.Text.RegularExpressions.Regex($@"zerodowntime run\[1\]: (reaped pid {main}: it|main pid {main}) exited with code 0$");
+            await run.WaitForOutputLineAsync(l => reaped.IsMatch(l), $"the supervisor reaping pid {main}", TimeSpan.FromSeconds(60));
             await load.WaitForMoreSuccessesAsync(200);
             Assert.NotEqual(main, await PidAsync(scope));
         }
