@@ -165,6 +165,42 @@ internal static unsafe partial class Posix
 
     public static string ErrorText(int errno) => Marshal.GetPInvokeErrorMessage(errno);
 
+    /// <summary>True when <paramref name="pid"/> is a child of this process, or a child's child, and so on (/proc).</summary>
+    public static bool IsDescendant(int pid)
+    {
+        int self = getpid();
+        for (int current = pid, depth = 0; current > 1 && depth < 64; depth++)
+        {
+            int parent = ParentOf(current);
+            if (parent == self)
+            {
+                return true;
+            }
+
+            current = parent;
+        }
+
+        return false;
+    }
+
+    private static int ParentOf(int pid)
+    {
+        try
+        {
+            string stat = File.ReadAllText($"/proc/{pid}/stat");
+            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return fields.Length > 1 && int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int ppid) ? ppid : 0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>The pids whose parent is this process (from /proc), for a signal when the main pid is unknown or gone.</summary>
     public static List<int> DirectChildren()
     {

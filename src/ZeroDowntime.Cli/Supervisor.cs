@@ -240,6 +240,13 @@ internal sealed class Supervisor : IDisposable
                     continue;
                 }
 
+                if (!Posix.IsDescendant(pid))
+                {
+                    // As systemd refuses a MAINPID= outside the unit: only a process below the supervisor can be main.
+                    Log($"ignored MAINPID={pid}: not a descendant of this supervisor");
+                    continue;
+                }
+
                 int previous = _mainPid;
                 _mainPid = pid;
                 _mainAlive = true;
