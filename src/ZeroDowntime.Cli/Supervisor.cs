@@ -242,9 +242,10 @@ internal sealed class Supervisor : IDisposable
 
                 if (!Posix.IsDescendant(pid))
                 {
-                    // As systemd refuses a MAINPID= outside the unit: only a process below the supervisor can be main.
+                    // As systemd refuses a MAINPID= outside the unit: only a process below the supervisor can be main,
+                    // and the rest of such a datagram is not passed on either.
                     Log($"ignored MAINPID={pid}: not a descendant of this supervisor");
-                    continue;
+                    return;
                 }
 
                 int previous = _mainPid;

@@ -114,6 +114,18 @@ public sealed class SupervisorTests(ITestOutputHelper output)
         int main = await PidAsync(scope);
         Assert.NotEqual(run.Pid, main);
 
+        // A forged MAINPID= naming a process outside the supervisor's tree is ignored (else SIGTERM would go to it).
+        string started = await run.WaitForOutputLineAsync(l => l.Contains("(NOTIFY_SOCKET=", StringComparison.Ordinal), "the supervisor's NOTIFY_SOCKET");
+        string ownSocket = started[(started.IndexOf("(NOTIFY_SOCKET=", StringComparison.Ordinal) + 15)..^1];
+        using var bystander = System.Diagnostics.Process.Start("sleep", "60");
+        using (var forger = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified))
+        {
+            forger.Connect(new UnixDomainSocketEndPoint(ownSocket));
+            forger.Send(Encoding.UTF8.GetBytes($"MAINPID={bystander.Id}\nREADY=1"));
+        }
+
+        await run.WaitForOutputLineAsync(l => l.Contains($"ignored MAINPID={bystander.Id}: not a descendant", StringComparison.Ordinal), "the forged MAINPID= ignored");
+
         await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
         await load.WaitForMoreSuccessesAsync(100);
         int before = datagrams.Count;
@@ -126,6 +138,8 @@ public sealed class SupervisorTests(ITestOutputHelper output)
 
         Posix.Kill(run.Pid, Posix.SIGTERM);
         Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.False(bystander.HasExited, "the process named by the forged MAINPID= must not have been signalled");
+        bystander.Kill();
         await stop.CancelAsync();
         await receiver;
         foreach (string datagram in datagrams)
@@ -135,6 +149,7 @@ public sealed class SupervisorTests(ITestOutputHelper output)
 
         // Every datagram that names a main pid names the supervisor; the app's own pids never reach systemd.
         Assert.All(datagrams.Where(d => d.Contains("MAINPID=", StringComparison.Ordinal)), d => Assert.StartsWith(self, d, StringComparison.Ordinal));
+        Assert.Equal(2, datagrams.Count(d => d.Contains("READY=1", StringComparison.Ordinal))); // start, upgrade; not the forged one
         var afterSighup = datagrams.Skip(before).ToList();
         int reloading = afterSighup.FindIndex(d => d.Contains("RELOADING=1", StringComparison.Ordinal));
         int ready = afterSighup.FindLastIndex(d => d.Contains("READY=1", StringComparison.Ordinal));
