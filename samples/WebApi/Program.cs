@@ -20,6 +20,7 @@ builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
 builder.Configuration["Logs:Directory"] = Path.GetFullPath(builder.Configuration["Logs:Directory"] ?? "logs", builder.Environment.ContentRootPath);
 builder.Host.UseNLog();
 builder.Services.AddHostedService<SampleStartup>();
+builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
 builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
