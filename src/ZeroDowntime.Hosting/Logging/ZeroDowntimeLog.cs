@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace ZeroDowntime.Hosting.Logging;
 
 /// <summary>
-/// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
+/// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners (17, 18: the start-up phases and their times),
 /// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 90-99 test seams.
 /// </summary>
 internal static partial class ZeroDowntimeLog
@@ -49,6 +49,12 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(15, LogLevel.Information, "Replaced stale Unix socket file {Path} of a dead process", EventName = "StaleUnixEndpointReplaced")]
     public static partial void StaleUnixEndpointReplaced(this ILogger logger, string path);
+
+    [LoggerMessage(17, LogLevel.Information, "Start-up phase {Phase} {ElapsedMs:0.0} ms after process start ({SincePreviousMs:0.0} ms after {PreviousPhase})", EventName = "StartupPhase")]
+    public static partial void StartupPhase(this ILogger logger, string phase, double elapsedMs, double sincePreviousMs, string previousPhase);
+
+    [LoggerMessage(18, LogLevel.Information, "Start-up timeline, ms after process start: {Phases}", EventName = "StartupTimeline")]
+    public static partial void StartupTimelineSummary(this ILogger logger, string phases);
 
     [LoggerMessage(20, LogLevel.Information, "Ready {ElapsedMs:0} ms after process start: told predecessor pid {ProcessId}", EventName = "SentReady")]
     public static partial void SentReady(this ILogger logger, double elapsedMs, int processId);
