@@ -41,6 +41,13 @@ public sealed partial class AotTests(ITestOutputHelper output)
 
         Assert.Equal("\u007fELF"u8.ToArray(), magic);
         output.WriteLine($"AOT executable: {new FileInfo(SampleApp.AotExecutable).Length:N0} bytes");
+
+        // The SDK chose the ILCompiler itself (no version is named anywhere): it must be the runtime's own version.
+        string assets = await File.ReadAllTextAsync(Path.Combine(AotSample.ProjectDirectory, "obj", "project.assets.json"));
+        var compilers = IlCompilerPackage().Matches(assets).Select(m => m.Groups[1].Value).Distinct(StringComparer.Ordinal).ToList();
+        var runtime = Environment.Version;
+        output.WriteLine($"ILCompiler {string.Join(", ", compilers)}, runtime {runtime}");
+        Assert.Equal([$"{runtime.Major}.{runtime.Minor}.{runtime.Build}"], compilers);
     }
 
     [Fact]
@@ -356,6 +363,9 @@ public sealed partial class AotTests(ITestOutputHelper output)
         return sorted.Count == 0 ? double.NaN : sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[(sorted.Count / 2) - 1] + sorted[sorted.Count / 2]) / 2;
     }
 
+    [GeneratedRegex(@"""runtime\.[^/""]+\.Microsoft\.DotNet\.ILCompiler/([^""]+)""")]
+    private static partial Regex IlCompilerPackage();
+
     [GeneratedRegex(@": warning [A-Z]+\d+")]
     private static partial Regex WarningLine();
 
@@ -473,9 +483,12 @@ internal static class AotSample
         return result;
     }
 
+    /// <summary>samples/WebApi.</summary>
+    public static string ProjectDirectory { get; } = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", ".."));
+
     private static async Task<PublishResult> PublishAsync()
     {
-        string project = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", "..", "WebApi.csproj"));
+        string project = Path.Combine(ProjectDirectory, "WebApi.csproj");
         var info = new ProcessStartInfo("dotnet")
         {
             RedirectStandardOutput = true,
