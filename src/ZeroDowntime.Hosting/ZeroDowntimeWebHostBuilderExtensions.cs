@@ -74,13 +74,11 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             // First in the pipeline, so every response of a draining process can say "Connection: close".
             services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, DrainStartupFilter>());
 
-            // Before the coordinator: its phases (host starting, Kestrel bound, started, committed) are logged in order.
-            services.TryAddSingleton<StartupTimeline>();
-            services.AddHostedService(sp => sp.GetRequiredService<StartupTimeline>());
-            services.AddSingleton<IHandoffParticipant>(sp => sp.GetRequiredService<StartupTimeline>());
-
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
+
+            // After the coordinator (its StartingAsync receives the listeners) and Kestrel (StartAsync binds).
+            StartupTimeline.Register(services);
         });
         return builder;
     }

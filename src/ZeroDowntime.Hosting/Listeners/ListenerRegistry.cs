@@ -14,7 +14,7 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// abortively, setting linger 0 on the socket it shares with another process or even shutting it down, and
 /// unlinks its Unix socket path. Kestrel only ever sees non-owning wrappers.
 /// </summary>
-internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, StartupTimeline? timeline = null)
+internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger)
 {
     private const string UnixPrefix = "unix:";
     private readonly Lock _lock = new();
@@ -30,8 +30,6 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, Startup
                 _entries.Add(new ListenerEntry(descriptors[i].Key, fds[i], inherited: true, descriptors[i].BoundEndPoint));
             }
         }
-
-        timeline?.Reached("FdsReceived");
     }
 
     /// <summary>

@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace ZeroDowntime.Hosting.Logging;
 
 /// <summary>
-/// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners (17, 18: the start-up phases and their times),
+/// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
 /// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 90-99 test seams.
 /// </summary>
 internal static partial class ZeroDowntimeLog

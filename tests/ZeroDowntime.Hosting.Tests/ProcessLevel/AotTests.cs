@@ -95,6 +95,7 @@ public sealed partial class AotTests(ITestOutputHelper output)
     {
         await AotSample.EnsurePublishedAsync(output);
         var failStartupExitCodes = new List<int>();
+        var invalidLogFilesExitCodes = new List<int>();
         foreach (bool aot in new[] { false, true })
         {
             string build = aot ? "aot" : "jit";
@@ -134,9 +135,22 @@ public sealed partial class AotTests(ITestOutputHelper output)
                 await using var invalid = SampleApp.Start($"{build}-invalid", scope.Config().With("ZeroDowntime__DrainTimeout", "soon"), output, aot);
                 Assert.Equal(78, await invalid.WaitForExitAsync());
             }
+
+            // ZeroDowntime:LogFiles is validated at start in both builds, every problem named.
+            using (var scope = new TestScope())
+            {
+                var config = scope.Config().With("ZeroDowntime__LogFiles__MaxHeldLines", "-1").With("ZeroDowntime__LogFiles__ArchiveFileName", "{name}{ext}");
+                await using var invalid = SampleApp.Start($"{build}-invalid-logfiles", config, output, aot);
+                int exitCode = await invalid.WaitForExitAsync();
+                Assert.NotEqual(0, exitCode);
+                Assert.Contains(invalid.Lines, l => l.Contains("MaxHeldLines must be zero or more, not -1.", StringComparison.Ordinal));
+                Assert.Contains(invalid.Lines, l => l.Contains("{pid}", StringComparison.Ordinal));
+                invalidLogFilesExitCodes.Add(exitCode);
+            }
         }
 
         Assert.Equal(failStartupExitCodes[0], failStartupExitCodes[1]);
+        Assert.Equal(invalidLogFilesExitCodes[0], invalidLogFilesExitCodes[1]);
     }
 
     [Fact]
@@ -182,7 +196,10 @@ public sealed partial class AotTests(ITestOutputHelper output)
         await AotSample.EnsurePublishedAsync(output);
         using var scope = new TestScope();
         string logs = Path.Combine(scope.Directory, "logs");
-        var config = scope.Config().With("Logs__Directory", logs).With("Logging__Console__LogLevel__ZeroDowntime.Sample.LogMarker", "Warning");
+        // ZeroDowntime:LogFiles keys too (bound by the configuration binder's source generator in both builds): a
+        // successor's start-up logs more than 2 lines, so some go through the side file.
+        var config = scope.Config().With("Logs__Directory", logs).With("Logging__Console__LogLevel__ZeroDowntime.Sample.LogMarker", "Warning")
+            .With("ZeroDowntime__LogFiles__MaxHeldLines", "2").With("ZeroDowntime__LogFiles__ArchiveFileName", "{name}.renamed.{pid}{ext}");
         var apps = new List<SampleApp> { await StartFirstAsync("v1-jit", config, output) };
         try
         {
@@ -197,6 +214,8 @@ public sealed partial class AotTests(ITestOutputHelper output)
                 Assert.Contains(old.Lines, l => l.Contains($"[{LogFileReleased}]", StringComparison.Ordinal));
                 string acquired = await successor.WaitForEventAsync(LogFileAcquired);
                 Assert.Contains("(PredecessorReleased)", acquired, StringComparison.Ordinal);
+                var held = HeldLines().Match(acquired);
+                Assert.True(held.Success && int.Parse(held.Groups[1].Value, CultureInfo.InvariantCulture) > 0, "MaxHeldLines=2 sends lines through the side file: " + acquired);
                 await markers.WaitForMoreAsync(50);
             }
 
@@ -212,6 +231,7 @@ public sealed partial class AotTests(ITestOutputHelper output)
             }
 
             Assert.Equal(3, files.Count);
+            Assert.All(files.Keys.Where(name => name != "webapi.log"), name => Assert.StartsWith("webapi.renamed.", name, StringComparison.Ordinal));
             Assert.Equal([apps[2].Pid], Pids(files["webapi.log"]));
             foreach (var app in apps.Take(2))
             {
@@ -365,6 +385,9 @@ public sealed partial class AotTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"""runtime\.[^/""]+\.Microsoft\.DotNet\.ILCompiler/([^""]+)""")]
     private static partial Regex IlCompilerPackage();
+
+    [GeneratedRegex(@"\((\d+) via the side file\)")]
+    private static partial Regex HeldLines();
 
     [GeneratedRegex(@": warning [A-Z]+\d+")]
     private static partial Regex WarningLine();
