@@ -8,6 +8,9 @@ using ZeroDowntime.Sample;
 
 var builder = WebApplication.CreateBuilder(args);
 
+// Native AOT has no reflection-based JSON: the answers written as JSON (BadRequest with a message) use this context.
+builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
+
 // The default address is the Urls key of appsettings.json. WebApplicationBuilder reads ASPNETCORE_* variables
 // before appsettings.json, so re-add them above it (below the command line): ASPNETCORE_URLS and --urls override it.
 var sources = ((IConfigurationBuilder)builder.Configuration).Sources;
@@ -20,7 +23,6 @@ builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
 builder.Configuration["Logs:Directory"] = Path.GetFullPath(builder.Configuration["Logs:Directory"] ?? "logs", builder.Environment.ContentRootPath);
 builder.Host.UseNLog();
 builder.Services.AddHostedService<SampleStartup>();
-builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
 builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
