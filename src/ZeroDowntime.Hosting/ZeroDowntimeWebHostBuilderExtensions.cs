@@ -77,7 +77,7 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
 
-            // After the coordinator (its StartingAsync receives the listeners) and Kestrel (StartAsync binds).
+            // After the coordinator: when the timeline's StartingAsync runs, the coordinator's has received the listeners.
             StartupTimeline.Register(services);
         });
         return builder;

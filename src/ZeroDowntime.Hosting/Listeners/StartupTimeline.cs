@@ -61,18 +61,6 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
         _logger.StartupPhase(phase, now, now - previous, previousPhase);
     }
 
-    /// <summary>The phases reached so far, in order, with their time after process start.</summary>
-    public IReadOnlyList<(string Phase, double ElapsedMs)> Phases
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return [.. _phases];
-            }
-        }
-    }
-
     public Task StartingAsync(CancellationToken cancellationToken)
     {
         // Created by the host with its hosted services, when it starts; the coordinator's StartingAsync has now run.
