@@ -58,7 +58,7 @@ internal sealed class HaProxyStat(IReadOnlyDictionary<string, string> fields)
 }
 
 /// <summary>
-/// A real HAProxy (Debian package <c>haproxy</c>) as a child process, in the foreground (<c>-db</c>), with its own
+/// A real HAProxy (Debian package <c>haproxy</c>) as a child process, in the foreground (<c>-W -db</c>), with its own
 /// generated configuration, frontend port and admin socket. The test waits, bounded, until HAProxy itself sees a
 /// server UP or DOWN: it wakes on HAProxy's own state-change line ("Server fleet/s1 is DOWN, reason: ...") and
 /// confirms with <c>show stat</c> on the admin socket; it never sleeps. Every line HAProxy prints (state changes, and
@@ -211,29 +211,17 @@ internal sealed class HaProxy : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (string argument in new[] { "-f", configFile, "-db" })
+        // Master-worker mode (-W) in the foreground (-db): the master prints "Loading success." once its worker has
+        // bound everything and listens (the admin socket included), which is the signal to wait for. The admin
+        // socket's file appears earlier, at bind() and before listen(): a connect then would be refused.
+        foreach (string argument in new[] { "-W", "-db", "-f", configFile })
         {
             info.ArgumentList.Add(argument);
         }
 
-        // The admin socket appears (HAProxy binds it under a temporary name and renames it) once the configuration
-        // is loaded: watch the directory for it rather than poll.
-        var socketReady = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var watcher = new FileSystemWatcher(directory) { IncludeSubdirectories = false };
-        void Check(object? sender, FileSystemEventArgs e)
-        {
-            if (File.Exists(adminSocket))
-            {
-                socketReady.TrySetResult();
-            }
-        }
-
-        watcher.Created += Check;
-        watcher.Renamed += (sender, e) => Check(sender, e);
-        watcher.EnableRaisingEvents = true;
-
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var proxy = new HaProxy(process, adminSocket, port, config, output);
+        var loaded = proxy.NextLineAsync(line => line.Contains("Loading success.", StringComparison.Ordinal));
         process.OutputDataReceived += (_, e) => proxy.OnLine(e.Data);
         process.ErrorDataReceived += (_, e) => proxy.OnLine(e.Data);
         process.Exited += (_, _) => proxy._exited.TrySetResult();
@@ -242,20 +230,14 @@ internal sealed class HaProxy : IAsyncDisposable
         process.BeginErrorReadLine();
         try
         {
-            if (File.Exists(adminSocket))
-            {
-                socketReady.TrySetResult();
-            }
-
-            var winner = await Task.WhenAny(socketReady.Task, proxy._exited.Task, Task.Delay(StartTimeout));
-            if (winner != socketReady.Task)
+            var winner = await Task.WhenAny(loaded, proxy._exited.Task, Task.Delay(StartTimeout));
+            if (winner != loaded)
             {
                 throw new TimeoutException(winner == proxy._exited.Task
-                    ? $"haproxy exited with code {process.ExitCode} before its admin socket appeared:\n{string.Join('\n', proxy.Lines)}"
-                    : $"haproxy's admin socket {adminSocket} did not appear within {StartTimeout.TotalSeconds:0} s");
+                    ? $"haproxy exited with code {process.ExitCode} before it was loaded:\n{string.Join('\n', proxy.Lines)}"
+                    : $"haproxy did not print 'Loading success.' within {StartTimeout.TotalSeconds:0} s");
             }
 
-            // Answers once HAProxy runs its event loop.
             await proxy.ShowStatAsync();
             return proxy;
         }
@@ -352,7 +334,7 @@ internal sealed class HaProxy : IAsyncDisposable
         {
             try
             {
-                _process.Kill();
+                _process.Kill(entireProcessTree: true);
                 await Task.WhenAny(_exited.Task, Task.Delay(TimeSpan.FromSeconds(10)));
             }
             catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
