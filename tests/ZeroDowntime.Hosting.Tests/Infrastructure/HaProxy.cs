@@ -311,19 +311,30 @@ internal sealed class HaProxy : IAsyncDisposable
         string prefix = $"Server {Backend}/{server} is ";
         while (true)
         {
-            var changed = NextLineAsync(line => line.Contains(prefix, StringComparison.Ordinal));
-            var stat = await ServerStatAsync(server);
-            if (up ? stat.IsUp : stat.IsDown)
+            Func<string, bool> match = line => line.Contains(prefix, StringComparison.Ordinal);
+            var changed = NextLineAsync(match);
+            try
             {
-                return stat;
-            }
+                var stat = await ServerStatAsync(server);
+                if (up ? stat.IsUp : stat.IsDown)
+                {
+                    return stat;
+                }
 
-            var remaining = timeout - deadline.Elapsed;
-            if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, _exited.Task, Task.Delay(remaining)) != changed)
+                var remaining = timeout - deadline.Elapsed;
+                if (remaining <= TimeSpan.Zero || await Task.WhenAny(changed, _exited.Task, Task.Delay(remaining)) != changed)
+                {
+                    throw new TimeoutException(_exited.Task.IsCompleted
+                        ? $"haproxy exited with code {_process.ExitCode} while waiting for {server} to be {(up ? "UP" : "DOWN")}"
+                        : $"HAProxy did not see {server} {(up ? "UP" : "DOWN")} within {timeout.TotalSeconds:0.#} s; last state: {stat}");
+                }
+            }
+            finally
             {
-                throw new TimeoutException(_exited.Task.IsCompleted
-                    ? $"haproxy exited with code {_process.ExitCode} while waiting for {server} to be {(up ? "UP" : "DOWN")}"
-                    : $"HAProxy did not see {server} {(up ? "UP" : "DOWN")} within {timeout.TotalSeconds:0.#} s; last state: {stat}");
+                lock (_linesLock)
+                {
+                    _waiters.RemoveAll(w => w.Match == match);
+                }
             }
         }
     }

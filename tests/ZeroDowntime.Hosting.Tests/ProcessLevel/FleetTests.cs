@@ -70,6 +70,13 @@ public sealed class FleetTests(ITestOutputHelper output)
                 Assert.True(r.Ab.Complete > 500, $"round {r.Round}: ab completed only {r.Ab.Complete} requests");
                 Assert.True(r.Ab.Failed == 0 && r.Ab.Non2xx == 0, $"round {r.Round}: ab {r.Ab}");
             });
+
+            // HAProxy's own view: no error answered to a client, no failed connect or response towards a server.
+            var stats = await haproxy.ShowStatAsync();
+            var frontend = stats.Single(s => s.Name == "FRONTEND");
+            var backend = stats.Single(s => s.Proxy == HaProxy.Backend && s.Name == "BACKEND");
+            Assert.True(frontend["hrsp_5xx"] == 0 && frontend["hrsp_4xx"] == 0, frontend.ToString());
+            Assert.True(backend["econ"] == 0 && backend["eresp"] == 0, backend.ToString());
         }
         finally
         {
