@@ -1,4 +1,5 @@
 using System.Globalization;
+using Microsoft.AspNetCore.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Configuration.CommandLine;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using NLog.Web;
@@ -20,6 +21,7 @@ builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
 builder.Configuration["Logs:Directory"] = Path.GetFullPath(builder.Configuration["Logs:Directory"] ?? "logs", builder.Environment.ContentRootPath);
 builder.Host.UseNLog();
 builder.Services.AddHostedService<SampleStartup>();
+builder.Services.AddHealthChecks().AddZeroDowntime();
 builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
@@ -39,5 +41,10 @@ app.MapGet("/delay/{ms}", async (string ms, CancellationToken aborted) =>
     return Results.Text($"delayed {delay} ms, pid {pid}\n");
 });
 app.MapGet("/log/{id}", LogMarkerEndpoint.Handle);
+
+// Readiness follows the handoff and the shutdown delay (503 while this process leaves rotation or drains); liveness
+// is 200 while the process runs.
+app.MapHealthChecks("/health/ready", new HealthCheckOptions { Predicate = check => check.Tags.Contains("ready") });
+app.MapHealthChecks("/health/live", new HealthCheckOptions { Predicate = _ => false });
 
 app.Run();

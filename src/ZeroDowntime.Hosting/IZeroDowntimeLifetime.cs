@@ -8,7 +8,7 @@ public interface IZeroDowntimeLifetime
 {
     /// <summary>
     /// True once a successor has taken over: this process no longer accepts connections and is draining. A plain
-    /// shutdown (SIGTERM, Ctrl+C) leaves it false.
+    /// shutdown (SIGTERM, Ctrl+C) leaves it false, even while it drains.
     /// </summary>
     bool IsHandingOver { get; }
 
@@ -16,8 +16,10 @@ public interface IZeroDowntimeLifetime
     bool IsSuccessor { get; }
 
     /// <summary>
-    /// Cancelled when the drain starts after a handoff. Long-lived streams should finish within
-    /// <see cref="ZeroDowntimeOptions.DrainTimeout"/> of it; connections still open then are aborted.
+    /// Cancelled when the drain starts: after a handoff, and on a plain shutdown when
+    /// <see cref="ZeroDowntimeOptions.DrainOnShutdown"/> is on (after <see cref="ZeroDowntimeOptions.ShutdownDelay"/>).
+    /// Long-lived streams should finish within <see cref="ZeroDowntimeOptions.DrainTimeout"/> of it; connections still
+    /// open then are aborted. A callback that throws is logged and the drain goes on.
     /// </summary>
     CancellationToken Draining { get; }
 }

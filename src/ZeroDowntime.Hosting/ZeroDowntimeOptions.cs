@@ -52,4 +52,30 @@ public sealed class ZeroDowntimeOptions
     /// </summary>
     /// <remarks>Defaults to 2 seconds. Must not exceed <see cref="DrainTimeout"/>.</remarks>
     public TimeSpan IdleConnectionGracePeriod { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Whether a plain shutdown (SIGTERM or <c>StopApplication</c> with no successor) drains as after a handoff:
+    /// the listeners close (the kernel refuses new connections), every HTTP/1.x response says <c>Connection: close</c>,
+    /// HTTP/2 connections get GOAWAY, idle connections are closed after <see cref="IdleConnectionGracePeriod"/>, and
+    /// connections still open at <see cref="DrainTimeout"/> are aborted. When false, Kestrel's own stop runs, which
+    /// closes idle keep-alive connections at once (a client's next request races the close).
+    /// </summary>
+    /// <remarks>Defaults to <see langword="true"/>. A successor still waiting for its commit never runs this drain.</remarks>
+    public bool DrainOnShutdown { get; set; } = true;
+
+    /// <summary>
+    /// How long a plain shutdown keeps accepting and serving before its drain, while the <c>zerodowntime</c> health
+    /// check reports Unhealthy, so that a load balancer or Kubernetes takes this instance out of rotation first (what a
+    /// hand-written <c>preStop: sleep</c> does). A second SIGTERM skips what is left of it.
+    /// </summary>
+    /// <remarks>
+    /// Defaults to zero. At most 5 minutes. A plain shutdown then takes up to <c>ShutdownDelay</c> +
+    /// <see cref="DrainTimeout"/> (the drain runs before the host stops, so <c>HostOptions.ShutdownTimeout</c> does not
+    /// cut it short): give a process manager at least that long, for example Kubernetes'
+    /// <c>terminationGracePeriodSeconds</c>, whose default of 30 s is less than the default <see cref="DrainTimeout"/>.
+    /// </remarks>
+    public TimeSpan ShutdownDelay { get; set; } = TimeSpan.Zero;
+
+    /// <summary>How this process starts its successor on a signal or on <c>zerodowntime upgrade</c>.</summary>
+    public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
 }

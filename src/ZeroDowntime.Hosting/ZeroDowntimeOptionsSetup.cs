@@ -140,6 +140,21 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             errors.Add($"{Section}:IdleConnectionGracePeriod is {options.IdleConnectionGracePeriod}; allowed: 00:00:00 up to DrainTimeout ({options.DrainTimeout}).");
         }
 
+        if (options.Upgrade.WorkingDirectory is { Length: > 0 } workingDirectory && !Path.IsPathRooted(workingDirectory))
+        {
+            errors.Add($"{Section}:Upgrade:WorkingDirectory '{workingDirectory}' must be an absolute path.");
+        }
+
+        if (!Enum.IsDefined(options.Upgrade.Signal))
+        {
+            errors.Add($"{Section}:Upgrade:Signal must be SIGHUP, SIGUSR2 or None.");
+        }
+
+        if (options.ShutdownDelay < TimeSpan.Zero || options.ShutdownDelay > TimeSpan.FromMinutes(5))
+        {
+            errors.Add($"{Section}:ShutdownDelay is {options.ShutdownDelay}; allowed: 00:00:00 to 00:05:00 (a plain shutdown takes up to ShutdownDelay + DrainTimeout).");
+        }
+
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

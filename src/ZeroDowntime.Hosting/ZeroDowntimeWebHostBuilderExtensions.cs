@@ -5,6 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
 
@@ -64,6 +65,8 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton<ListenerRegistry>();
             services.TryAddSingleton<AcceptGate>();
             services.TryAddSingleton<ConnectionTracker>();
+            services.AddMetrics();
+            services.TryAddSingleton<ZeroDowntimeMetrics>();
 
             // Registered after Kestrel's socket transport, so Kestrel asks this factory first.
             services.AddSingleton<IConnectionListenerFactory, HandoffListenerFactory>();

@@ -27,7 +27,8 @@ internal sealed record ChannelFuzzReport(ulong Seed, int Inputs, int Messages, i
 internal sealed class ChannelFuzzer : IDisposable
 {
     private static readonly TimeSpan ClosedReadTimeout = TimeSpan.FromSeconds(10);
-    private static readonly TimeSpan SilentReadTimeout = TimeSpan.FromMilliseconds(150);
+    // Long enough that a stalled thread on a loaded machine does not end a read of bytes already buffered early.
+    private static readonly TimeSpan SilentReadTimeout = TimeSpan.FromMilliseconds(500);
     private static readonly TimeSpan HangSlack = TimeSpan.FromSeconds(5);
 
     private readonly string _directory;

@@ -102,6 +102,17 @@ internal static unsafe partial class Libc
     [LibraryImport(LibraryName, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int chmod(string path, uint mode);
 
+    public const int AF_UNIX = 1;
+    public const int SOCK_STREAM = 1;
+    public const int SOCK_CLOEXEC = 0x80000;
+    public const int O_CLOEXEC = 0x80000;
+
+    [LibraryImport(LibraryName, SetLastError = true)]
+    public static partial int socket(int domain, int type, int protocol);
+
+    [LibraryImport(LibraryName, SetLastError = true)]
+    public static partial int dup3(int oldFd, int newFd, int flags);
+
     [LibraryImport(LibraryName, SetLastError = true)]
     public static partial int fcntl(int fd, int command, int argument);
 

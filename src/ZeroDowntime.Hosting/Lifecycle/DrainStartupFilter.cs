@@ -18,7 +18,7 @@ internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime) : IStart
     {
         app.Use((context, nextMiddleware) =>
         {
-            if (lifetime.IsHandingOver)
+            if (lifetime.IsDraining)
             {
                 SayGoodbye(context);
             }
@@ -28,7 +28,7 @@ internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime) : IStart
                 context.Response.OnStarting(static state =>
                 {
                     var (lifetime, context) = ((ZeroDowntimeLifetime, HttpContext))state;
-                    if (lifetime.IsHandingOver)
+                    if (lifetime.IsDraining)
                     {
                         SayGoodbye(context);
                     }

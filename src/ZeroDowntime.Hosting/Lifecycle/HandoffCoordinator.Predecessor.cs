@@ -1,5 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using System.Diagnostics;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
@@ -68,10 +70,12 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
-        if (hello.Version != HandoffProtocol.Version)
+        // Speak the successor's version when this build still speaks it: an older build hands over to a newer one
+        // and back. A newer successor is told our newest version and greets again in it.
+        if (hello.Version is < HandoffProtocol.MinimumVersion or > HandoffProtocol.Version)
         {
             Refuse(channel, pid, RefusalReason.VersionMismatch,
-                $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.Version}, the successor speaks v{hello.Version}");
+                $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.MinimumVersion} to v{HandoffProtocol.Version}, the successor speaks v{hello.Version}");
             return;
         }
 
@@ -84,7 +88,9 @@ internal sealed partial class HandoffCoordinator
 
         if (CurrentRole != Role.Owner)
         {
-            Refuse(channel, pid, RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining");
+            Refuse(channel, pid, RefusalReason.AlreadyHandedOver, CurrentRole == Role.ShuttingDown
+                ? $"pid {Environment.ProcessId} is shutting down"
+                : $"pid {Environment.ProcessId} has already handed over and is draining");
             return;
         }
 
@@ -94,24 +100,32 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
+        using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", ActivityKind.Server);
+        activity?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Predecessor);
+        activity?.SetTag("zerodowntime.successor.pid", pid);
+        activity?.SetTag("zerodowntime.protocol.version", (int)hello.Version);
         try
         {
             long greeted = _time.GetTimestamp();
             _listenersShared = true;
             int count = _registry.SendActiveListeners(listeners => channel.Send(
-                new WelcomeMessage(HandoffProtocol.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray()),
+                new WelcomeMessage(hello.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray(),
+                    _metrics.Generation, _firstStartUnixMilliseconds),
                 listeners.Select(l => l.Fd).ToArray()));
             _logger.HandoffRequested(pid, count);
+            activity?.AddEvent(new ActivityEvent("listeners sent", tags: new() { ["count"] = count }));
 
             if (!await WaitForReadyAsync(channel, pid, greeted))
             {
                 // The successor failed, vanished or was told to stop: it will not serve these listeners.
                 _listenersShared = false;
+                activity?.SetStatus(ActivityStatusCode.Error, "successor not ready");
                 return;
             }
 
             _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
-            await CommitAndDrainAsync(channel, pid, readyAt: _time.GetTimestamp());
+            activity?.AddEvent(new ActivityEvent("ready"));
+            await CommitAndDrainAsync(channel, pid, greeted, activity);
         }
         finally
         {
@@ -126,6 +140,7 @@ internal sealed partial class HandoffCoordinator
     private void Refuse(HandoffChannel channel, int pid, RefusalReason reason, string detail)
     {
         _logger.HandoffRefused(pid, channel.PeerUserId, detail);
+        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Refused);
         channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
     }
 
@@ -141,12 +156,14 @@ internal sealed partial class HandoffCoordinator
         {
             channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
             _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
+            _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
             return false;
         }
         catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
         {
             channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
             _logger.HandoffProtocolError(pid, ex.Message);
+            _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
             return false;
         }
 
@@ -156,28 +173,41 @@ internal sealed partial class HandoffCoordinator
                 return true;
             case FailedMessage failed:
                 _logger.SuccessorFailed(pid, failed.Reason);
+                _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
                 return false;
             case null:
                 _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
+                _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
                 return false;
             default:
                 channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
                 _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
+                _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
                 return false;
         }
     }
 
-    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid, long readyAt)
+    private async Task CommitAndDrainAsync(HandoffChannel channel, int pid, long greeted, Activity? activity)
     {
+        long readyAt = _time.GetTimestamp();
+
         // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
         // hears "committed" this process takes no new connection. The handoff socket stays open (answering
         // "already handed over", which successors retry) until the successor renames its own over the path.
+        // A plain shutdown that began meanwhile wins: this process is stopping, so it hands over to nobody.
+        if (!TryMove(Role.Owner, Role.HandedOver))
+        {
+            channel.TrySend(new AbandonedMessage("the running process is shutting down"));
+            _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            return;
+        }
+
         _gate.Close();
-        MoveTo(Role.HandedOver);
         var released = new List<IHandoffParticipant>();
         if (await ReleaseParticipantsAsync(released) is { } overrun)
         {
             await AbandonAtCommitAsync(channel, pid, readyAt, released, overrun);
+            activity?.SetStatus(ActivityStatusCode.Error, "abandoned at the commit");
             return;
         }
 
@@ -189,6 +219,9 @@ internal sealed partial class HandoffCoordinator
         Task<string?> watch;
         if (channel.TrySend(new CommittedMessage()))
         {
+            _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
+            _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
+            activity?.AddEvent(new ActivityEvent("committed"));
             watch = WatchSuccessorAsync(channel, lost);
         }
         else
@@ -201,6 +234,7 @@ internal sealed partial class HandoffCoordinator
         _systemd.Status($"Handed over to pid {pid}; draining");
         if (await DrainAsync(lost.Token))
         {
+            activity?.AddEvent(new ActivityEvent("drained"));
             _logger.Exiting(pid);
             _applicationLifetime.StopApplication();
             return;
@@ -210,6 +244,8 @@ internal sealed partial class HandoffCoordinator
         // happened, and tell the successor (should it wake up) that it must stop.
         string reason = await watch ?? "unknown";
         _logger.SuccessorLost(pid, reason);
+        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Revoked);
+        activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
         channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
         _lifetime.Resume();
         await ServeAgainAsync(_participants, $"Serving again; successor pid {pid} was lost");
@@ -259,6 +295,7 @@ internal sealed partial class HandoffCoordinator
         await ServeAgainAsync(overrun.IsCompleted ? released : released[..^1], $"Serving; the handoff to pid {pid} was abandoned at the commit");
         channel.TrySend(new AbandonedMessage(reason));
         _logger.HandoffAbandonedAtCommit(pid, reason);
+        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
     }
 
     /// <summary>
@@ -342,7 +379,9 @@ internal sealed partial class HandoffCoordinator
         }
 
         int aborted = _tracker.Count > 0 ? _tracker.AbortAll() : 0;
-        _logger.DrainCompleted(_time.GetElapsedTime(start).TotalMilliseconds, aborted);
+        var took = _time.GetElapsedTime(start);
+        _logger.DrainCompleted(took.TotalMilliseconds, aborted);
+        _metrics.Drained(took, aborted);
         return true;
     }
 

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
@@ -12,6 +13,7 @@ internal sealed partial class HandoffCoordinator
     private async Task<HandoffChannel?> ConnectToPredecessorAsync(string path, CancellationToken cancellationToken)
     {
         long start = _time.GetTimestamp();
+        ushort version = HandoffProtocol.Version;
         for (int attempt = 1; ; attempt++)
         {
             var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -50,13 +52,26 @@ internal sealed partial class HandoffCoordinator
             var channel = new HandoffChannel(socket);
             try
             {
-                var welcome = await GreetAsync(channel, path, cancellationToken);
+                var (welcome, olderVersion) = await GreetAsync(channel, path, version, cancellationToken);
                 if (welcome is not null)
                 {
                     _predecessorPid = welcome.ProcessId;
+                    AdoptGeneration(welcome);
                     _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
+                    TakeoverEvent("listeners received");
+                    _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
+                    _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
                     await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
                     return channel;
+                }
+
+                if (olderVersion is { } older)
+                {
+                    // The running process was built from an earlier release: greet it again in its own version.
+                    channel.Dispose();
+                    _logger.SpeakingOlderVersion(channel.PeerProcessId, older, HandoffProtocol.Version);
+                    version = older;
+                    continue;
                 }
             }
             catch
@@ -78,8 +93,29 @@ internal sealed partial class HandoffCoordinator
         }
     }
 
-    /// <summary>Returns the welcome, or null when the predecessor has just handed over to another process.</summary>
-    private async Task<WelcomeMessage?> GreetAsync(HandoffChannel channel, string path, CancellationToken cancellationToken)
+    /// <summary>
+    /// The generation of this process (the predecessor's plus 1) and the first start of the chain. A version-1
+    /// predecessor does not say: it is counted as generation 1, first started when it started.
+    /// </summary>
+    private void AdoptGeneration(WelcomeMessage welcome)
+    {
+        if (welcome.Version >= 2 && welcome.Generation > 0)
+        {
+            _metrics.Generation = welcome.Generation + 1;
+            _firstStartUnixMilliseconds = welcome.FirstStartUnixMilliseconds;
+        }
+        else
+        {
+            _metrics.Generation = 2;
+            _firstStartUnixMilliseconds = ProcessClock.StartedAt(welcome.ProcessId)?.ToUnixTimeMilliseconds() ?? _time.GetUtcNow().ToUnixTimeMilliseconds();
+        }
+    }
+
+    /// <summary>
+    /// Returns the welcome; or no welcome when the predecessor has just handed over to another process (ask again),
+    /// with the older version it speaks when it does not speak <paramref name="version"/> (greet again in that one).
+    /// </summary>
+    private async Task<(WelcomeMessage? Welcome, ushort? OlderVersion)> GreetAsync(HandoffChannel channel, string path, ushort version, CancellationToken cancellationToken)
     {
         uint me = Libc.geteuid();
         if (channel.PeerUserId != me)
@@ -96,7 +132,7 @@ internal sealed partial class HandoffCoordinator
         HandoffMessage? answer;
         try
         {
-            channel.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, _options.ApplicationId!));
+            channel.Send(new HelloMessage(version, Environment.ProcessId, _options.ApplicationId!));
             answer = await channel.ReadAsync(ReadTimeout, cancellationToken, fds);
         }
         catch (Exception ex) when (ex is TimeoutException or HandoffProtocolException or InvalidDataException
@@ -109,11 +145,11 @@ internal sealed partial class HandoffCoordinator
 
         switch (answer)
         {
-            case WelcomeMessage welcome when welcome.Version != HandoffProtocol.Version:
+            case WelcomeMessage welcome when welcome.Version != version:
                 FdPassing.CloseAll(fds);
-                _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, HandoffProtocol.Version);
+                _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, version);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
-                    $"Predecessor speaks handoff protocol v{welcome.Version}, this process v{HandoffProtocol.Version}.");
+                    $"Predecessor answered in handoff protocol v{welcome.Version} to a greeting in v{version}.");
             case WelcomeMessage welcome:
                 if (fds.Count != welcome.Listeners.Count)
                 {
@@ -123,14 +159,19 @@ internal sealed partial class HandoffCoordinator
                 }
 
                 _registry.AddInherited(welcome.ProcessId, welcome.Listeners, fds);
-                return welcome;
+                return (welcome, null);
             case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
-                return null;
+                return (null, null);
+            case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused
+                when refused.Version >= HandoffProtocol.MinimumVersion && refused.Version < version:
+                return (null, refused.Version);
             case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
+                _metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
                 _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.ProtocolVersionMismatch,
                     $"Predecessor refused the handoff: {refused.Detail}");
             case RefusedMessage refused:
+                _metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
                 _logger.RefusedByPredecessor(channel.PeerProcessId, refused.Reason.ToString(), refused.Detail);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
                     $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
@@ -158,6 +199,8 @@ internal sealed partial class HandoffCoordinator
                 // First start: Kestrel has bound every endpoint, so this process is the server; only now may it
                 // take the files over (a second copy that fails to bind must not have touched them).
                 MoveTo(Role.Owner);
+                _metrics.Generation = 1;
+                _firstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
                 OpenGate();
                 _systemd.MainProcess("Serving");
@@ -222,6 +265,7 @@ internal sealed partial class HandoffCoordinator
         {
             channel.Send(new ReadyMessage());
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, _predecessorPid);
+            TakeoverEvent("ready sent");
             await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _stopping.Token);
             answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _stopping.Token);
         }
@@ -250,6 +294,10 @@ internal sealed partial class HandoffCoordinator
             case CommittedMessage when TryMove(Role.Successor, Role.Owner):
                 ProcessExitHooks.PendingHandoff = null;
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
+                _metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
+                _metrics.HandoffDuration(HandoffTags.Successor, ProcessClock.Age);
+                TakeoverEvent("committed");
+                EndTakeover(null);
 
                 // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
                 _predecessorWatch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
@@ -272,6 +320,7 @@ internal sealed partial class HandoffCoordinator
                 }
 
                 ProcessExitHooks.PendingHandoff = null;
+                EndTakeover(null);
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.PredecessorVanished, _shutdown.Token));
@@ -295,6 +344,8 @@ internal sealed partial class HandoffCoordinator
 
         ProcessExitHooks.PendingHandoff = null;
         _logger.HandoffAbandoned(_predecessorPid, reason);
+        _metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);
+        EndTakeover("abandoned: " + reason);
         await NotifyParticipantsAsync("abandon", p => p.AbandonAsync(reason, CancellationToken.None));
         channel.Dispose();
         if (_gateOpened)
@@ -332,6 +383,7 @@ internal sealed partial class HandoffCoordinator
             {
                 MoveTo(Role.Stopping);
                 _logger.HandoffRevoked(_predecessorPid, revoked.Reason);
+                _metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
                 StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
             }
             else

@@ -2,6 +2,7 @@ using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
@@ -40,6 +41,15 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly SystemdNotifier _systemd = new();
+    private readonly ZeroDowntimeMetrics _metrics;
+
+    /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
+    private readonly CancellationTokenSource _skipShutdownDelay = new();
+    private int _terminations;
+    private PosixSignalRegistration? _termination;
+
+    /// <summary>When the first process of this chain of handoffs started (Unix ms), carried by every welcome.</summary>
+    private long _firstStartUnixMilliseconds;
     private readonly CancellationTokenSource _shutdown = new();
 
     /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
@@ -54,6 +64,9 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     private int _predecessorPid;
     private Task _predecessorWatch = Task.CompletedTask;
     private PosixSignalRegistration? _hangup;
+
+    /// <summary>The successor's side of the handoff as a trace: from connecting to the commit (or the end).</summary>
+    private System.Diagnostics.Activity? _takeover;
 
     /// <summary>True once this process has opened its gate (it may hold accepted connections).</summary>
     private volatile bool _gateOpened;
@@ -78,6 +91,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         IHostApplicationLifetime applicationLifetime,
         IEnumerable<IHandoffParticipant> participants,
         ILogger<HandoffCoordinator> logger,
+        ZeroDowntimeMetrics metrics,
         TimeProvider? time = null)
     {
         _optionsAccessor = options;
@@ -88,6 +102,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         _applicationLifetime = applicationLifetime;
         _participants = participants.ToArray();
         _logger = logger;
+        _metrics = metrics;
         _time = time ?? TimeProvider.System;
     }
 
@@ -104,6 +119,9 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
         /// <summary>Committed to a successor: no longer accepts, drains.</summary>
         HandedOver,
+
+        /// <summary>The sole server on a plain shutdown: its delay, then its drain. Hands over to nobody.</summary>
+        ShuttingDown,
 
         /// <summary>Abandoned or revoked successor on its way out: must not touch anything shared.</summary>
         Stopping,
@@ -125,7 +143,25 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             _logger.HangupIgnored();
         });
 
+        // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
+        _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
+        {
+            if (Interlocked.Increment(ref _terminations) > 1)
+            {
+                _skipShutdownDelay.Cancel();
+            }
+        });
+
+        // Started detached (not Activity.Current), so that the host's start-up and requests are not its children.
+        var outer = System.Diagnostics.Activity.Current;
+        _takeover = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", System.Diagnostics.ActivityKind.Client);
+        _takeover?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Successor);
+        System.Diagnostics.Activity.Current = outer;
         _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
+        if (_predecessor is null)
+        {
+            EndTakeover(null);
+        }
         if (_predecessor is not null)
         {
             MoveTo(Role.Successor);
@@ -141,7 +177,45 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 
-    public Task StoppingAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    /// <summary>
+    /// A plain shutdown of the sole server (SIGTERM or StopApplication, no successor): first the delay, in which the
+    /// readiness check says Unhealthy while everything is still served, so that load balancers move away; then the
+    /// same drain as after a handoff, with the listeners closed so that the kernel refuses what nobody will accept.
+    /// It runs before Kestrel's stop, so <see cref="ZeroDowntimeOptions.DrainTimeout"/> holds beyond the host's
+    /// ShutdownTimeout. A successor that waits for its commit, or a process that handed over, never runs it.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        if (_options is not { DrainOnShutdown: true } || !TryMove(Role.Owner, Role.ShuttingDown))
+        {
+            return;
+        }
+
+        _lifetime.BeginShutdown();
+        using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
+        if (_options.ShutdownDelay > TimeSpan.Zero)
+        {
+            _logger.ShutdownDelayStarted(_options.ShutdownDelay);
+            _systemd.Status($"Shutting down: out of rotation for {_options.ShutdownDelay}, then draining");
+            try
+            {
+                await Task.Delay(_options.ShutdownDelay, _time, _skipShutdownDelay.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _logger.ShutdownDelaySkipped();
+            }
+        }
+
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("delay over"));
+        _registry.StopListening();
+        _gate.Close();
+        _server.Stop(removeFile: true);
+        _lifetime.BeginDrain(handingOver: false);
+        _systemd.Status("Shutting down: draining");
+        await DrainAsync(CancellationToken.None);
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("drained"));
+    }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
@@ -161,6 +235,8 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     public void Dispose()
     {
         _hangup?.Dispose();
+        _termination?.Dispose();
+        _skipShutdownDelay.Dispose();
         _server?.Dispose();
         _shutdown.Dispose();
         _stopping.Dispose();
@@ -169,7 +245,26 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
 
     private Role CurrentRole => (Role)Volatile.Read(ref _role);
 
-    private bool IsSoleServer => CurrentRole == Role.Owner && !_listenersShared;
+    private void TakeoverEvent(string phase) => _takeover?.AddEvent(new System.Diagnostics.ActivityEvent(phase));
+
+    /// <summary>Ends the successor's trace: <paramref name="failure"/> null for a commit (or a first start).</summary>
+    private void EndTakeover(string? failure)
+    {
+        var takeover = Interlocked.Exchange(ref _takeover, null);
+        if (takeover is null)
+        {
+            return;
+        }
+
+        if (failure is not null)
+        {
+            takeover.SetStatus(System.Diagnostics.ActivityStatusCode.Error, failure);
+        }
+
+        takeover.Stop();
+    }
+
+    private bool IsSoleServer => CurrentRole is (Role.Owner or Role.ShuttingDown) && !_listenersShared;
 
     private void MoveTo(Role role) => Volatile.Write(ref _role, (int)role);
 
@@ -189,6 +284,8 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             ProcessExitHooks.PendingHandoff = null;
             channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
             _logger.StoppingBeforeCommit(_predecessorPid);
+            _metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
+            EndTakeover("stopped before the commit");
         }
     }
 }

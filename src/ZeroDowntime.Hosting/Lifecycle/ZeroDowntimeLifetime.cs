@@ -9,10 +9,18 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
     private readonly ILogger? _logger;
     private volatile CancellationTokenSource _draining = new();
     private volatile bool _isHandingOver;
+    private volatile bool _isDraining;
+    private volatile bool _isShuttingDown;
 
     public ZeroDowntimeLifetime(ILogger<ZeroDowntimeLifetime>? logger = null) => _logger = logger;
 
     public bool IsHandingOver => _isHandingOver;
+
+    /// <summary>True while this process drains (after a handoff, or on a plain shutdown): responses say goodbye.</summary>
+    public bool IsDraining => _isDraining;
+
+    /// <summary>True from the start of a plain shutdown (its delay included): the readiness check says Unhealthy.</summary>
+    public bool IsShuttingDown => _isShuttingDown;
 
     public bool IsSuccessor { get; set; }
 
@@ -20,9 +28,13 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
 
     public void Dispose() => _draining.Dispose();
 
-    public void BeginDrain()
+    /// <summary>A plain shutdown begins (its delay first, then the drain).</summary>
+    public void BeginShutdown() => _isShuttingDown = true;
+
+    public void BeginDrain(bool handingOver = true)
     {
-        _isHandingOver = true;
+        _isHandingOver = handingOver;
+        _isDraining = true;
         try
         {
             // Every callback runs even if one throws; app code must never stop the drain.
@@ -38,6 +50,7 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
     public void Resume()
     {
         _isHandingOver = false;
+        _isDraining = false;
         _draining = new CancellationTokenSource();
     }
 }

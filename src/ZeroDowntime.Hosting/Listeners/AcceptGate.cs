@@ -28,6 +28,17 @@ internal sealed class AcceptGate : IDisposable
         }
     }
 
+    public bool IsOpen
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _isOpen;
+            }
+        }
+    }
+
     public void Dispose()
     {
         lock (_lock)

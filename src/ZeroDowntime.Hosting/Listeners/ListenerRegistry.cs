@@ -89,7 +89,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            var listeners = _entries.Where(e => e.InUse && e.Fd >= 0).ToArray();
+            var listeners = _entries.Where(e => e.InUse && e.Fd >= 0 && !e.Refusing).ToArray();
             send(listeners);
             return listeners.Length;
         }
@@ -101,6 +101,44 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         lock (_lock)
         {
             return _entries.Where(e => e.InUse && e.Fd >= 0).ToArray();
+        }
+    }
+
+    /// <summary>How many listeners this process serves, inherited and bound here (the <c>zerodowntime.listeners</c> gauge).</summary>
+    public IReadOnlyList<(bool Inherited, int Count)> CountByOrigin()
+    {
+        lock (_lock)
+        {
+            var serving = _entries.Where(e => e.InUse && e.Fd >= 0 && !e.Refusing).ToArray();
+            return [(true, serving.Count(e => e.Inherited)), (false, serving.Count(e => !e.Inherited))];
+        }
+    }
+
+    /// <summary>
+    /// The sole server begins its shutdown drain: each listening socket is closed, so that the kernel refuses new
+    /// connections at once instead of queueing them for nobody (they would be reset at exit). The descriptor number
+    /// stays valid, pointing at an unconnected socket (<c>dup3</c> over it), because Kestrel's non-owning wrapper still
+    /// holds the number until it unbinds: a plain close would let the number be reused by another file meanwhile.
+    /// </summary>
+    public void StopListening()
+    {
+        lock (_lock)
+        {
+            foreach (var entry in _entries.Where(e => e.Fd >= 0 && !e.Refusing))
+            {
+                int placeholder = Libc.socket(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
+                if (placeholder < 0)
+                {
+                    continue;
+                }
+
+                if (Libc.dup3(placeholder, entry.Fd, Libc.O_CLOEXEC) >= 0)
+                {
+                    entry.Refusing = true;
+                }
+
+                Libc.close(placeholder);
+            }
         }
     }
 
@@ -276,4 +314,7 @@ internal sealed class ListenerEntry(string key, int fd, bool inherited, string d
 
     /// <summary>Inherited, but the current configuration does not use it.</summary>
     public bool Unused { get; set; }
+
+    /// <summary>Closed for the shutdown drain: the descriptor is a placeholder (see <see cref="ListenerRegistry.StopListening"/>).</summary>
+    public bool Refusing { get; set; }
 }

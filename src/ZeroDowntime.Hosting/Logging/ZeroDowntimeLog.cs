@@ -152,4 +152,13 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(81, LogLevel.Warning, "Handoff to pid {ProcessId} abandoned at the commit ({Reason}): serving again", EventName = "HandoffAbandonedAtCommit")]
     public static partial void HandoffAbandonedAtCommit(this ILogger logger, int processId, string reason);
+
+    [LoggerMessage(33, LogLevel.Information, "Predecessor pid {ProcessId} speaks handoff protocol v{TheirVersion}, not v{OurVersion}: greeting it again in v{TheirVersion}", EventName = "SpeakingOlderVersion")]
+    public static partial void SpeakingOlderVersion(this ILogger logger, int processId, int theirVersion, int ourVersion);
+
+    [LoggerMessage(74, LogLevel.Information, "Shutting down: readiness says Unhealthy; still serving for {Delay} (ZeroDowntime:ShutdownDelay) so that load balancers move away, then draining", EventName = "ShutdownDelayStarted")]
+    public static partial void ShutdownDelayStarted(this ILogger logger, TimeSpan delay);
+
+    [LoggerMessage(75, LogLevel.Information, "Second SIGTERM: the rest of the shutdown delay is skipped", EventName = "ShutdownDelaySkipped")]
+    public static partial void ShutdownDelaySkipped(this ILogger logger);
 }

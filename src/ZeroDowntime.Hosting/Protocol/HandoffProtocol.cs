@@ -12,8 +12,15 @@ namespace ZeroDowntime.Hosting.Protocol;
 /// </summary>
 internal static class HandoffProtocol
 {
-    /// <summary>The version this build speaks. Bump it on any incompatible change.</summary>
-    public const ushort Version = 1;
+    /// <summary>
+    /// The newest version this build speaks. Bump it on any incompatible change, and keep speaking the older ones
+    /// down to <see cref="MinimumVersion"/>: a running process built from an earlier commit must still hand over to
+    /// this build, and back. v2: the welcome carries the generation and the time of the first start.
+    /// </summary>
+    public const ushort Version = 2;
+
+    /// <summary>The oldest version this build still speaks (with a peer that speaks no newer one).</summary>
+    public const ushort MinimumVersion = 1;
 
     public const int HeaderLength = 7;
     public const int MaxPayloadLength = 32 * 1024;
@@ -74,11 +81,16 @@ internal static class HandoffProtocol
             MessageType.Heartbeat => new HeartbeatMessage(),
             MessageType.Revoked => new RevokedMessage(reader.ReadString()),
             MessageType.Stopping => new StoppingMessage(),
+            MessageType.StatusRequest => new StatusRequestMessage(reader.ReadUInt16()),
+            MessageType.Status => DecodeStatus(ref reader),
+            MessageType.UpgradeRequest => new UpgradeRequestMessage(reader.ReadUInt16()),
+            MessageType.UpgradeStarted => new UpgradeStartedMessage(reader.ReadInt32()),
+            MessageType.UpgradeResult => new UpgradeResultMessage(ReadEnum<UpgradeOutcome>(ref reader), reader.ReadInt32(), reader.ReadInt32(), reader.ReadString(), reader.ReadInt64(), reader.ReadInt64()),
             _ => throw new HandoffProtocolException($"Unknown frame type {(byte)type}."),
         };
 
-        // A Hello from a newer version may carry more fields after ours; everything else must be exact.
-        if (type != MessageType.Hello && !reader.IsAtEnd)
+        // A Hello or a control request from a newer version may carry more fields after ours; everything else must be exact.
+        if (type is not (MessageType.Hello or MessageType.StatusRequest or MessageType.UpgradeRequest) && !reader.IsAtEnd)
         {
             throw new HandoffProtocolException($"{type} frame has {reader.Remaining} unexpected trailing bytes.");
         }
@@ -156,6 +168,12 @@ internal static class HandoffProtocol
                     writer.WriteString(listener.BoundEndPoint);
                 }
 
+                if (welcome.Version >= 2)
+                {
+                    writer.WriteInt64(welcome.Generation);
+                    writer.WriteInt64(welcome.FirstStartUnixMilliseconds);
+                }
+
                 break;
             case RefusedMessage refused:
                 writer.WriteByte((byte)refused.Reason);
@@ -172,6 +190,45 @@ internal static class HandoffProtocol
                 writer.WriteString(revoked.Reason);
                 break;
             case ReadyMessage or CommittedMessage or HeartbeatMessage or StoppingMessage:
+                break;
+            case StatusRequestMessage statusRequest:
+                writer.WriteUInt16(statusRequest.Version);
+                break;
+            case UpgradeRequestMessage upgradeRequest:
+                writer.WriteUInt16(upgradeRequest.Version);
+                break;
+            case StatusMessage status:
+                if (status.Listeners.Count > MaxListeners)
+                {
+                    throw new HandoffProtocolException($"At most {MaxListeners} listeners can be reported; this process has {status.Listeners.Count}.");
+                }
+
+                writer.WriteInt32(status.ProcessId);
+                writer.WriteString(status.ApplicationId);
+                writer.WriteInt64(status.Generation);
+                writer.WriteInt64(status.FirstStartUnixMilliseconds);
+                writer.WriteInt64(status.ServingSinceUnixMilliseconds);
+                writer.WriteByte((byte)status.State);
+                writer.WriteUInt16((ushort)status.Listeners.Count);
+                foreach (var listener in status.Listeners)
+                {
+                    writer.WriteString(listener.Key);
+                    writer.WriteString(listener.BoundEndPoint);
+                }
+
+                writer.WriteInt32(status.DrainingPredecessorPid);
+                writer.WriteInt32(status.SuccessorPid);
+                break;
+            case UpgradeStartedMessage started:
+                writer.WriteInt32(started.SuccessorPid);
+                break;
+            case UpgradeResultMessage result:
+                writer.WriteByte((byte)result.Outcome);
+                writer.WriteInt32(result.SuccessorPid);
+                writer.WriteInt32(result.ExitCode);
+                writer.WriteString(result.Reason);
+                writer.WriteInt64(result.ReadyMilliseconds);
+                writer.WriteInt64(result.CommittedMilliseconds);
                 break;
             default:
                 throw new ArgumentException($"Cannot encode {message.GetType().Name}.", nameof(message));
@@ -208,7 +265,40 @@ internal static class HandoffProtocol
             listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
         }
 
-        return new WelcomeMessage(version, pid, listeners);
+        return version >= 2
+            ? new WelcomeMessage(version, pid, listeners, reader.ReadInt64(), reader.ReadInt64())
+            : new WelcomeMessage(version, pid, listeners);
+    }
+
+    private static StatusMessage DecodeStatus(ref PayloadReader reader)
+    {
+        int pid = reader.ReadInt32();
+        string applicationId = reader.ReadString();
+        long generation = reader.ReadInt64();
+        long firstStart = reader.ReadInt64();
+        long servingSince = reader.ReadInt64();
+        var state = ReadEnum<ServingState>(ref reader);
+        int count = reader.ReadUInt16();
+        if (count > MaxListeners)
+        {
+            throw new HandoffProtocolException($"Status announces {count} listeners; the limit is {MaxListeners}.");
+        }
+
+        var listeners = new ListenerDescriptor[count];
+        for (int i = 0; i < count; i++)
+        {
+            listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
+        }
+
+        return new StatusMessage(pid, applicationId, generation, firstStart, servingSince, state, listeners, reader.ReadInt32(), reader.ReadInt32());
+    }
+
+    private static T ReadEnum<T>(ref PayloadReader reader)
+        where T : struct, Enum
+    {
+        byte value = reader.ReadByte();
+        var candidate = (T)(object)value;
+        return Enum.IsDefined(candidate) ? candidate : throw new HandoffProtocolException($"Unknown {typeof(T).Name} {value}.");
     }
 
     private static RefusalReason ReadReason(ref PayloadReader reader)
@@ -233,6 +323,8 @@ internal static class HandoffProtocol
         public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16BigEndian(Take(2));
 
         public int ReadInt32() => BinaryPrimitives.ReadInt32BigEndian(Take(4));
+
+        public long ReadInt64() => BinaryPrimitives.ReadInt64BigEndian(Take(8));
 
         public string ReadString()
         {
@@ -284,6 +376,13 @@ internal static class HandoffProtocol
         {
             Span<byte> bytes = stackalloc byte[4];
             BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+            _buffer.Write(bytes);
+        }
+
+        public void WriteInt64(long value)
+        {
+            Span<byte> bytes = stackalloc byte[8];
+            BinaryPrimitives.WriteInt64BigEndian(bytes, value);
             _buffer.Write(bytes);
         }
 

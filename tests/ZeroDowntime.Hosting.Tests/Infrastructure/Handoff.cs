@@ -31,6 +31,9 @@ internal static class Handoff
         public const int SuccessorLost = 47;
         public const int HandoffProtocolError = 49;
         public const int AbandonedSuccessorDraining = 32;
+        public const int SpeakingOlderVersion = 33;
+        public const int ShutdownDelayStarted = 74;
+        public const int ShutdownDelaySkipped = 75;
         public const int HangupIgnored = 71;
         public const int AddressInUse = 72;
         public const int ParticipantOverran = 80;
@@ -57,11 +60,20 @@ internal static class Handoff
     /// Starts a successor, waits until it has taken over and serves the handoff socket, then until the old process
     /// has drained and exited; returns the successor and the old process's exit code.
     /// </summary>
-    public static async Task<(SampleApp Successor, int OldExitCode)> HandOverAsync(SampleApp old, string name, SampleConfig config, ITestOutputHelper output)
+    public static Task<(SampleApp Successor, int OldExitCode)> HandOverAsync(SampleApp old, string name, SampleConfig config, ITestOutputHelper output) =>
+        HandOverAsync(old, name, config, output, null);
+
+    /// <summary>As above; <paramref name="whileStarting"/> runs once the successor is started, before the commit is awaited.</summary>
+    public static async Task<(SampleApp Successor, int OldExitCode)> HandOverAsync(SampleApp old, string name, SampleConfig config, ITestOutputHelper output, Func<SampleApp, Task>? whileStarting)
     {
         var successor = SampleApp.Start(name, config, output);
         try
         {
+            if (whileStarting is not null)
+            {
+                await whileStarting(successor);
+            }
+
             await successor.WaitForEventAsync(Events.Committed);
             await successor.WaitForEventAsync(Events.ServingHandoffSocket);
             int exitCode = await old.WaitForExitAsync(TimeSpan.FromSeconds(60));

@@ -198,7 +198,8 @@ internal sealed partial class LoadTool : IAsyncDisposable
     /// does not reconnect and counts the rest of its share as failed); <c>Started - Done</c> are streams that were
     /// sent and did not complete.
     /// </summary>
-    public sealed record H2LoadResult(long Total, long Started, long Done, long Succeeded, long Failed, long Errored, long Timeout, long Status2xx, long StatusOther)
+    public sealed record H2LoadResult(long Total, long Started, long Done, long Succeeded, long Failed, long Errored, long Timeout, long Status2xx, long StatusOther,
+        double MinClientRequestsPerSecond = double.NaN)
     {
         public long NotStarted => Total - Started;
 
@@ -213,10 +214,12 @@ internal sealed partial class LoadTool : IAsyncDisposable
                 throw new FormatException("No 'requests:' or 'status codes:' line in h2load's output:\n" + output);
             }
 
+            var perClient = H2ClientRate().Match(output);
             return new H2LoadResult(
                 Long(requests.Groups[1]), Long(requests.Groups[2]), Long(requests.Groups[3]), Long(requests.Groups[4]),
                 Long(requests.Groups[5]), Long(requests.Groups[6]), Long(requests.Groups[7]),
-                Long(codes.Groups[1]), Long(codes.Groups[2]) + Long(codes.Groups[3]) + Long(codes.Groups[4]));
+                Long(codes.Groups[1]), Long(codes.Groups[2]) + Long(codes.Groups[3]) + Long(codes.Groups[4]),
+                perClient.Success ? double.Parse(perClient.Groups[1].Value, CultureInfo.InvariantCulture) : double.NaN);
         }
     }
 
@@ -248,6 +251,10 @@ internal sealed partial class LoadTool : IAsyncDisposable
 
     [GeneratedRegex(@"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")]
     private static partial Regex H2Codes();
+
+    /// <summary>The minimum of the per-client request rates: 0 when a client completed no request (it could not connect).</summary>
+    [GeneratedRegex(@"req/s\s+:\s+([\d.]+)")]
+    private static partial Regex H2ClientRate();
 }
 
 /// <summary>

@@ -34,5 +34,14 @@ internal sealed class RawHandoffClient : IDisposable
         return all.ToArray();
     }
 
+    /// <summary>Reads what the server has sent so far (at least one byte, bounded); empty at end of stream.</summary>
+    public async Task<byte[]> ReadSomeAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        var buffer = new byte[HandoffProtocol.HeaderLength + HandoffProtocol.MaxPayloadLength];
+        int read = await _socket.ReceiveAsync(buffer, SocketFlags.None, cts.Token);
+        return buffer[..read];
+    }
+
     public void Dispose() => _socket.Dispose();
 }

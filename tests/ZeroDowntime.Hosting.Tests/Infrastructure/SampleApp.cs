@@ -49,14 +49,15 @@ internal sealed class SampleApp : IAsyncDisposable
 
     public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output)
     {
+        string sampleDirectory = config.SampleDirectory ?? SampleDirectory;
         var info = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = SampleDirectory,
+            WorkingDirectory = sampleDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(SampleDirectory, "WebApi.dll"));
+        info.ArgumentList.Add(Path.Combine(sampleDirectory, "WebApi.dll"));
         foreach (string arg in config.Arguments)
         {
             info.ArgumentList.Add(arg);
@@ -92,6 +93,27 @@ internal sealed class SampleApp : IAsyncDisposable
     public Task<string> WaitForEventAsync(int eventId, TimeSpan? timeout = null) =>
         WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),
             $"event {eventId}", timeout);
+
+    /// <summary>Lines logged so far: a mark for <see cref="WaitForEventCountAsync"/> and friends.</summary>
+    public int LineCount => _lines.Count;
+
+    /// <summary>True for a line of the library's log with this event id.</summary>
+    public static bool IsEvent(string line, int eventId) =>
+        line.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal);
+
+    /// <summary>How many lines with this event id the process has logged so far.</summary>
+    public int CountEvent(int eventId) => _lines.Count(l => IsEvent(l, eventId));
+
+    /// <summary>
+    /// Waits for the <paramref name="count"/>-th line with this event id (an event that a process logs more than
+    /// once, such as 13 at first start and again after a revocation).
+    /// </summary>
+    public Task<string> WaitForEventCountAsync(int eventId, int count, TimeSpan? timeout = null)
+    {
+        // Every line is offered to the predicate exactly once and in order (existing ones, then new ones under the lock).
+        int seen = 0;
+        return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+    }
 
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
@@ -225,6 +247,9 @@ internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arg
 {
     public Dictionary<string, string> Environment { get; init; } = [];
 
+    /// <summary>Another build of the sample (an earlier release, for protocol compatibility); null: this one.</summary>
+    public string? SampleDirectory { get; init; }
+
     public SampleConfig With(string key, string value)
     {
         var environment = new Dictionary<string, string>(Environment) { [key] = value };
@@ -254,12 +279,8 @@ internal sealed class TestScope : IDisposable
     public SampleConfig Config(params string[] extraArguments) =>
         new(SocketPath, ["--urls", $"http://127.0.0.1:{Port}", .. extraArguments]);
 
-    public static int FreePort()
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        socket.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        return ((IPEndPoint)socket.LocalEndPoint!).Port;
-    }
+    /// <summary>A port that no other test of this run gets and no client connection can occupy (see <see cref="Ports"/>).</summary>
+    public static int FreePort() => Ports.Next();
 
     public void Dispose()
     {

@@ -20,6 +20,9 @@ public sealed class LogFileHandoffUnitTests : IDisposable
 
     private string LogPath => Path.Combine(_scope.Directory, "app.log");
 
+    /// <summary>The side file for held lines past MaxHeldLines, as docs/logging.md names it.</summary>
+    private string SidePath => Path.Combine(_scope.Directory, $".app.log.{Pid}.held");
+
     public void Dispose()
     {
         _handoffs.ForEach(h => h.Dispose());
@@ -167,12 +170,80 @@ public sealed class LogFileHandoffUnitTests : IDisposable
         handoff.Dispose();
     }
 
-    private LogFileHandoff Start(out Logger logger, bool wrapAsync = false)
+    [Fact]
+    public void Acquire_MaxHeldLinesZero_EveryLineThroughTheSideFile_InOrder_SideFileRemoved()
+    {
+        var handoff = Start(out var log, options: new LogFileHandoffOptions { MaxHeldLines = 0 });
+        for (int i = 1; i <= 5; i++)
+        {
+            log.Info($"held {i}");
+        }
+
+        _factory.Flush();
+        Assert.True(File.Exists(SidePath), "with MaxHeldLines=0 the first held line already goes to the side file");
+        var outcome = Assert.Single(handoff.Acquire());
+        log.Info("live 6");
+        _factory.Flush();
+
+        Assert.Equal(5, outcome.HeldLines);
+        Assert.Equal(5, outcome.SpilledLines);
+        Assert.Equal(["held 1", "held 2", "held 3", "held 4", "held 5", "live 6"], File.ReadAllLines(LogPath));
+        Assert.False(File.Exists(SidePath), "the side file is removed once written");
+    }
+
+    [Fact]
+    public void Acquire_SideFileCannotBeWritten_LinesStayInMemory_NoneLostOrReordered()
+    {
+        // A directory where the side file would go: creating the file fails (for root too, unlike a mode).
+        Directory.CreateDirectory(SidePath);
+        var handoff = Start(out var log, options: new LogFileHandoffOptions { MaxHeldLines = 2 });
+        for (int i = 1; i <= 6; i++)
+        {
+            log.Info($"held {i}");
+        }
+
+        _factory.Flush();
+        var outcome = Assert.Single(handoff.Acquire());
+        log.Info("live 7");
+        _factory.Flush();
+
+        Assert.Equal(6, outcome.HeldLines);
+        Assert.Equal(0, outcome.SpilledLines);
+        Assert.Equal(["held 1", "held 2", "held 3", "held 4", "held 5", "held 6", "live 7"], File.ReadAllLines(LogPath));
+    }
+
+    [Fact]
+    public void Acquire_ConfigurationReloadedWhileHolding_HeldLinesKeptAndNewTargetHoldsToo()
+    {
+        var handoff = Start(out var log, options: new LogFileHandoffOptions { MaxHeldLines = 2 });
+        log.Info("held 1");
+        log.Info("held 2");
+        log.Info("held 3"); // past the bound: in the side file
+        _factory.Flush();
+
+        // A reload (as NLog does on a changed nlog.config or appsettings): a new target for the same file.
+        var file = new FileTarget("file") { FileName = LogPath, Layout = "${message}", LineEnding = LineEndingMode.LF };
+        var reloaded = new LoggingConfiguration(_factory);
+        reloaded.AddRuleForAllLevels(file);
+        _factory.Configuration = reloaded;
+        log = _factory.GetLogger("test");
+        log.Info("held 4");
+        _factory.Flush();
+        Assert.False(File.Exists(LogPath), "nothing may reach the file before the process owns it, reload or not");
+
+        handoff.Acquire();
+        log.Info("live 5");
+        _factory.Flush();
+        Assert.Equal(["held 1", "held 2", "held 3", "held 4", "live 5"], File.ReadAllLines(LogPath));
+        Assert.False(File.Exists(SidePath));
+    }
+
+    private LogFileHandoff Start(out Logger logger, bool wrapAsync = false, LogFileHandoffOptions? options = null)
     {
         var file = new FileTarget("file") { FileName = LogPath, Layout = "${message}", LineEnding = LineEndingMode.LF };
         var config = new LoggingConfiguration(_factory);
         config.AddRuleForAllLevels(wrapAsync ? new AsyncTargetWrapper("async", file) : file);
-        var handoff = new LogFileHandoff(new LogFileHandoffOptions(), new FixedTime(), Pid);
+        var handoff = new LogFileHandoff(options ?? new LogFileHandoffOptions(), new FixedTime(), Pid);
         _handoffs.Add(handoff);
         handoff.Attach(_factory);
         _factory.Configuration = config;

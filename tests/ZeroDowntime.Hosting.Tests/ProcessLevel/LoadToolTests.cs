@@ -117,6 +117,15 @@ public sealed class LoadToolTests(ITestOutputHelper output)
             {
                 Assert.True(s.Result.Timeout == 0 && s.Result.StatusOther == 0, $"timeouts or non-2xx: {s.Result}");
                 Assert.True(s.Result.StartedNotSucceeded <= 16 * 10, $"more unanswered streams than -c16 -m10 can have in flight: {s.Result}");
+
+                // GOAWAY only ever reaches a connection that was accepted, and its first streams are served: every
+                // client completes requests. A client that could not connect (refused, reset) completes none, and all
+                // its share counts as not started and errored: that is a lost connection, not GOAWAY residue.
+                Assert.True(s.Result.MinClientRequestsPerSecond > 0, $"a client completed no request (it could not connect): {s.Result}");
+
+                // What failed without being sent or answered is exactly what GOAWAY leaves: errored = not started +
+                // sent and unanswered, nothing else.
+                Assert.True(s.Result.Errored <= s.Result.NotStarted + s.Result.StartedNotSucceeded, $"errors beyond the GOAWAY residue: {s.Result}");
             });
             Assert.True(all.Count(s => s.Result.Failed > 0) <= 3, $"more segments with failures than handoffs: {string.Join(" | ", all.Where(s => s.Result.Failed > 0))}");
         }
@@ -124,6 +133,21 @@ public sealed class LoadToolTests(ITestOutputHelper output)
         {
             await DisposeAllAsync(apps);
         }
+    }
+
+    /// <summary>The check above against a real refused connection: a port bound and not listening refuses.</summary>
+    [Fact]
+    public async Task H2Load_ConnectionRefused_ParsesAsAClientWithNoRequest_WhichTheSegmentCheckRejects()
+    {
+        using var held = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp);
+        held.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+        int port = ((System.Net.IPEndPoint)held.LocalEndPoint!).Port;
+        string text = await LoadTool.RunAsync(ToolTimeout, "h2load", "-c4", "-m2", "-n", "100", $"http://127.0.0.1:{port}/");
+        output.WriteLine(text);
+        var result = LoadTool.H2LoadResult.Parse(text);
+        Assert.Equal(100, result.NotStarted);
+        Assert.Equal(100, result.Errored);
+        Assert.Equal(0, result.MinClientRequestsPerSecond);
     }
 
     private static SampleConfig Http2Config(TestScope scope) => new(scope.SocketPath,

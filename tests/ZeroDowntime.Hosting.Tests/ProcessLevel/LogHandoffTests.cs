@@ -24,13 +24,16 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         public const int LogFileTakenOver = 66;
     }
 
-    [Fact]
-    public async Task FiveHandoffs_WhileMarkersAreLogged_EveryMarkerOnceAndOneProcessPerFile()
+    /// <param name="maxHeldLines">4: four held lines in memory, the rest (a start-up logs about eleven) through the
+    /// side file; 0: every held line through the side file.</param>
+    [Theory]
+    [InlineData(4)]
+    [InlineData(0)]
+    public async Task FiveHandoffs_WhileMarkersAreLogged_EveryMarkerOnceAndOneProcessPerFile(int maxHeldLines)
     {
         using var scope = new TestScope();
         string logs = Path.Combine(scope.Directory, "logs");
-        // Four held lines in memory, the rest (a start-up logs about eleven) through the side file.
-        var config = QuietMarkers(scope.Config().With("Logs__Directory", logs)).With("ZeroDowntime__LogFiles__MaxHeldLines", "4");
+        var config = QuietMarkers(scope.Config().With("Logs__Directory", logs)).With("ZeroDowntime__LogFiles__MaxHeldLines", maxHeldLines.ToString(CultureInfo.InvariantCulture));
         var current = await StartFirstAsync("v1", config, output);
         var all = new List<SampleApp> { current };
         try
@@ -52,11 +55,16 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             await markers.StopAsync();
             output.WriteLine($"markers: {markers}");
 
+            // The last process stops in order too, so that its shutdown lines are in its file like everyone's.
+            current.Signal(Posix.SIGTERM);
+            Assert.Equal(0, await current.WaitForExitAsync());
+
             var files = LogFiles.Read(logs);
             output.WriteLine(files.Describe());
             var held = ReportHeldLines(all.Skip(1));
             Assert.Equal(5, held.Count);
             Assert.All(held, h => Assert.True(h.Spilled > 0, "a successor's start-up lines exceed 4 and go through the side file"));
+            Assert.All(held, h => Assert.True(maxHeldLines > 0 || h.Spilled == h.Count, $"MaxHeldLines=0: {h.Spilled} of {h.Count} held lines went through the side file"));
 
             // Every marker that got a 200 is in exactly one file, exactly once; no marker is anywhere twice.
             var counts = files.MarkerCounts();
@@ -83,6 +91,43 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             foreach (var file in files.All.Where(f => f.Pids[0] != all[0].Pid))
             {
                 Assert.Contains("Found 1 NLog file target(s)", file.Lines[0], StringComparison.Ordinal);
+            }
+
+            // Not only markers: every line a process wrote to its console (the library's, and the host's start-up
+            // and shutdown lines) is in that process's file: start-up lines held before the commit, drain and
+            // exit lines written after the rename, all of them.
+            foreach (var app in all)
+            {
+                var file = files.All.Single(f => f.Pids.Contains(app.Pid));
+                var written = file.Lines.Select(LogFiles.CategoryAndMessage).Where(l => l is not null).ToHashSet(StringComparer.Ordinal);
+                var expected = app.Lines.Select(ConsoleCategoryAndMessage).Where(l => l is not null && (l.StartsWith("ZeroDowntime.", StringComparison.Ordinal) || l.StartsWith("Microsoft.Hosting.Lifetime|", StringComparison.Ordinal))).ToList();
+                var lost = expected.Where(l => !written.Contains(l!)).ToList();
+                output.WriteLine($"{app.Name}: {expected.Count} console lines of the library and host, {lost.Count} missing from {file.Name}");
+                Assert.True(lost.Count == 0, $"{app.Name} (pid {app.Pid}): {lost.Count} of {expected.Count} lines missing from {file.Name}, first: {string.Join(" || ", lost.Take(10))}");
+                Assert.True(expected.Count >= 8, $"{app.Name}: only {expected.Count} console lines parsed");
+            }
+
+            // Order, which each process's causality fixes: the steps of its handoffs in the order they happened,
+            // and each marker client's markers (each sent after the previous one was answered) in sending order,
+            // held lines included.
+            foreach (var app in all)
+            {
+                var file = files.All.Single(f => f.Pids.Contains(app.Pid));
+                int[] steps = app == all[0] ? [3, 4, 12, 13, 42, 45, 46, 51] : app == all[^1] ? [3, 6, 7, 12, 20, 21, 13] : [3, 6, 7, 12, 20, 21, 13, 42, 45, 46, 51];
+                var positions = steps.Select(id => file.Lines.ToList().FindIndex(l => l.Contains($"|ZeroDowntime.Hosting.", StringComparison.Ordinal) && LogFiles.EventIdOf(l, app) == id)).ToArray();
+                Assert.True(positions.All(p => p >= 0) && positions.SequenceEqual(positions.Order()),
+                    $"{app.Name}: events {string.Join(",", steps)} at lines {string.Join(",", positions)} of {file.Name}");
+            }
+
+            foreach (var file in files.All)
+            {
+                var ids = file.Lines.Select(l => LogFiles.MarkerId(l)).Where(id => id is not null).Select(id => id!.Value).ToList();
+                foreach (var sequence in markers.SentByWorker)
+                {
+                    var rank = sequence.Select((id, i) => (id, i)).ToDictionary(x => x.id, x => x.i);
+                    var inFile = ids.Where(rank.ContainsKey).Select(id => rank[id]).ToList();
+                    Assert.True(inFile.SequenceEqual(inFile.Order()), $"{file.Name}: a client's markers out of order: {string.Join(",", inFile.Take(30))}");
+                }
             }
 
             Assert.Equal(all.Take(5).Select(a => a.Pid).Order(), archives.Select(a => a.NamedPid!.Value).Order());
@@ -141,11 +186,13 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
                 Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
             }
 
-            v2 = SampleApp.Start("v2", config.With("Sample__StartupDelayMs", "2000").With("ZeroDowntime__HandoffTimeout", "00:00:20"), output);
-            await v2.WaitForEventAsync(Events.ListenersReceived);
+            // v2 holds after receiving the sockets until SIGCONT: v1 dies inside the handoff however slow the machine.
+            v2 = SampleApp.Start("v2", config.With("ZERODOWNTIME_FAULT_PAUSE", "after-receive").With("ZeroDowntime__HandoffTimeout", "00:00:20"), output);
+            await v2.WaitForEventAsync(90);
             v1.Signal(Posix.SIGKILL);
             var killed = System.Diagnostics.Stopwatch.StartNew();
             await v1.WaitForExitAsync();
+            v2.Signal(Posix.SIGCONT);
 
             // Within the handoff timeout (20 s here), and said in v2's log.
             await v2.WaitForEventAsync(Events.PredecessorVanished, TimeSpan.FromSeconds(20));
@@ -175,6 +222,47 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
                 await v2.DisposeAsync();
             }
         }
+    }
+
+    [Fact]
+    public async Task SuccessorKilledAfterCommit_OldServesAgainOnItsArchive_NeverReclaimsWebapiLog()
+    {
+        using var scope = new TestScope();
+        string logs = Path.Combine(scope.Directory, "logs");
+        var config = scope.Config().With("Logs__Directory", logs).With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:20");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var idle = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await idle.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v2.WaitForEventAsync(LogEvents.LogFileAcquired);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        v2.Signal(Posix.SIGKILL);
+        await v2.WaitForExitAsync();
+
+        await v1.WaitForEventAsync(Events.SuccessorLost);
+        await v1.WaitForEventAsync(69);
+        using (var fresh = new HttpClient())
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(scope.BaseUri, "/log/2"));
+            request.Headers.ConnectionClose = true;
+            Assert.Equal(HttpStatusCode.OK, (await fresh.SendAsync(request)).StatusCode);
+        }
+
+        // Stop v1 in order so that its lines are all written, then read the files.
+        idle.Dispose();
+        v1.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        var files = LogFiles.Read(logs);
+        output.WriteLine(files.Describe());
+        Assert.Equal([v2.Pid], files.Current!.Pids);
+        var archive = Assert.Single(files.Archives);
+        Assert.Equal(v1.Pid, archive.NamedPid);
+        Assert.Equal([v1.Pid], archive.Pids);
+        Assert.Equal(1, files.MarkerCounts()[1]);
+        Assert.Equal(1, files.MarkerCounts()[2]);
+        Assert.Contains(archive.Lines, l => l.Contains("log-marker 2", StringComparison.Ordinal));
+        Assert.Contains(archive.Lines, l => l.Contains("keeps writing to its archive", StringComparison.Ordinal));
     }
 
     /// <summary>Keeps the marker lines out of the console (and the test log); NLog still writes every one.</summary>
@@ -260,6 +348,40 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             $"{All.Count} log file(s), {All.Sum(f => f.Lines.Count)} lines, {MarkerCounts().Count} distinct markers:{Environment.NewLine}"
             + string.Join(Environment.NewLine, All.Select(f => $"  {f.Name}: {f.Lines.Count} lines, {f.Lines.Count(l => Marker().IsMatch(l))} markers, pids {string.Join(",", f.Pids)}"));
 
+        /// <summary>"category|message" of a file line, as <see cref="ConsoleCategoryAndMessage"/> gives it for a console line.</summary>
+        public static string? CategoryAndMessage(string line)
+        {
+            var parts = line.Split('|', 5);
+            return parts.Length == 5 && LineStart().IsMatch(line) ? parts[3] + "|" + parts[4] : null;
+        }
+
+        /// <summary>The event id of a file line (files have none): that of the console line of the process with its text.</summary>
+        public static int? EventIdOf(string line, SampleApp app)
+        {
+            string? key = CategoryAndMessage(line);
+            if (key is null)
+            {
+                return null;
+            }
+
+            foreach (string console in app.Lines)
+            {
+                var match = ConsoleLine().Match(console);
+                if (match.Success && match.Groups["cat"].Value + "|" + match.Groups["msg"].Value == key)
+                {
+                    return int.Parse(match.Groups["id"].Value, CultureInfo.InvariantCulture);
+                }
+            }
+
+            return null;
+        }
+
+        public static int? MarkerId(string line)
+        {
+            var match = Marker().Match(line);
+            return match.Success ? int.Parse(match.Groups["id"].Value, CultureInfo.InvariantCulture) : null;
+        }
+
         [GeneratedRegex(@"^webapi\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.(?<pid>\d+)\.log$")]
         private static partial Regex ArchiveName();
 
@@ -269,6 +391,16 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         [GeneratedRegex(@"\|ZeroDowntime\.Sample\.LogMarker\|log-marker (?<id>-?\d+)$")]
         private static partial Regex Marker();
     }
+
+    private static string? ConsoleCategoryAndMessage(string line)
+    {
+        var match = ConsoleLine().Match(line);
+        return match.Success ? match.Groups["cat"].Value + "|" + match.Groups["msg"].Value : null;
+    }
+
+    /// <summary>A line of the console's simple single-line formatter as SampleApp configures it.</summary>
+    [GeneratedRegex(@"^\d\d:\d\d:\d\d\.\d{3} (?:info|warn|fail|crit): (?<cat>[^\[ ]+)\[(?<id>\d+)\] (?<msg>.*)$")]
+    private static partial Regex ConsoleLine();
 
     private sealed record LogFile(string Name, int? NamedPid, IReadOnlyList<string> Lines, IReadOnlyList<int> Pids);
 
@@ -286,8 +418,16 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         private int _next;
         private long _failed;
 
-        private MarkerClient(Uri baseUri, int workers) =>
-            _workers = Enumerable.Range(0, workers).Select(i => Task.Run(() => RunAsync(baseUri, newConnectionPerRequest: i % 2 == 1))).ToArray();
+        private readonly List<int>[] _sentByWorker;
+
+        private MarkerClient(Uri baseUri, int workers)
+        {
+            _sentByWorker = Enumerable.Range(0, workers).Select(_ => new List<int>()).ToArray();
+            _workers = Enumerable.Range(0, workers).Select(i => Task.Run(() => RunAsync(baseUri, newConnectionPerRequest: i % 2 == 1, _sentByWorker[i]))).ToArray();
+        }
+
+        /// <summary>Each worker's marker ids in the order it sent them (read after <see cref="StopAsync"/>).</summary>
+        public IReadOnlyList<IReadOnlyList<int>> SentByWorker => _sentByWorker;
 
         public IReadOnlyCollection<int> Succeeded => _succeeded;
 
@@ -327,11 +467,12 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
 
         public override string ToString() => $"{_succeeded.Count} answered 200, {Failed} failed, {_next} sent";
 
-        private async Task RunAsync(Uri baseUri, bool newConnectionPerRequest)
+        private async Task RunAsync(Uri baseUri, bool newConnectionPerRequest, List<int> sent)
         {
             while (!_stop.IsCancellationRequested)
             {
                 int id = Interlocked.Increment(ref _next);
+                sent.Add(id);
                 try
                 {
                     using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUri, $"/log/{id}"));

@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using Microsoft.Win32.SafeHandles;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
@@ -11,21 +10,31 @@ public sealed class FdPassingTests : IDisposable
 
     public void Dispose() => _scope.Dispose();
 
+    /// <summary>
+    /// The descriptors sent are far ends of socket pairs: each received one must be the same socket (same inode), carry
+    /// FD_CLOEXEC, keep the pair open while it is held, and once closed leave no copy open (the near end then reads end
+    /// of stream). No whole-process descriptor count, which other tests and the finalizer change at any moment.
+    /// </summary>
     [Theory]
     [InlineData(1)]
     [InlineData(3)]
     [InlineData(16)]
-    public async Task SendReceive_SeveralFds_ArriveAsTheSameFilesWithCloexecAndNoneLeak(int count)
+    public async Task SendReceive_SeveralFds_ArriveAsTheSameSocketsWithCloexecAndNoneLeak(int count)
     {
         var (client, server) = await ConnectedPairAsync();
         using var _ = client;
         using var __ = server;
-        var files = Enumerable.Range(0, count).Select(i => Path.Combine(_scope.Directory, $"file{i}")).ToArray();
-        var handles = files.Select(f => File.OpenHandle(f, FileMode.Create, FileAccess.ReadWrite)).ToArray();
-        int openBefore = OpenFdCount();
+        var probes = new List<FdProbe>();
         try
         {
-            FdPassing.Send(server, [1, 2, 3], handles.Select(h => (int)h.DangerousGetHandle()).ToArray());
+            for (int i = 0; i < count; i++)
+            {
+                probes.Add(await FdProbe.CreateAsync(_scope.Directory));
+            }
+
+            var inodes = probes.Select(p => File.ResolveLinkTarget($"/proc/self/fd/{p.Fd}", returnFinalTarget: false)!.Name).ToArray();
+            FdPassing.Send(server, [1, 2, 3], probes.Select(p => p.Fd).ToArray());
+            probes.ForEach(p => p.CloseLocalCopy());
 
             var received = new List<int>();
             var buffer = new byte[16];
@@ -37,21 +46,21 @@ public sealed class FdPassingTests : IDisposable
             Assert.Equal(count, received.Count);
             for (int i = 0; i < count; i++)
             {
-                Assert.Equal(files[i], File.ResolveLinkTarget($"/proc/self/fd/{received[i]}", returnFinalTarget: false)!.FullName);
+                Assert.Equal(inodes[i], File.ResolveLinkTarget($"/proc/self/fd/{received[i]}", returnFinalTarget: false)!.Name);
                 Assert.Equal(1, Libc.fcntl(received[i], Libc.F_GETFD, 0) & 1); // FD_CLOEXEC
             }
 
-            Assert.Equal(openBefore + count, OpenFdCount());
+            Assert.False(await probes[0].AllCopiesClosedAsync(TimeSpan.FromMilliseconds(100)), "the received copy keeps the socket open");
             FdPassing.CloseAll(received);
             Assert.Empty(received);
-            Assert.Equal(openBefore, OpenFdCount());
+            foreach (var probe in probes)
+            {
+                Assert.True(await probe.AllCopiesClosedAsync(TimeSpan.FromSeconds(5)), "a received descriptor was left open");
+            }
         }
         finally
         {
-            foreach (var handle in handles)
-            {
-                handle.Dispose();
-            }
+            probes.ForEach(p => p.Dispose());
         }
     }
 
@@ -113,6 +122,4 @@ public sealed class FdPassingTests : IDisposable
         var server = await listener.AcceptAsync();
         return (client, server);
     }
-
-    private static int OpenFdCount() => Directory.GetFiles("/proc/self/fd").Length;
 }

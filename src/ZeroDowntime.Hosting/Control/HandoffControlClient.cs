@@ -1,0 +1,152 @@
+using System.Net.Sockets;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Control;
+
+/// <summary>
+/// The client side of the control requests (protocol v2) that the <c>zerodowntime</c> tool sends over the handoff
+/// socket: <c>status</c> and <c>upgrade</c>. Same checks as a handoff: the server must run as this user
+/// (<c>SO_PEERCRED</c>), every step is bounded, and what goes wrong is one <see cref="ControlException"/> that says why.
+/// </summary>
+internal static class HandoffControlClient
+{
+    /// <summary>Asks the process serving <paramref name="socketPath"/> who it is and what it does.</summary>
+    public static async Task<StatusMessage> StatusAsync(string socketPath, TimeSpan timeout, CancellationToken cancellationToken = default)
+    {
+        using var channel = await ConnectAsync(socketPath, timeout, cancellationToken);
+        Send(channel, new StatusRequestMessage(HandoffProtocol.Version), socketPath);
+        return await ReadAsync(channel, timeout, socketPath, cancellationToken) switch
+        {
+            StatusMessage status => status,
+            var other => throw Unexpected(other, socketPath),
+        };
+    }
+
+    /// <summary>
+    /// Asks the process serving <paramref name="socketPath"/> to start its successor, and waits (at most
+    /// <paramref name="timeout"/>) until the upgrade has ended either way. <paramref name="started"/> is told the pid.
+    /// </summary>
+    public static async Task<UpgradeResultMessage> UpgradeAsync(string socketPath, TimeSpan timeout, Action<int>? started = null, CancellationToken cancellationToken = default)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        using var channel = await ConnectAsync(socketPath, timeout, cancellationToken);
+        Send(channel, new UpgradeRequestMessage(HandoffProtocol.Version), socketPath);
+        while (true)
+        {
+            var remaining = deadline - DateTime.UtcNow;
+            switch (await ReadAsync(channel, remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, socketPath, cancellationToken))
+            {
+                case UpgradeStartedMessage upgrade:
+                    started?.Invoke(upgrade.SuccessorPid);
+                    continue;
+                case UpgradeResultMessage result:
+                    return result;
+                case var other:
+                    throw Unexpected(other, socketPath);
+            }
+        }
+    }
+
+    private static async Task<HandoffChannel> ConnectAsync(string socketPath, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            deadline.CancelAfter(timeout < TimeSpan.FromSeconds(5) ? timeout : TimeSpan.FromSeconds(5));
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), deadline.Token);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+        {
+            socket.Dispose();
+            throw new ControlException(ControlError.NoServer, ex.SocketErrorCode == SocketError.ConnectionRefused
+                ? $"Nobody serves {socketPath} (a stale socket file: the process that created it is gone)."
+                : $"Nobody serves {socketPath} (no such socket).");
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            throw new ControlException(ControlError.NoServer, $"Cannot connect to {socketPath}: {ex.Message}.");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            socket.Dispose();
+            throw new ControlException(ControlError.TimedOut, $"The process serving {socketPath} did not accept the connection in time.");
+        }
+        catch (ArgumentOutOfRangeException)
+        {
+            socket.Dispose();
+            throw new ControlException(ControlError.NoServer, $"'{socketPath}' is too long for a Unix socket path.");
+        }
+
+        var channel = new HandoffChannel(socket);
+        uint me = Libc.geteuid();
+        if (channel.PeerUserId != me)
+        {
+            channel.Dispose();
+            throw new ControlException(ControlError.Untrusted,
+                $"The process serving {socketPath} runs as uid {channel.PeerUserId}, not as this user (uid {me}): not asking it anything.");
+        }
+
+        return channel;
+    }
+
+    private static void Send(HandoffChannel channel, HandoffMessage message, string socketPath)
+    {
+        if (!channel.TrySend(message))
+        {
+            throw new ControlException(ControlError.Protocol, $"The process serving {socketPath} closed the connection.");
+        }
+    }
+
+    private static async Task<HandoffMessage> ReadAsync(HandoffChannel channel, TimeSpan timeout, string socketPath, CancellationToken cancellationToken)
+    {
+        HandoffMessage? message;
+        try
+        {
+            message = await channel.ReadAsync(timeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            throw new ControlException(ControlError.TimedOut, $"No answer from the process serving {socketPath} within {timeout.TotalSeconds:0} s.");
+        }
+        catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException or SocketException or System.ComponentModel.Win32Exception)
+        {
+            throw new ControlException(ControlError.Protocol, $"The process serving {socketPath} sent something unexpected: {ex.Message}");
+        }
+
+        return message ?? throw new ControlException(ControlError.Protocol,
+            $"The process serving {socketPath} closed the connection without answering: it runs a build that does not know control requests (protocol v1), or it is exiting.");
+    }
+
+    private static ControlException Unexpected(HandoffMessage message, string socketPath) => message switch
+    {
+        RefusedMessage refused => new ControlException(ControlError.Refused, $"The process serving {socketPath} refused: {refused.Detail}"),
+        _ => new ControlException(ControlError.Protocol, $"The process serving {socketPath} answered {message.Type}."),
+    };
+}
+
+/// <summary>Why a control request did not get an answer.</summary>
+internal enum ControlError
+{
+    /// <summary>No process serves the socket (no file, or a stale one).</summary>
+    NoServer,
+
+    /// <summary>The process serving the socket runs as another user.</summary>
+    Untrusted,
+
+    /// <summary>No answer within the deadline.</summary>
+    TimedOut,
+
+    /// <summary>An older build (protocol v1), a broken connection, or garbage.</summary>
+    Protocol,
+
+    /// <summary>The process refused the request.</summary>
+    Refused,
+}
+
+internal sealed class ControlException(ControlError error, string message) : Exception(message)
+{
+    public ControlError Error { get; } = error;
+}

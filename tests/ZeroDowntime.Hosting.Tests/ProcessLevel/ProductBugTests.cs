@@ -1,0 +1,62 @@
+using System.Globalization;
+using Xunit.Abstractions;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+
+namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+
+/// <summary>
+/// Promises that today's code breaks (see the commit that adds this file): kept apart so that the engineer who owns
+/// src/ZeroDowntime.Hosting/Lifecycle decides. Each fails on today's code.
+/// </summary>
+public sealed class ProductBugTests(ITestOutputHelper output)
+{
+    /// <summary>
+    /// README, "A frozen predecessor": the successor exits 77 after HandoffTimeout + 5 s "and the old one serves when
+    /// it wakes". Today the old process, woken, reads the successor's stale Ready from its buffer, commits to it (the
+    /// successor has already sent Failed and exited), finds its drain empty at once (its gate was closed, the waiting
+    /// clients are in the kernel queue, not accepted) and exits 0: nobody serves, the queued connections are reset,
+    /// later ones refused. DrainAsync returns "finished" without looking at the lost-successor token when no connection
+    /// is open, and WaitForReadyAsync takes a Ready that the successor has already withdrawn.
+    /// </summary>
+    [Fact]
+    public async Task FrozenPredecessor_WakesAfterSuccessorGaveUp_ServesAgainUnderLoad()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config();
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(100);
+
+        // v1 sends the listeners, then freezes before it can read v2's Ready.
+        await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").With("ZERODOWNTIME_FAULT_PAUSE", "after-receive"), output);
+        await v2.WaitForEventAsync(90);
+        v1.Signal(Posix.SIGSTOP);
+        try
+        {
+            v2.Signal(Posix.SIGCONT);
+            await v2.WaitForEventAsync(Events.SentReady);
+            Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync(TimeSpan.FromSeconds(40)));
+        }
+        finally
+        {
+            v1.Signal(Posix.SIGCONT);
+        }
+
+        // Woken, v1 must serve: the load goes on (connections queued while nobody accepted included).
+        await load.WaitForMoreSuccessesAsync(200);
+        Assert.False(v1.HasExited, $"v1 exited ({(v1.HasExited ? v1.ExitCode : 0)}) after waking: nobody serves");
+        using (var client = new HttpClient())
+        {
+            Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        }
+
+        var (v3, oldExit) = await HandOverAsync(v1, "v3", config, output);
+        await using var _ = v3;
+        await load.WaitForMoreSuccessesAsync(100);
+        await load.StopAsync();
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.Equal(0, oldExit);
+    }
+}
