@@ -25,7 +25,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402  (App, run_ab, run_wrk, free_port, log)
+import bench  # noqa: E402  (App, run_ab, run_wrk, log)
 
 RESULTS = bench.RESULTS
 TOOLS = ["ab", "wrk"]
@@ -34,6 +34,26 @@ VARIANT_TITLES = {"zerodowntime": "UseZeroDowntime (ShutdownDelay 1 s)", "plain"
 INTER_MS, FALL, RISE = 100, 3, 2
 WARMUP = 2.0  # seconds of load before the first restart
 log = bench.log
+
+
+_next_port = [20000 + int.from_bytes(os.urandom(2), "little") % 10000]
+
+
+def server_port():
+    """A free port below the ephemeral range (as the tests' Ports.cs): an instance is restarted on its port while
+    the load tools open thousands of client connections, whose source ports (or their TIME_WAIT) could take an
+    ephemeral one between two processes."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        highest = int(f.read().split()[0]) - 1
+    for _ in range(1000):
+        _next_port[0] = 20000 + (_next_port[0] + 1 - 20000) % (highest - 20000 + 1)
+        try:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", _next_port[0]))
+            return _next_port[0]
+        except OSError:
+            continue
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def haproxy_config(servers, port, admin, check_path, retries):
@@ -79,7 +99,7 @@ class HaProxy:
     """haproxy -db as a child; its lines (state changes, failed requests) go to haproxy.log and are kept."""
 
     def __init__(self, work, servers, check_path, retries):
-        self.port = bench.free_port()
+        self.port = server_port()
         self.admin = os.path.join(work, "haproxy-admin.sock")
         cfg = os.path.join(work, "haproxy.cfg")
         with open(cfg, "w") as f:
@@ -169,7 +189,7 @@ def start_instance(name, variant, port, socket_path, work, delay):
         os.environ["ZeroDowntime__ShutdownDelay"] = delay
     else:
         os.environ.pop("ZeroDowntime__ShutdownDelay", None)
-    app = bench.App(name, "zerodowntime" if variant == "zerodowntime" else "stopstart", (port, bench.free_port()),
+    app = bench.App(name, "zerodowntime" if variant == "zerodowntime" else "stopstart", (port, server_port()),
                     socket_path, work, enabled=(variant == "zerodowntime"))
     app.wait_for("[13]" if variant == "zerodowntime" else "Application started", 60)
     return app
@@ -181,7 +201,7 @@ def run_cell(tool, variant, retries, rounds, check_path, delay, work_root):
     sockets = {}
     for i in range(1, 4):
         name = f"s{i}"
-        servers.append((name, bench.free_port()))
+        servers.append((name, server_port()))
         sockets[name] = os.path.join(tempfile.mkdtemp(prefix=f"{name}-", dir=work), "handoff.sock")
     proxy = None
     result = {"tool": tool, "variant": variant, "retries": retries, "restarts": [], "work": work}
@@ -229,7 +249,8 @@ def run_cell(tool, variant, retries, rounds, check_path, delay, work_root):
             kinds = result["failed_kinds"]
             result["failed"] -= min(kinds.get("length", 0), kinds.get("non-2xx", 0))
         result["haproxy"] = proxy.counters()
-        result["haproxy_failed_request_lines"] = sum(1 for _, l in proxy.lines if " HTTP/1." in l)
+        # Requests that did not end normally: failed, retried or redispatched (option dontlog-normal).
+        result["haproxy_logged_requests"] = sum(1 for _, l in proxy.lines if " HTTP/1." in l)
     finally:
         if proxy:
             proxy.stop()

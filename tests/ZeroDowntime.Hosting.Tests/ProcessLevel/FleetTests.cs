@@ -18,6 +18,9 @@ namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 public sealed class FleetTests(ITestOutputHelper output)
 {
     private const int Rounds = 3;
+
+    /// <summary>The sample's readiness endpoint (the library's zerodowntime check): 503 from SIGTERM on.</summary>
+    private const string CheckPath = "/health/ready";
     private static readonly TimeSpan ShutdownDelay = TimeSpan.FromSeconds(1);
     private static readonly TimeSpan StateTimeout = TimeSpan.FromSeconds(15);
 
@@ -91,9 +94,6 @@ public sealed class FleetTests(ITestOutputHelper output)
             }
         }
     }
-
-    /// <summary>The health check HAProxy uses.</summary>
-    private const string CheckPath = "/";
 
     /// <summary>
     /// SIGTERM; HAProxy must see the server DOWN while the old process still serves (the shutdown delay); the old
