@@ -169,6 +169,10 @@ internal sealed partial class HandoffCoordinator
 
         switch (message)
         {
+            case ReadyMessage when channel.HasPendingData:
+                // Read late (this process was frozen), a Ready may have been withdrawn since: the successor gave up
+                // waiting for the commit and said why. Then it is not ready for anything.
+                return await WaitForReadyAsync(channel, pid, greeted);
             case ReadyMessage:
                 return true;
             case FailedMessage failed:
@@ -215,14 +219,17 @@ internal sealed partial class HandoffCoordinator
         // successor hears Committed, so that from now on nothing can make that older generation serve again.
         await ReleasePredecessorAsync();
 
+        // Goodbye on every response from now on, before the successor can log that it serves alone.
+        _lifetime.BeginDrain();
         using var lost = new CancellationTokenSource();
+        var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
         if (channel.TrySend(new CommittedMessage()))
         {
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
             _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
             activity?.AddEvent(new ActivityEvent("committed"));
-            watch = WatchSuccessorAsync(channel, lost);
+            watch = WatchSuccessorAsync(channel, lost, confirmed);
         }
         else
         {
@@ -230,9 +237,11 @@ internal sealed partial class HandoffCoordinator
             await lost.CancelAsync();
         }
 
-        _lifetime.BeginDrain();
         _systemd.Status($"Handed over to pid {pid}; draining");
-        if (await DrainAsync(lost.Token))
+
+        // Exit only once the successor has confirmed that it serves (its first heartbeat follows Committed at once):
+        // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
+        if (await DrainAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch))
         {
             activity?.AddEvent(new ActivityEvent("drained"));
             _logger.Exiting(pid);
@@ -302,7 +311,7 @@ internal sealed partial class HandoffCoordinator
     /// Reads heartbeats until the successor stops in order (null: keep draining) or is lost (the reason; the drain
     /// is cancelled through <paramref name="lost"/>).
     /// </summary>
-    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost)
+    private async Task<string?> WatchSuccessorAsync(HandoffChannel channel, CancellationTokenSource lost, TaskCompletionSource confirmed)
     {
         string reason;
         try
@@ -312,11 +321,13 @@ internal sealed partial class HandoffCoordinator
                 var message = await channel.ReadAsync(HeartbeatTimeout, _shutdown.Token);
                 if (message is HeartbeatMessage)
                 {
+                    confirmed.TrySetResult();
                     continue;
                 }
 
                 if (message is StoppingMessage)
                 {
+                    confirmed.TrySetResult();
                     return null;
                 }
 
@@ -347,9 +358,21 @@ internal sealed partial class HandoffCoordinator
         return reason;
     }
 
+    /// <summary>True once the successor has said it lives after the commit; false when it was lost first.</summary>
+    private static async Task<bool> SuccessorConfirmedAsync(Task confirmed, Task<string?> watch)
+    {
+        await Task.WhenAny(confirmed, watch);
+        return confirmed.IsCompleted || await watch is null;
+    }
+
     /// <summary>Returns true when the drain ended (all connections closed or the deadline passed).</summary>
     private async Task<bool> DrainAsync(CancellationToken successorLost)
     {
+        if (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
         long start = _time.GetTimestamp();
         var grace = _options.IdleConnectionGracePeriod;
         var deadline = _options.DrainTimeout;

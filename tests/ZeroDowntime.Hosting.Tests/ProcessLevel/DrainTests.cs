@@ -10,18 +10,28 @@ namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 /// <summary>How an old process ends: plain shutdown, and the drain after a handoff, seen from raw connections.</summary>
 public sealed partial class DrainTests(ITestOutputHelper output)
 {
-    [Fact]
-    public async Task Sigterm_SoleServer_ExitsZero_RemovesHandoffSocketAndUnixEndpointFiles()
+    /// <summary>
+    /// With DrainOnShutdown (the default) the request still running at SIGTERM is cut at DrainTimeout (2 s here), by the
+    /// library's drain; without it, at the host's ShutdownTimeout (1 s here), by Kestrel's stop. Either way the exit is
+    /// prompt and the sole server removes its files.
+    /// </summary>
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Sigterm_SoleServer_ExitsZero_RemovesHandoffSocketAndUnixEndpointFiles(bool drainOnShutdown)
     {
         using var scope = new TestScope();
         string unixPath = Path.Combine(scope.Directory, "kestrel.sock");
         var config = (scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://unix:{unixPath}"] })
-            .With("shutdownTimeoutSeconds", "1");
+            .With("shutdownTimeoutSeconds", "1")
+            .With("ZeroDowntime__DrainOnShutdown", drainOnShutdown ? "true" : "false")
+            .With("ZeroDowntime__DrainTimeout", "00:00:02")
+            .With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:01");
         await using var v1 = await StartFirstAsync("v1", config, output);
         Assert.True(File.Exists(scope.SocketPath));
         Assert.True(File.Exists(unixPath));
 
-        // A request still running at SIGTERM is cut at the host's ShutdownTimeout (1 s here): the exit is prompt.
+        // A request still running at SIGTERM is cut at DrainTimeout or ShutdownTimeout: the exit is prompt.
         using var slow = await RawHttpConnection.ConnectAsync(scope.Port);
         var held = slow.GetAsync("/delay/30000", TimeSpan.FromSeconds(60));
         await Until.TrueAsync(() => TcpTable.CountEstablished(scope.Port) >= 1, "the slow request's connection");
@@ -34,8 +44,16 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         v1.Signal(Posix.SIGTERM);
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(15)));
         output.WriteLine($"v1 exited 0 {stopped.ElapsedMilliseconds} ms after SIGTERM");
-        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(10), $"exit took {stopped.Elapsed} with a ShutdownTimeout of 1 s");
+        Assert.True(stopped.Elapsed < TimeSpan.FromSeconds(10), $"exit took {stopped.Elapsed} with a ShutdownTimeout of 1 s and a DrainTimeout of 2 s");
         await Assert.ThrowsAnyAsync<Exception>(() => held);
+        if (drainOnShutdown)
+        {
+            Assert.Contains("(1 connection(s) aborted at the deadline)", v1.Lines.Single(l => SampleApp.IsEvent(l, Events.DrainCompleted)), StringComparison.Ordinal);
+        }
+        else
+        {
+            Assert.DoesNotContain(v1.Lines, l => SampleApp.IsEvent(l, Events.DrainStarted));
+        }
 
         Assert.False(File.Exists(scope.SocketPath), "the sole server removes its handoff socket");
         Assert.False(File.Exists(unixPath), "the sole server removes its Unix endpoint file");

@@ -24,10 +24,10 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
         var connections = new List<RawHttpConnection>();
         for (int i = 0; i < 8; i++)
         {
-            var connection = await RawHttpConnection.OpenAsync(scope.Port);
-            var (status, headers, _) = await connection.GetAsync("/pid");
-            Assert.Equal(200, status);
-            Assert.DoesNotContain("connection: close", headers, StringComparison.OrdinalIgnoreCase);
+            var connection = await RawHttpConnection.ConnectAsync(scope.Port);
+            var response = await connection.GetAsync("/pid", TimeSpan.FromSeconds(30));
+            Assert.Equal(200, response.Status);
+            Assert.False(response.ConnectionClose);
             connections.Add(connection);
         }
 
@@ -43,10 +43,10 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
 
         foreach (var connection in connections)
         {
-            var (status, headers, body) = await connection.GetAsync("/pid");
-            Assert.Equal(200, status);
-            Assert.Contains("connection: close", headers, StringComparison.OrdinalIgnoreCase);
-            Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), body);
+            var response = await connection.GetAsync("/pid", TimeSpan.FromSeconds(30));
+            Assert.Equal(200, response.Status);
+            Assert.True(response.ConnectionClose);
+            Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), response.Body);
             connection.Dispose();
         }
 
@@ -94,17 +94,17 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:05");
         var v1 = await StartFirstAsync("v1", config, output);
-        using var held = await RawHttpConnection.OpenAsync(scope.Port);
-        Assert.Equal(200, (await held.GetAsync("/health/ready")).Status);
+        using var held = await RawHttpConnection.ConnectAsync(scope.Port);
+        Assert.Equal(200, (await held.GetAsync("/health/ready", TimeSpan.FromSeconds(30))).Status);
         await using var probes = HttpLoad.Start(new Uri(scope.BaseUri, "/health/ready"), workers: 2, newConnectionPerRequest: true);
         await probes.WaitForMoreSuccessesAsync(50);
 
         var v2 = SampleApp.Start("v2", config, output);
         await using var _ = v2;
         await v2.WaitForEventAsync(Events.Committed);
-        var (status, _, body) = await held.GetAsync("/health/ready");
-        Assert.Equal(503, status);
-        output.WriteLine($"v1 on its kept connection while draining: {status} {body}");
+        var draining = await held.GetAsync("/health/ready", TimeSpan.FromSeconds(30));
+        Assert.Equal(503, draining.Status);
+        output.WriteLine($"v1 on its kept connection while draining: {draining.Status} {draining.Body}");
 
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(60)));
         await v1.DisposeAsync();
@@ -138,107 +138,6 @@ public sealed class ObservabilityTests(ITestOutputHelper output)
         request.Headers.ConnectionClose = true;
         return client.SendAsync(request);
     }
-}
-
-/// <summary>One keep-alive HTTP/1.1 connection driven by hand: what a client that does not retry sees.</summary>
-internal sealed class RawHttpConnection : IDisposable
-{
-    private readonly Socket _socket;
-    private readonly byte[] _buffer = new byte[16384];
-    private int _buffered;
-
-    private RawHttpConnection(Socket socket) => _socket = socket;
-
-    public static async Task<RawHttpConnection> OpenAsync(int port)
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(IPAddress.Loopback, port);
-        return new RawHttpConnection(socket);
-    }
-
-    /// <summary>Sends one GET and reads one response (Content-Length framed); bounded.</summary>
-    public async Task<(int Status, string Headers, string Body)> GetAsync(string path)
-    {
-        using var deadline = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        await _socket.SendAsync(Encoding.ASCII.GetBytes($"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"), SocketFlags.None, deadline.Token);
-        while (true)
-        {
-            if (TryParseResponse(out var response))
-            {
-                return response;
-            }
-
-            int read = await _socket.ReceiveAsync(_buffer.AsMemory(_buffered), SocketFlags.None, deadline.Token);
-            if (read == 0)
-            {
-                throw new IOException($"The server closed the connection before a whole response ({_buffered} bytes read).");
-            }
-
-            _buffered += read;
-        }
-    }
-
-    /// <summary>One whole response from the buffer (Content-Length or chunked), consumed; false when more is needed.</summary>
-    private bool TryParseResponse(out (int Status, string Headers, string Body) response)
-    {
-        response = default;
-        string text = Encoding.ASCII.GetString(_buffer, 0, _buffered);
-        int end = text.IndexOf("\r\n\r\n", StringComparison.Ordinal);
-        if (end < 0)
-        {
-            return false;
-        }
-
-        string headers = text[..end];
-        string[] lines = headers.Split("\r\n");
-        string? Header(string name) => lines.Skip(1).FirstOrDefault(h => h.StartsWith(name + ":", StringComparison.OrdinalIgnoreCase)) is { } line
-            ? line[(line.IndexOf(':') + 1)..].Trim()
-            : null;
-        int position = end + 4;
-        var body = new StringBuilder();
-        if (string.Equals(Header("transfer-encoding"), "chunked", StringComparison.OrdinalIgnoreCase))
-        {
-            while (true)
-            {
-                int lineEnd = text.IndexOf("\r\n", position, StringComparison.Ordinal);
-                if (lineEnd < 0)
-                {
-                    return false;
-                }
-
-                int size = int.Parse(text.AsSpan(position, lineEnd - position), NumberStyles.HexNumber, CultureInfo.InvariantCulture);
-                if (text.Length < lineEnd + 2 + size + 2)
-                {
-                    return false;
-                }
-
-                body.Append(text, lineEnd + 2, size);
-                position = lineEnd + 2 + size + 2;
-                if (size == 0)
-                {
-                    break;
-                }
-            }
-        }
-        else
-        {
-            int length = Header("content-length") is { } value ? int.Parse(value, CultureInfo.InvariantCulture) : 0;
-            if (text.Length < position + length)
-            {
-                return false;
-            }
-
-            body.Append(text, position, length);
-            position += length;
-        }
-
-        _buffer.AsSpan(position, _buffered - position).CopyTo(_buffer);
-        _buffered -= position;
-        response = (int.Parse(lines[0].Split(' ')[1], CultureInfo.InvariantCulture), headers, body.ToString());
-        return true;
-    }
-
-    public void Dispose() => _socket.Dispose();
 }
 
 /// <summary>The real dotnet-counters tool (NuGet tool package), installed once per test run into a folder of its own.</summary>

@@ -260,12 +260,11 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
     }
 
     /// <summary>
-    /// Pins today's behaviour of a plain stop (what SIGTERM triggers): IsHandingOver stays false and Draining is not
-    /// cancelled. README promises only the first; another issue may cancel Draining on a plain stop too, and will
-    /// then change this test.
+    /// A plain stop (what SIGTERM triggers) drains too (DrainOnShutdown, the default): Draining is cancelled, and
+    /// IsHandingOver stays false, as the README promises.
     /// </summary>
     [Fact]
-    public async Task ZeroDowntimeLifetime_PlainStop_IsHandingOverFalse_DrainingNotCancelled_AsToday()
+    public async Task ZeroDowntimeLifetime_PlainStop_IsHandingOverFalse_DrainingCancelled()
     {
         using var scope = new TestScope();
         await using var v1 = InProcessHost.Create(scope.SocketPath, scope.Port, output, "v1");
@@ -276,7 +275,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         v1.App.Lifetime.StopApplication();
         await v1.App.StopAsync();
         Assert.False(lifetime.IsHandingOver);
-        Assert.False(lifetime.Draining.IsCancellationRequested);
+        Assert.True(lifetime.Draining.IsCancellationRequested);
         Assert.False(File.Exists(scope.SocketPath));
     }
 

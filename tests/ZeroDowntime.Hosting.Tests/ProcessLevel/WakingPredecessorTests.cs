@@ -5,19 +5,15 @@ using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
 
 namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 
-/// <summary>
-/// Promises that today's code breaks (see the commit that adds this file): kept apart so that the engineer who owns
-/// src/ZeroDowntime.Hosting/Lifecycle decides. Each fails on today's code.
-/// </summary>
-public sealed class ProductBugTests(ITestOutputHelper output)
+/// <summary>A predecessor frozen during a handoff wakes up to a successor that has given up on it.</summary>
+public sealed class WakingPredecessorTests(ITestOutputHelper output)
 {
     /// <summary>
     /// README, "A frozen predecessor": the successor exits 77 after HandoffTimeout + 5 s "and the old one serves when
-    /// it wakes". Today the old process, woken, reads the successor's stale Ready from its buffer, commits to it (the
-    /// successor has already sent Failed and exited), finds its drain empty at once (its gate was closed, the waiting
-    /// clients are in the kernel queue, not accepted) and exits 0: nobody serves, the queued connections are reset,
-    /// later ones refused. DrainAsync returns "finished" without looking at the lost-successor token when no connection
-    /// is open, and WaitForReadyAsync takes a Ready that the successor has already withdrawn.
+    /// it wakes". Found in review (it failed 3 of 3 before the fix): the old process, woken, read the successor's stale
+    /// Ready, committed to it (the successor had already sent Failed and exited), found its drain empty at once and
+    /// exited 0, so nobody served. Now a Ready followed by a queued Failed is no Ready, and a committed predecessor
+    /// exits only after its successor's first heartbeat (or Stopping) confirms that it serves.
     /// </summary>
     [Fact]
     public async Task FrozenPredecessor_WakesAfterSuccessorGaveUp_ServesAgainUnderLoad()
