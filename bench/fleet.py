@@ -30,7 +30,11 @@ import bench  # noqa: E402  (App, run_ab, run_wrk, log)
 RESULTS = bench.RESULTS
 TOOLS = ["ab", "wrk"]
 VARIANTS = ["zerodowntime", "plain"]
-VARIANT_TITLES = {"zerodowntime": "UseZeroDowntime (ShutdownDelay 1 s)", "plain": "plain Kestrel (Enabled=false)"}
+VARIANT_TITLES = {"zerodowntime": "UseZeroDowntime", "plain": "plain Kestrel (Enabled=false)"}
+
+
+def variant_title(variant, delay):
+    return f"UseZeroDowntime (ShutdownDelay {delay})" if variant == "zerodowntime" else VARIANT_TITLES[variant]
 INTER_MS, FALL, RISE = 100, 3, 2
 WARMUP = 2.0  # seconds of load before the first restart
 log = bench.log
@@ -285,7 +289,7 @@ def table(cells):
     return "\n".join(out)
 
 
-def details(cells):
+def details(cells, delay):
     out = ["| tool | variant | retries | requests | failed | failed by kind | HAProxy 5xx / connect errors / response errors / retries / redispatches | restarts | SIGTERM to DOWN ms (median / max) | SIGTERM to old exit ms (median / max) | SIGTERM to UP ms (median / max) |",
            "| --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |"]
     for c in cells:
@@ -296,7 +300,7 @@ def details(cells):
         def span(key):
             values = sorted(r[key] for r in c["restarts"])
             return f"{values[len(values) // 2]} / {values[-1]}"
-        out.append(f"| {c['tool']} | {VARIANT_TITLES[c['variant']]} | {'on' if c['retries'] else 'off'} | {c['requests']:,} | {c['failed']:,} | {kinds} | "
+        out.append(f"| {c['tool']} | {variant_title(c['variant'], delay)} | {'on' if c['retries'] else 'off'} | {c['requests']:,} | {c['failed']:,} | {kinds} | "
                    f"{fe.get('hrsp_5xx', 0)} / {be.get('econ', 0)} / {be.get('eresp', 0)} / {be.get('wretr', 0)} / {be.get('wredis', 0)} | "
                    f"{len(c['restarts'])} | {span('down_ms')} | {span('old_exit_ms')} | {span('up_ms')} |")
     return "\n".join(out)
@@ -311,7 +315,11 @@ def main():
     parser.add_argument("--check-path", default="/health/ready")
     parser.add_argument("--shutdown-delay", default="00:00:01", help="ZeroDowntime:ShutdownDelay of the library's instances")
     parser.add_argument("--output", default="fleet", help="name of the result files in bench/results")
+    parser.add_argument("--report-only", action="store_true", help="only write bench/results/OUTPUT.md again from OUTPUT.json")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(args.output)
+        return
     if not os.path.exists(bench.SAMPLE_DLL):
         sys.exit("publish the sample first: bench/fleet.sh does")
     if shutil.which("haproxy") is None:
@@ -323,19 +331,28 @@ def main():
     for tool in args.tools.split(","):
         for retries in [r == "on" for r in args.retries.split(",")]:
             for variant in args.variants.split(","):
-                log(f"{tool}, {VARIANT_TITLES[variant]}, HAProxy retries {'on' if retries else 'off'}")
+                log(f"{tool}, {variant_title(variant, args.shutdown_delay)}, HAProxy retries {'on' if retries else 'off'}")
                 cell = run_cell(tool, variant, retries, args.rounds, args.check_path, args.shutdown_delay, work_root)
                 log(f"  -> {cell['requests']:,} requests, {cell['failed']:,} failed {cell['failed_kinds']}")
                 cells.append(cell)
     os.makedirs(RESULTS, exist_ok=True)
     with open(os.path.join(RESULTS, f"{args.output}.json"), "w") as f:
         json.dump({"started": started.isoformat(), "args": vars(args), "cells": cells}, f, indent=1)
+    write_report(args.output)
+
+
+def write_report(output):
+    """bench/results/OUTPUT.md from OUTPUT.json."""
+    with open(os.path.join(RESULTS, f"{output}.json")) as f:
+        data = json.load(f)
+    args, cells = data["args"], data["cells"]
+    started = datetime.datetime.fromisoformat(data["started"])
     text = (f"# Fleet behind HAProxy, {started:%Y-%m-%d %H:%M} UTC\n\n"
-            f"Three instances, {args.rounds} rolling restarts of all three (SIGTERM, old exits, start again, HAProxy UP), "
-            f"health check GET {args.check_path} every {INTER_MS} ms, fall {FALL}, rise {RISE}; "
-            f"library instances with ZeroDowntime:ShutdownDelay={args.shutdown_delay}.\n\n"
-            + table(cells) + "\n\n" + details(cells) + "\n")
-    with open(os.path.join(RESULTS, f"{args.output}.md"), "w") as f:
+            f"Three instances, {args['rounds']} rolling restarts of all three (SIGTERM, old exits, start again, HAProxy UP), "
+            f"health check GET {args['check_path']} every {INTER_MS} ms, fall {FALL}, rise {RISE}; "
+            f"library instances with ZeroDowntime:ShutdownDelay={args['shutdown_delay']}.\n\n"
+            + table(cells) + "\n\n" + details(cells, args["shutdown_delay"]) + "\n")
+    with open(os.path.join(RESULTS, f"{output}.md"), "w") as f:
         f.write(text)
     print(text)
 
