@@ -14,7 +14,7 @@ namespace ZeroDowntime.Hosting.Tests.Infrastructure;
 /// as a failure. <c>true</c>: <c>retries 3</c> + <c>option redispatch</c>, as many users run it (a refused connect
 /// is retried, the last time on another server).
 /// </param>
-/// <param name="CheckInterval">Health check interval (<c>inter</c>).</param>
+/// <param name="CheckIntervalMs">Health check interval in milliseconds (<c>inter</c>).</param>
 /// <param name="Fall">Failed checks in a row before a server is DOWN.</param>
 /// <param name="Rise">Passed checks in a row before a server is UP again.</param>
 internal sealed record HaProxyOptions(
