@@ -64,6 +64,16 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
+        switch (greeting)
+        {
+            case StatusRequestMessage:
+                channel.TrySend(Status());
+                return;
+            case UpgradeRequestMessage:
+                await AnswerUpgradeRequestAsync(channel, pid);
+                return;
+        }
+
         if (greeting is not HelloMessage hello)
         {
             _logger.HandoffProtocolError(pid, greeting is null ? "closed without a greeting" : $"sent {greeting.Type} instead of a greeting");
@@ -104,6 +114,7 @@ internal sealed partial class HandoffCoordinator
         activity?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Predecessor);
         activity?.SetTag("zerodowntime.successor.pid", pid);
         activity?.SetTag("zerodowntime.protocol.version", (int)hello.Version);
+        Volatile.Write(ref _successorPid, pid);
         try
         {
             long greeted = _time.GetTimestamp();
@@ -125,6 +136,7 @@ internal sealed partial class HandoffCoordinator
 
             _logger.SuccessorReady(pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
             activity?.AddEvent(new ActivityEvent("ready"));
+            UpgradeMilestone(pid, committed: false);
             await CommitAndDrainAsync(channel, pid, greeted, activity);
         }
         finally
@@ -141,6 +153,10 @@ internal sealed partial class HandoffCoordinator
     {
         _logger.HandoffRefused(pid, channel.PeerUserId, detail);
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Refused);
+        if (UpgradeOf(pid) is { } upgrade)
+        {
+            _ = BackgroundWork.Start("end of a refused upgrade", () => FinishUpgradeAsync(upgrade, UpgradeOutcome.Refused, detail), _logger);
+        }
         channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
     }
 
@@ -157,6 +173,7 @@ internal sealed partial class HandoffCoordinator
             channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {_options.HandoffTimeout}"));
             _logger.SuccessorTimedOut(pid, _options.HandoffTimeout);
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, $"not ready within the handoff timeout of {_options.HandoffTimeout}");
             return false;
         }
         catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException)
@@ -164,6 +181,7 @@ internal sealed partial class HandoffCoordinator
             channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
             _logger.HandoffProtocolError(pid, ex.Message);
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, $"protocol error: {ex.Message}");
             return false;
         }
 
@@ -178,15 +196,18 @@ internal sealed partial class HandoffCoordinator
             case FailedMessage failed:
                 _logger.SuccessorFailed(pid, failed.Reason);
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, failed.Reason);
                 return false;
             case null:
                 _logger.SuccessorFailed(pid, "it disconnected before it was ready: it exited or crashed during start-up");
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, "it disconnected before it was ready: it exited or crashed during start-up");
                 return false;
             default:
                 channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
                 _logger.HandoffProtocolError(pid, $"sent {message.Type} before Ready");
                 _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Failed);
+                await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, $"it sent {message.Type} before Ready");
                 return false;
         }
     }
@@ -203,6 +224,7 @@ internal sealed partial class HandoffCoordinator
         {
             channel.TrySend(new AbandonedMessage("the running process is shutting down"));
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, "the running process began to shut down");
             return;
         }
 
@@ -229,12 +251,15 @@ internal sealed partial class HandoffCoordinator
             _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
             _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
             activity?.AddEvent(new ActivityEvent("committed"));
+            UpgradeMilestone(pid, committed: true);
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Committed, "committed");
             watch = WatchSuccessorAsync(channel, lost, confirmed);
         }
         else
         {
             watch = Task.FromResult<string?>("the connection broke at the commit");
             await lost.CancelAsync();
+            await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Failed, "the connection broke at the commit");
         }
 
         _systemd.Status($"Handed over to pid {pid}; draining");
@@ -267,6 +292,7 @@ internal sealed partial class HandoffCoordinator
     {
         _listenersShared = false;
         MoveTo(Role.Owner);
+        ServingFromNow();
         _gate.Open();
         foreach (var participant in released)
         {
@@ -305,6 +331,7 @@ internal sealed partial class HandoffCoordinator
         channel.TrySend(new AbandonedMessage(reason));
         _logger.HandoffAbandonedAtCommit(pid, reason);
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+        await FinishUpgradeAsync(UpgradeOf(pid), UpgradeOutcome.Abandoned, reason);
     }
 
     /// <summary>

@@ -199,6 +199,7 @@ internal sealed partial class HandoffCoordinator
                 // First start: Kestrel has bound every endpoint, so this process is the server; only now may it
                 // take the files over (a second copy that fails to bind must not have touched them).
                 MoveTo(Role.Owner);
+                ServingFromNow();
                 _metrics.Generation = 1;
                 _firstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
                 await NotifyParticipantsAsync("acquire", p => p.AcquireAsync(HandoffAcquireReason.FirstStart, _shutdown.Token));
@@ -293,6 +294,7 @@ internal sealed partial class HandoffCoordinator
         {
             case CommittedMessage when TryMove(Role.Successor, Role.Owner):
                 ProcessExitHooks.PendingHandoff = null;
+                ServingFromNow();
                 _logger.Committed(_predecessorPid, ProcessClock.Age.TotalMilliseconds);
                 _metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
                 _metrics.HandoffDuration(HandoffTags.Successor, ProcessClock.Age);
@@ -320,6 +322,7 @@ internal sealed partial class HandoffCoordinator
                 }
 
                 ProcessExitHooks.PendingHandoff = null;
+                ServingFromNow();
                 EndTakeover(null);
                 _logger.PredecessorVanished(_predecessorPid, failure ?? (answer is null ? "it closed the connection" : $"it answered {answer.Type}"));
                 channel.Dispose();

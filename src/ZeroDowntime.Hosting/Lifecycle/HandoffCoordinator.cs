@@ -135,13 +135,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         SocketPathGuard.EnsureSafe(path);
         _server = new HandoffSocketServer(path, _logger);
 
-        // SIGHUP ends a .NET process by default; a closed terminal or an operator's "kill -HUP" (reload, elsewhere)
-        // must not take the server down with no successor.
-        _hangup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, context =>
-        {
-            context.Cancel = true;
-            _logger.HangupIgnored();
-        });
+        InstallUpgradeTrigger();
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
         _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
@@ -235,6 +229,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     public void Dispose()
     {
         _hangup?.Dispose();
+        _upgradeSignal?.Dispose();
         _termination?.Dispose();
         _skipShutdownDelay.Dispose();
         _server?.Dispose();

@@ -21,13 +21,25 @@ internal sealed class SystemdNotifier
 
     internal SystemdNotifier(string? socketPath) => _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
 
-    public bool IsEnabled => _socketPath is not null;
+    /// <summary>The <c>NOTIFY_SOCKET</c> this process was given (read at start: a successor it starts gets it too).</summary>
+    public string? SocketPath => _socketPath;
 
     /// <summary>This process serves (first start, after the commit, or again after a lost successor).</summary>
     public void MainProcess(string status) =>
         Notify($"MAINPID={Environment.ProcessId}\nREADY=1\nSTATUS={status}");
 
     public void Status(string status) => Notify($"STATUS={status}");
+
+    /// <summary>An upgrade begins (sd_notify(3), <c>Type=notify-reload</c>): RELOADING=1 with the monotonic time.</summary>
+    public void Reloading() =>
+        Notify($"RELOADING=1\nMONOTONIC_USEC={MonotonicMicroseconds()}\nSTATUS=Upgrading: starting the successor");
+
+    /// <summary>An upgrade ended without a new main process: this one is ready again.</summary>
+    public void Ready(string status) => Notify($"READY=1\nSTATUS={status}");
+
+    /// <summary>CLOCK_MONOTONIC in microseconds, which is what <see cref="System.Diagnostics.Stopwatch"/> reads on Linux.</summary>
+    private static long MonotonicMicroseconds() =>
+        (long)(System.Diagnostics.Stopwatch.GetTimestamp() * (1_000_000.0 / System.Diagnostics.Stopwatch.Frequency));
 
     private void Notify(string state)
     {

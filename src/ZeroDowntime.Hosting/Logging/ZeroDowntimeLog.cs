@@ -161,4 +161,16 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(75, LogLevel.Information, "Second SIGTERM: the rest of the shutdown delay is skipped", EventName = "ShutdownDelaySkipped")]
     public static partial void ShutdownDelaySkipped(this ILogger logger);
+
+    [LoggerMessage(82, LogLevel.Information, "Upgrade ({Trigger}): started successor pid {ProcessId}: {CommandLine} (in {WorkingDirectory})", EventName = "UpgradeStarted")]
+    public static partial void UpgradeStarted(this ILogger logger, string trigger, int processId, string commandLine, string workingDirectory);
+
+    [LoggerMessage(83, LogLevel.Warning, "Upgrade ({Trigger}) refused: {Reason}", EventName = "UpgradeRefused")]
+    public static partial void UpgradeRefused(this ILogger logger, string trigger, string reason);
+
+    [LoggerMessage(84, LogLevel.Information, "Upgrade ({Trigger}) committed: successor pid {ProcessId} ready {ReadyMs} ms and committed {CommittedMs} ms after it was started", EventName = "UpgradeCommitted")]
+    public static partial void UpgradeCommitted(this ILogger logger, int processId, string trigger, long readyMs, long committedMs);
+
+    [LoggerMessage(85, LogLevel.Error, "Upgrade ({Trigger}) failed: successor pid {ProcessId} {Outcome} (exit code {ExitCode}): {Reason}. This process goes on serving", EventName = "UpgradeFailed")]
+    public static partial void UpgradeFailed(this ILogger logger, int processId, string trigger, string outcome, int exitCode, string reason);
 }

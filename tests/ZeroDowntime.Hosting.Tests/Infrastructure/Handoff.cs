@@ -34,6 +34,10 @@ internal static class Handoff
         public const int SpeakingOlderVersion = 33;
         public const int ShutdownDelayStarted = 74;
         public const int ShutdownDelaySkipped = 75;
+        public const int UpgradeStarted = 82;
+        public const int UpgradeRefused = 83;
+        public const int UpgradeCommitted = 84;
+        public const int UpgradeFailed = 85;
         public const int HangupIgnored = 71;
         public const int AddressInUse = 72;
         public const int ParticipantOverran = 80;

@@ -22,6 +22,8 @@ internal sealed class SampleApp : IAsyncDisposable
     private readonly Lock _waitersLock = new();
     private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _outputClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _closedStreams;
     private readonly Stopwatch _sinceStart;
 
     private SampleApp(Process process, string name, ITestOutputHelper? output, Stopwatch sinceStart)
@@ -115,6 +117,31 @@ internal sealed class SampleApp : IAsyncDisposable
         return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
     }
 
+    /// <summary>
+    /// Waits for the <paramref name="count"/>-th line with this event id in this process's output, even after it
+    /// exited: a successor it started itself (an upgrade) writes to the same pipes until the output closes.
+    /// </summary>
+    public async Task<string> WaitForOutputEventAsync(int eventId, int count, TimeSpan timeout)
+    {
+        int seen = 0;
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_waitersLock)
+        {
+            var existing = _lines.FirstOrDefault(line => IsEvent(line, eventId) && ++seen >= count);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((line => IsEvent(line, eventId) && ++seen >= count, found));
+        }
+
+        var winner = await Task.WhenAny(found.Task, _outputClosed.Task, Task.Delay(timeout));
+        return winner == found.Task
+            ? await found.Task
+            : throw new TimeoutException($"The output of {_name} (pid {Pid}) and its successors {(winner == _outputClosed.Task ? "closed" : $"did not show it within {timeout.TotalSeconds:0} s")} before event {eventId} for the {count}. time.");
+    }
+
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
         var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -155,7 +182,9 @@ internal sealed class SampleApp : IAsyncDisposable
             throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {limit.TotalSeconds:0} s.");
         }
 
-        _process.WaitForExit(); // flushes the output readers
+        // Let the output readers finish: end of stream on both pipes, unless a successor this process started itself
+        // (an upgrade) holds them open, in which case its lines keep arriving here and the wait ends at its bound.
+        await Task.WhenAny(_outputClosed.Task, Task.Delay(TimeSpan.FromSeconds(2)));
         return _process.ExitCode;
     }
 
@@ -182,6 +211,11 @@ internal sealed class SampleApp : IAsyncDisposable
     {
         if (line is null)
         {
+            if (Interlocked.Increment(ref _closedStreams) == 2)
+            {
+                _outputClosed.TrySetResult();
+            }
+
             return;
         }
 

@@ -117,11 +117,12 @@ public sealed class DefectTests(ITestOutputHelper output)
     }
 
     // Item 4: SIGHUP (a closed terminal, or an operator's habit: HUP means reload elsewhere) must not kill the server.
+    // It now means "upgrade" by default (UpgradeTests); where upgrades by signal are off, it is logged and ignored.
     [Fact]
-    public async Task Sighup_IsLoggedAndIgnored_ServerKeepsServing()
+    public async Task Sighup_UpgradeSignalNone_IsLoggedAndIgnored_ServerKeepsServing()
     {
         using var scope = new TestScope();
-        var config = scope.Config();
+        var config = scope.Config().With("ZeroDowntime__Upgrade__Signal", "None");
         await using var v1 = await StartFirstAsync("v1", config, output);
         await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
         await load.WaitForMoreSuccessesAsync(100);
