@@ -9,6 +9,9 @@ using ZeroDowntime.Sample;
 
 var builder = WebApplication.CreateBuilder(args);
 
+// Native AOT has no reflection-based JSON: the answers written as JSON (BadRequest with a message) use this context.
+builder.Services.ConfigureHttpJsonOptions(json => json.SerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
+
 // The default address is the Urls key of appsettings.json. WebApplicationBuilder reads ASPNETCORE_* variables
 // before appsettings.json, so re-add them above it (below the command line): ASPNETCORE_URLS and --urls override it.
 var sources = ((IConfigurationBuilder)builder.Configuration).Sources;

@@ -1,5 +1,4 @@
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using ZeroDowntime.Hosting.NLog.Internal;
 
@@ -41,7 +40,7 @@ public static class ZeroDowntimeNLogWebHostBuilderExtensions
             }
 
             var options = new LogFileHandoffOptions();
-            context.Configuration.GetSection(LogFileHandoffOptions.SectionName).Bind(options);
+            LogFileHandoffSettings.Apply(context.Configuration, options);
             configure(options);
             Validate(options);
             if (!options.Enabled)

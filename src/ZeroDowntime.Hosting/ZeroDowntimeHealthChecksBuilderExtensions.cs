@@ -15,8 +15,9 @@ public static class ZeroDowntimeHealthChecksBuilderExtensions
 
     /// <summary>
     /// Adds a health check named <c>zerodowntime</c>, tagged <c>ready</c>: Healthy wherever this process accepts
-    /// connections (a successor that has started accepting included), Unhealthy during
-    /// <see cref="ZeroDowntimeOptions.ShutdownDelay"/> and while this process drains. Map it as a readiness endpoint,
+    /// connections (a successor that has started accepting included, and an old process draining after a handoff: the
+    /// node serves through its successor), Unhealthy during <see cref="ZeroDowntimeOptions.ShutdownDelay"/> and the
+    /// drain of a plain shutdown. Map it as a readiness endpoint,
     /// for example <c>app.MapHealthChecks("/health/ready", new() { Predicate = c =&gt; c.Tags.Contains("ready") })</c>.
     /// Without <c>UseZeroDowntime</c> (or off Linux) it reports Healthy.
     /// </summary>

@@ -84,6 +84,9 @@ public static class ZeroDowntimeWebHostBuilderExtensions
 
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
+
+            // After the coordinator: when the timeline's StartingAsync runs, the coordinator's has received the listeners.
+            StartupTimeline.Register(services);
         });
         return builder;
     }

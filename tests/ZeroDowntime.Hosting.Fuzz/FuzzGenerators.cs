@@ -50,12 +50,29 @@ internal static class FuzzGenerators
             W(1, Gen.Const(HandoffProtocol.MaxListeners)))
         .SelectMany(count =>
         {
-            // Keep the payload within the limit: 8 bytes of fixed fields, then 2 strings of (2 + bytes) per listener.
-            int budget = count == 0 ? 0 : Math.Min(MaxString, ((MaxPayload - 8) / (2 * count)) - 2);
+            // Keep the payload within the limit: 8 bytes of fixed fields (24 from v2: generation, first start), then 2
+            // strings of (2 + bytes) per listener.
+            int budget = count == 0 ? 0 : Math.Min(MaxString, ((MaxPayload - 24) / (2 * count)) - 2);
             var text = Text(budget);
-            return Gen.Select(Gen.UShort, Gen.Int, Gen.Select(text, text, (k, e) => new ListenerDescriptor(k, e)).Array[count],
-                (v, pid, listeners) => (HandoffMessage)new WelcomeMessage(v, pid, listeners));
+            return Gen.Select(Gen.UShort, Gen.Int, Gen.Select(text, text, (k, e) => new ListenerDescriptor(k, e)).Array[count], Gen.Long, Gen.Long,
+                (v, pid, listeners, generation, firstStart) => (HandoffMessage)(v >= 2
+                    ? new WelcomeMessage(v, pid, listeners, generation, firstStart)
+                    : new WelcomeMessage(v, pid, listeners)));
         });
+
+    private static readonly Gen<ListenerDescriptor[]> FewListeners =
+        Gen.Select(Text(64), Text(64), (k, e) => new ListenerDescriptor(k, e)).Array[0, 4];
+
+    /// <summary>The control frames of v2 (zerodowntime status / upgrade).</summary>
+    private static readonly Gen<HandoffMessage> Control = Gen.OneOf(
+        Gen.UShort.Select(v => (HandoffMessage)new StatusRequestMessage(v)),
+        Gen.UShort.Select(v => (HandoffMessage)new UpgradeRequestMessage(v)),
+        Gen.Int.Select(pid => (HandoffMessage)new UpgradeStartedMessage(pid)),
+        Gen.Select(Gen.OneOf(Enum.GetValues<UpgradeOutcome>()), Gen.Int, Gen.Int, Text(MaxString), Gen.Long, Gen.Long,
+            (o, pid, exit, reason, ready, committed) => (HandoffMessage)new UpgradeResultMessage(o, pid, exit, reason, ready, committed)),
+        Gen.Select(Gen.Int, Text(256), Gen.Long, Gen.Long, Gen.Long, Gen.OneOf(Enum.GetValues<ServingState>()), FewListeners, Gen.Int, Gen.Int,
+            (pid, app, generation, first, since, state, listeners, predecessor, successor) =>
+                (HandoffMessage)new StatusMessage(pid, app, generation, first, since, state, listeners, predecessor, successor)));
 
     private static readonly Gen<HandoffMessage> Refused = Gen.Select(
         Gen.OneOf(Enum.GetValues<RefusalReason>()), Gen.UShort, Text(MaxString), (r, v, d) => (HandoffMessage)new RefusedMessage(r, v, d));
@@ -71,6 +88,7 @@ internal static class FuzzGenerators
         W(3, Hello),
         W(3, Welcome),
         W(2, Refused),
+        W(2, Control),
         W(1, Gen.Const((HandoffMessage)new ReadyMessage())),
         W(1, Gen.Const((HandoffMessage)new CommittedMessage())),
         W(1, Gen.Const((HandoffMessage)new HeartbeatMessage())),
@@ -185,14 +203,14 @@ internal static class FuzzGenerators
     private static WelcomeMessage LargestWelcome()
     {
         const int strings = 2 * HandoffProtocol.MaxListeners;
-        int textBytes = MaxPayload - 8 - (2 * strings);
+        int textBytes = MaxPayload - 24 - (2 * strings);
         var listeners = new ListenerDescriptor[HandoffProtocol.MaxListeners];
         for (int i = 0; i < listeners.Length; i++)
         {
             listeners[i] = new ListenerDescriptor(Filler(2 * i), Filler((2 * i) + 1));
         }
 
-        return new WelcomeMessage(HandoffProtocol.Version, 1, listeners);
+        return new WelcomeMessage(HandoffProtocol.Version, 1, listeners, long.MaxValue, long.MinValue);
 
         string Filler(int index) => new((char)('a' + (index % 26)), (textBytes / strings) + (index < textBytes % strings ? 1 : 0));
     }

@@ -151,12 +151,21 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         _takeover = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", System.Diagnostics.ActivityKind.Client);
         _takeover?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Successor);
         System.Diagnostics.Activity.Current = outer;
-        _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
+        try
+        {
+            _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
+        }
+        catch (Exception ex)
+        {
+            EndTakeover(ex.Message);
+            throw;
+        }
+
         if (_predecessor is null)
         {
             EndTakeover(null);
         }
-        if (_predecessor is not null)
+        else
         {
             MoveTo(Role.Successor);
             _lifetime.IsSuccessor = true;

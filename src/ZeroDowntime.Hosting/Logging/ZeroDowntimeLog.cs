@@ -51,6 +51,12 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(15, LogLevel.Information, "Replaced stale Unix socket file {Path} of a dead process", EventName = "StaleUnixEndpointReplaced")]
     public static partial void StaleUnixEndpointReplaced(this ILogger logger, string path);
 
+    [LoggerMessage(17, LogLevel.Information, "Start-up phase {Phase} {ElapsedMs:0.0} ms after process start ({SincePreviousMs:0.0} ms after {PreviousPhase})", EventName = "StartupPhase")]
+    public static partial void StartupPhase(this ILogger logger, string phase, double elapsedMs, double sincePreviousMs, string previousPhase);
+
+    [LoggerMessage(18, LogLevel.Information, "Start-up timeline, ms after process start: {Phases}", EventName = "StartupTimeline")]
+    public static partial void StartupTimelineSummary(this ILogger logger, string phases);
+
     [LoggerMessage(20, LogLevel.Information, "Ready {ElapsedMs:0} ms after process start: told predecessor pid {ProcessId}", EventName = "SentReady")]
     public static partial void SentReady(this ILogger logger, double elapsedMs, int processId);
 

@@ -89,8 +89,8 @@ internal static class HandoffProtocol
             _ => throw new HandoffProtocolException($"Unknown frame type {(byte)type}."),
         };
 
-        // A Hello or a control request from a newer version may carry more fields after ours; everything else must be exact.
-        if (type is not (MessageType.Hello or MessageType.StatusRequest or MessageType.UpgradeRequest) && !reader.IsAtEnd)
+        // A Hello from a newer version may carry more fields after ours; everything else must be exact.
+        if (type != MessageType.Hello && !reader.IsAtEnd)
         {
             throw new HandoffProtocolException($"{type} frame has {reader.Remaining} unexpected trailing bytes.");
         }

@@ -107,6 +107,69 @@ internal sealed class SampleApp : IAsyncDisposable
         return app;
     }
 
+    /// <summary>
+    /// The folder the Native AOT build of the sample is published to (samples/WebApi/bin/aot, beside the JIT build);
+    /// ProcessLevel/AotTests publishes it there once per test run.
+    /// </summary>
+    public static string AotDirectory { get; } = Path.GetFullPath(Path.Combine(SampleDirectory, "..", "..", "aot"));
+
+    /// <summary>The Native AOT executable of the sample in <see cref="AotDirectory"/>.</summary>
+    public static string AotExecutable => Path.Combine(AotDirectory, "WebApi");
+
+    /// <summary>
+    /// Starts the Native AOT build of the sample (<see cref="AotExecutable"/>, which must have been published) with the
+    /// same arguments, environment and working directory conventions as <see cref="Start"/>: same contract, another
+    /// compiler.
+    /// </summary>
+    public static SampleApp StartAot(string name, SampleConfig config, ITestOutputHelper? output)
+    {
+        if (!File.Exists(AotExecutable))
+        {
+            throw new InvalidOperationException($"The AOT sample is not published: {AotExecutable} is missing.");
+        }
+
+        var info = new ProcessStartInfo(AotExecutable)
+        {
+            WorkingDirectory = AotDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string arg in config.Arguments)
+        {
+            info.ArgumentList.Add(arg);
+        }
+
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        info.Environment["Logging__Console__FormatterName"] = "simple";
+        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
+        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+        info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
+        info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
+        info.Environment.Remove("ASPNETCORE_URLS");
+        foreach (var (key, value) in config.Environment)
+        {
+            info.Environment[key] = value;
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var app = new SampleApp(process, name, output, stopwatch);
+        process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
+        process.Exited += (_, _) => app._exited.TrySetResult();
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return app;
+    }
+
+    /// <summary>Starts the JIT build (<see cref="Start"/>) or the Native AOT build (<see cref="StartAot"/>).</summary>
+    public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output, bool aot) =>
+        aot ? StartAot(name, config, output) : Start(name, config, output);
+
     /// <summary>Waits for a line from the library's log with this event id (see ZeroDowntimeLog).</summary>
     public Task<string> WaitForEventAsync(int eventId, TimeSpan? timeout = null) =>
         WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),

@@ -7,8 +7,9 @@ using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
 namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 
 /// <summary>
-/// Upgrading the library itself must never need downtime: the sample built from the last commit that spoke only
-/// handoff protocol v1 hands over to this build (v2) and back, under load, with 0 failed requests.
+/// Upgrading the library itself must never need downtime: the sample built from the last landed release before the
+/// protocol bump (it speaks only handoff protocol v1) hands over to this build (v2) and back, under load, with 0
+/// failed requests.
 /// </summary>
 public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, PreviousReleaseBuild previous) : IClassFixture<PreviousReleaseBuild>
 {
@@ -45,12 +46,12 @@ public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, Previou
 }
 
 /// <summary>
-/// The sample as built from <see cref="Commit"/>, the last commit whose library spoke only protocol v1 (before the bump
-/// to v2), exported with <c>git archive</c> and built once per test run.
+/// The sample as built from <see cref="Commit"/>, the last landed commit before the bump to protocol v2 (its library
+/// speaks only v1), exported with <c>git archive</c> and built once per test run.
 /// </summary>
 public sealed class PreviousReleaseBuild : IDisposable
 {
-    public const string Commit = "5fbb35a8bdeb1697c56183d7e4a92aeb3a0fedcc";
+    public const string Commit = "613adf0372f436f56fde91cbe369071e41f24eaf";
 
     private readonly string _root = Path.Combine(Path.GetTempPath(), "zdt-prev-" + Guid.NewGuid().ToString("N")[..8]);
 

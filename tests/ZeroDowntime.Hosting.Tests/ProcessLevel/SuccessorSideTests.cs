@@ -30,7 +30,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         });
         await using var v2 = SampleApp.Start("v2", scope.Config(), output);
         Assert.Equal(ZeroDowntimeExitCodes.ProtocolVersionMismatch, await v2.WaitForExitAsync());
-        Assert.Contains(v2.Lines, l => SampleApp.IsEvent(l, 23) && l.Contains("v7", StringComparison.Ordinal) && l.Contains("v1", StringComparison.Ordinal));
+        Assert.Contains(v2.Lines, l => SampleApp.IsEvent(l, 23) && l.Contains("v7", StringComparison.Ordinal) && l.Contains($"v{HandoffProtocol.Version}", StringComparison.Ordinal));
         Assert.DoesNotContain(v2.Lines, l => SampleApp.IsEvent(l, Events.ListenerBound));
     }
 

@@ -66,9 +66,10 @@ public sealed class ObservabilityUnitTests
         Assert.Equal(HealthStatus.Healthy, (await check.CheckHealthAsync(context)).Status);
         lifetime.BeginShutdown();
         Assert.Equal(HealthStatus.Unhealthy, (await check.CheckHealthAsync(context)).Status); // the shutdown delay
-        using var draining = new ZeroDowntimeLifetime();
-        draining.BeginDrain();
-        Assert.Equal(HealthStatus.Unhealthy, (await new ZeroDowntimeHealthCheck(draining, gate).CheckHealthAsync(context)).Status);
+        using var handedOver = new ZeroDowntimeLifetime();
+        handedOver.BeginDrain(); // after a handoff: the node serves through the successor
+        gate.Close();
+        Assert.Equal(HealthStatus.Healthy, (await new ZeroDowntimeHealthCheck(handedOver, gate).CheckHealthAsync(context)).Status);
         Assert.Equal(HealthStatus.Healthy, (await new ZeroDowntimeHealthCheck(new ZeroDowntimeLifetime()).CheckHealthAsync(context)).Status); // no gate: disabled
     }
 
