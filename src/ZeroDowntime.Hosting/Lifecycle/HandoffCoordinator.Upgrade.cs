@@ -115,6 +115,14 @@ internal sealed partial class HandoffCoordinator
     {
         await run.Process.WaitForExitAsync(CancellationToken.None);
         run.ExitCode = run.Process.ExitCode;
+
+        // A successor that got as far as its handoff said why it failed there (its Failed frame is read by the
+        // handoff, which may come a moment after the exit is seen): that reason, not the bare exit, is the answer.
+        if (Volatile.Read(ref _successorPid) == run.Pid)
+        {
+            await Task.WhenAny(run.Result.Task, Task.Delay(ReadTimeout, _time, CancellationToken.None));
+        }
+
         await FinishUpgradeAsync(run, UpgradeOutcome.Failed, $"it exited with code {run.ExitCode} before its handoff ended");
     }
 

@@ -287,6 +287,7 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         {
             ProcessExitHooks.PendingHandoff = null;
             channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
+            _gate.Close(); // the predecessor serves again; what this process accepted, it still finishes
             _logger.StoppingBeforeCommit(_predecessorPid);
             _metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
             EndTakeover("stopped before the commit");

@@ -28,6 +28,9 @@ internal sealed class AcceptGate : IDisposable
         }
     }
 
+    /// <summary>True once the gate has been opened at least once (this process has accepted, or accepts).</summary>
+    public bool HasOpened { get; private set; }
+
     public bool IsOpen
     {
         get
@@ -57,6 +60,7 @@ internal sealed class AcceptGate : IDisposable
             }
 
             _isOpen = true;
+            HasOpened = true;
             _closed = new CancellationTokenSource();
             _opened.TrySetResult();
         }

@@ -64,6 +64,9 @@ public sealed class ObservabilityUnitTests
         Assert.Equal(HealthStatus.Unhealthy, (await check.CheckHealthAsync(context)).Status); // not accepting yet
         gate.Open();
         Assert.Equal(HealthStatus.Healthy, (await check.CheckHealthAsync(context)).Status);
+        gate.Close(); // the commit closed the gate, the drain has not begun yet
+        Assert.Equal(HealthStatus.Healthy, (await check.CheckHealthAsync(context)).Status);
+        gate.Open();
         lifetime.BeginShutdown();
         Assert.Equal(HealthStatus.Unhealthy, (await check.CheckHealthAsync(context)).Status); // the shutdown delay
         using var handedOver = new ZeroDowntimeLifetime();
