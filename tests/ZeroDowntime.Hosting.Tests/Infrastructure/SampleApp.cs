@@ -200,52 +200,47 @@ internal sealed class SampleApp : IAsyncDisposable
     /// Waits for the <paramref name="count"/>-th line with this event id in this process's output, even after it
     /// exited: a successor it started itself (an upgrade) writes to the same pipes until the output closes.
     /// </summary>
-    public async Task<string> WaitForOutputEventAsync(int eventId, int count, TimeSpan timeout)
+    public Task<string> WaitForOutputEventAsync(int eventId, int count, TimeSpan timeout)
     {
         int seen = 0;
-        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        return WaitForOutputLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+    }
+
+    /// <summary>The first line, logged before or after the call, that matches (each line is offered once, in order).</summary>
+    private Task<string> Watch(Func<string, bool> match)
+    {
         lock (_waitersLock)
         {
-            var existing = _lines.FirstOrDefault(line => IsEvent(line, eventId) && ++seen >= count);
-            if (existing is not null)
+            if (_lines.FirstOrDefault(match) is { } existing)
             {
-                return existing;
+                return Task.FromResult(existing);
             }
 
-            _waiters.Add((line => IsEvent(line, eventId) && ++seen >= count, found));
+            var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((match, found));
+            return found.Task;
         }
-
-        var winner = await Task.WhenAny(found.Task, _outputClosed.Task, Task.Delay(timeout));
-        return winner == found.Task
-            ? await found.Task
-            : throw new TimeoutException($"The output of {_name} (pid {Pid}) and its successors {(winner == _outputClosed.Task ? "closed" : $"did not show it within {timeout.TotalSeconds:0} s")} before event {eventId} for the {count}. time.");
     }
 
     public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
-        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitersLock)
+        var found = Watch(match);
+        if (found.IsCompleted)
         {
-            var existing = _lines.FirstOrDefault(match);
-            if (existing is not null)
-            {
-                return existing;
-            }
-
-            _waiters.Add((match, found));
+            return await found;
         }
 
         var limit = timeout ?? DefaultWait;
-        var winner = await Task.WhenAny(found.Task, _exited.Task, Task.Delay(limit));
-        if (winner == found.Task)
+        var winner = await Task.WhenAny(found, _exited.Task, Task.Delay(limit));
+        if (winner == found)
         {
-            return await found.Task;
+            return await found;
         }
 
         // The process may have logged the line just before exiting: give the output pipe a moment to drain.
-        if (winner == _exited.Task && await Task.WhenAny(found.Task, Task.Delay(TimeSpan.FromSeconds(2))) == found.Task)
+        if (winner == _exited.Task && await Task.WhenAny(found, Task.Delay(TimeSpan.FromSeconds(2))) == found)
         {
-            return await found.Task;
+            return await found;
         }
 
         throw new TimeoutException(winner == _exited.Task
@@ -259,22 +254,16 @@ internal sealed class SampleApp : IAsyncDisposable
     /// </summary>
     public async Task<string> WaitForOutputLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
     {
-        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
-        lock (_waitersLock)
+        var found = Watch(match);
+        if (found.IsCompleted)
         {
-            var existing = _lines.FirstOrDefault(match);
-            if (existing is not null)
-            {
-                return existing;
-            }
-
-            _waiters.Add((match, found));
+            return await found;
         }
 
         var limit = timeout ?? DefaultWait;
-        var winner = await Task.WhenAny(found.Task, _outputClosed.Task, Task.Delay(limit));
-        return winner == found.Task || found.Task.IsCompleted
-            ? await found.Task
+        var winner = await Task.WhenAny(found, _outputClosed.Task, Task.Delay(limit));
+        return winner == found || found.IsCompleted
+            ? await found
             : throw new TimeoutException(winner == _outputClosed.Task
                 ? $"The output of {_name} (pid {Pid}) and its successors ended before {description}."
                 : $"{_name} (pid {Pid}) and its successors did not log {description} within {limit.TotalSeconds:0} s.");
