@@ -551,7 +551,9 @@ def main():
     p.add_argument("--steady", type=int, default=15, help="seconds of steady load before and after the handoffs")
     p.add_argument("--handoffs", type=int, default=10, help="handoffs, 6 s apart")
     p.add_argument("--rate-fraction", type=float, default=0.5)
-    p.add_argument("--max-rate", type=int, default=30000)
+    p.add_argument("--max-rate", type=int, default=10000,
+                   help="cap of the open-loop rate (at 0.5 x the wrk maximum, 17-25 k req/s, the client's queue ran away "
+                        "under this machine's background load before the first handoff)")
     p.add_argument("--workers", type=int, default=128)
     p.add_argument("--no-saturation", dest="saturation", action="store_false")
     p.add_argument("--sat-seconds", type=int, default=20)
