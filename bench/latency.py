@@ -481,16 +481,18 @@ def report(data):
                          f"{a['non2xx'] + w['non2xx'] + b['non2xx']} | {r['load_openloop']} / {r['load_after']} |")
     lines += ["", "### Handoff timing (medians over the open-loop run's handoffs; ms)", "",
               "| configuration | n | HostStarting | FdsReceived | KestrelBound | Started | **Ready** (min-max) "
-              "| switch to old exit |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| switch to old exit | Ready under wrk (n, median) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in data["results"]:
         hs = r["handoffs"]
         med = lambda key: statistics.median([h["phases"][key] for h in hs if key in h["phases"]]) \
             if any(key in h["phases"] for h in hs) else None
         ready = [h["ready_ms"] for h in hs]
         exits = [h["old_exit"] * 1000 for h in hs if h.get("old_exit")]
+        sat = [h["ready_ms"] for h in r.get("saturation_handoffs", [])]
+        sat = f"{len(sat)}, {f(statistics.median(sat))}" if sat else "-"
         lines.append(f"| {title(r['config'])} | {len(hs)} | {f(med('HostStarting'))} | {f(med('FdsReceived'))} | "
                      f"{f(med('KestrelBound'))} | {f(med('Started'))} | **{f(statistics.median(ready))}** "
-                     f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} |")
+                     f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} | {sat} |")
     if data.get("overhead"):
         o = data["overhead"]
         lines += ["", f"### Steady-state overhead ({BUILDS[o['build']][0]}, wrk -t2 -c64, {o['seconds']} s runs, "
