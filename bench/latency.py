@@ -453,7 +453,8 @@ def title(config):
 def report(data):
     lines = [f"Run {data['started']} UTC, {data['args']['steady']} s steady + {data['args']['handoffs']} handoffs "
              f"6 s apart + {data['args']['steady']} s steady per configuration; open-loop rate "
-             f"{data['args']['rate_fraction']} x the measured maximum (wrk -t2 -c64, 5 s).", ""]
+             f"{data['args']['rate_fraction']} x the measured maximum (wrk -t2 -c64, 5 s), capped at "
+             f"{data['args'].get('max_rate', 30000):,} req/s.", ""]
     lines += ["### Latency, open loop (ms from the scheduled send time)", "",
               "| configuration | rate req/s (max) | steady p50 | p99 | p99.9 | max | with handoffs p50 | p99 | p99.9 | max "
               "| p99 ratio | failed (steady / handoffs) | retried | load avg |",
