@@ -480,9 +480,10 @@ def report(data):
                          f"{f(a['p99'])}, {f(b['p99'])} / {f(w['p99'])} | {f(a['max'])} / {f(w['max'])} | "
                          f"{a['socket_errors'] + w['socket_errors'] + b['socket_errors']}, "
                          f"{a['non2xx'] + w['non2xx'] + b['non2xx']} | {r['load_openloop']} / {r['load_after']} |")
-    lines += ["", "### Handoff timing (medians over the open-loop run's handoffs; ms)", "",
+    lines += ["", "### Handoff timing (medians over the open-loop run's handoffs, min-max in brackets; ms)", "",
               "| configuration | n | HostStarting | FdsReceived | KestrelBound | Started | **Ready** (min-max) "
-              "| switch to old exit | Ready under wrk (n, median) |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| switch to old exit | Ready under wrk (n, median) | worst 100 ms p99 while the successor starts | worst 100 ms p99 "
+              "in the 1 s after Ready |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in data["results"]:
         hs = r["handoffs"]
         med = lambda key: statistics.median([h["phases"][key] for h in hs if key in h["phases"]]) \
@@ -491,9 +492,18 @@ def report(data):
         exits = [h["old_exit"] * 1000 for h in hs if h.get("old_exit")]
         sat = [h["ready_ms"] for h in r.get("saturation_handoffs", [])]
         sat = f"{len(sat)}, {f(statistics.median(sat))}" if sat else "-"
+        during, after = [], []
+        for h in hs:
+            ready_at = h["at"] + h["ready_seen"]
+            b1 = [x[2] for x in r["openloop"]["series"] if h["at"] <= x[0] < ready_at - 0.1]
+            b2 = [x[2] for x in r["openloop"]["series"] if ready_at - 0.1 <= x[0] < ready_at + 1.0]
+            during += [max(b1)] if b1 else []
+            after += [max(b2)] if b2 else []
+        spans = lambda v: f"{f(statistics.median(v))} ({f(min(v))}-{f(max(v))})" if v else "-"
         lines.append(f"| {title(r['config'])} | {len(hs)} | {f(med('HostStarting'))} | {f(med('FdsReceived'))} | "
                      f"{f(med('KestrelBound'))} | {f(med('Started'))} | **{f(statistics.median(ready))}** "
-                     f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} | {sat} |")
+                     f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} | {sat} | "
+                     f"{spans(during)} | {spans(after)} |")
     if data.get("overhead"):
         o = data["overhead"]
         lines += ["", f"### Steady-state overhead ({BUILDS[o['build']][0]}, wrk -t2 -c64, {o['seconds']} s runs, "
