@@ -483,7 +483,8 @@ def report(data):
     lines += ["", "### Handoff timing (medians over the open-loop run's handoffs, min-max in brackets; ms)", "",
               "| configuration | n | HostStarting | FdsReceived | KestrelBound | Started | **Ready** (min-max) "
               "| switch to old exit | Ready under wrk (n, median) | worst 100 ms p99 while the successor starts | worst 100 ms p99 "
-              "in the 1 s after Ready |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "in the 1 s after Ready | steady: worst 100 ms p99 per 1 s, median |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in data["results"]:
         hs = r["handoffs"]
         med = lambda key: statistics.median([h["phases"][key] for h in hs if key in h["phases"]]) \
@@ -500,10 +501,16 @@ def report(data):
             during += [max(b1)] if b1 else []
             after += [max(b2)] if b2 else []
         spans = lambda v: f"{f(statistics.median(v))} ({f(min(v))}-{f(max(v))})" if v else "-"
+        a = data["args"]
+        per_second = {}
+        for x in r["openloop"]["series"]:
+            if x[0] < a["steady"] or x[0] >= a["steady"] + 6 * a["handoffs"]:
+                per_second[int(x[0])] = max(per_second.get(int(x[0]), 0), x[2])
+        steady_typical = f(statistics.median(per_second.values())) if per_second else "-"
         lines.append(f"| {title(r['config'])} | {len(hs)} | {f(med('HostStarting'))} | {f(med('FdsReceived'))} | "
                      f"{f(med('KestrelBound'))} | {f(med('Started'))} | **{f(statistics.median(ready))}** "
                      f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} | {sat} | "
-                     f"{spans(during)} | {spans(after)} |")
+                     f"{spans(during)} | {spans(after)} | {steady_typical} |")
     if data.get("overhead"):
         o = data["overhead"]
         lines += ["", f"### Steady-state overhead ({BUILDS[o['build']][0]}, wrk -t2 -c64, {o['seconds']} s runs, "
