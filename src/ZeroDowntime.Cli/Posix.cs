@@ -169,15 +169,33 @@ internal static unsafe partial class Posix
     public static bool IsDescendant(int pid)
     {
         int self = getpid();
-        for (int current = pid, depth = 0; current > 1 && depth < 64; depth++)
+
+        // An ancestor can exit and be reaped (by this very process) between two reads of the chain: its children are
+        // then this subreaper's, so walk again from the start (a few times at most) rather than call it a stranger.
+        for (int attempt = 0; attempt < 4; attempt++)
         {
-            int parent = ParentOf(current);
-            if (parent == self)
+            bool vanished = false;
+            for (int current = pid, depth = 0; current > 1 && depth < 64; depth++)
             {
-                return true;
+                int parent = ParentOf(current);
+                if (parent == self)
+                {
+                    return true;
+                }
+
+                if (parent == 0)
+                {
+                    vanished = current != pid;
+                    break;
+                }
+
+                current = parent;
             }
 
-            current = parent;
+            if (!vanished)
+            {
+                return false;
+            }
         }
 
         return false;
