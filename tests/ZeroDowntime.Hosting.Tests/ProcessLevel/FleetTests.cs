@@ -74,11 +74,13 @@ public sealed class FleetTests(ITestOutputHelper output)
                 Assert.True(r.Ab.Failed == 0 && r.Ab.Non2xx == 0, $"round {r.Round}: ab {r.Ab}");
             });
 
-            // HAProxy's own view: no error answered to a client, no failed connect or response towards a server.
+            // HAProxy's own view: no server error answered to a client, no failed connect or response towards a server.
+            // (4xx are not counted: ab, interrupted at the end of a round, cuts its open requests short, which HAProxy
+            // logs as a client abort "CR--" with 400 <BADREQ>; ab's own figures above are the clients' failures.)
             var stats = await haproxy.ShowStatAsync();
             var frontend = stats.Single(s => s.Name == "FRONTEND");
             var backend = stats.Single(s => s.Proxy == HaProxy.Backend && s.Name == "BACKEND");
-            Assert.True(frontend["hrsp_5xx"] == 0 && frontend["hrsp_4xx"] == 0, frontend.ToString());
+            Assert.True(frontend["hrsp_5xx"] == 0, frontend.ToString());
             Assert.True(backend["econ"] == 0 && backend["eresp"] == 0, backend.ToString());
         }
         finally
