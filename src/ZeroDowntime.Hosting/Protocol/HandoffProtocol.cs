@@ -154,19 +154,9 @@ internal static class HandoffProtocol
                 writer.WriteString(hello.ApplicationId);
                 break;
             case WelcomeMessage welcome:
-                if (welcome.Listeners.Count > MaxListeners)
-                {
-                    throw new HandoffProtocolException($"At most {MaxListeners} listeners can be handed over; this process has {welcome.Listeners.Count}.");
-                }
-
                 writer.WriteUInt16(welcome.Version);
                 writer.WriteInt32(welcome.ProcessId);
-                writer.WriteUInt16((ushort)welcome.Listeners.Count);
-                foreach (var listener in welcome.Listeners)
-                {
-                    writer.WriteString(listener.Key);
-                    writer.WriteString(listener.BoundEndPoint);
-                }
+                writer.WriteListeners(welcome.Listeners, "handed over");
 
                 if (welcome.Version >= 2)
                 {
@@ -198,23 +188,13 @@ internal static class HandoffProtocol
                 writer.WriteUInt16(upgradeRequest.Version);
                 break;
             case StatusMessage status:
-                if (status.Listeners.Count > MaxListeners)
-                {
-                    throw new HandoffProtocolException($"At most {MaxListeners} listeners can be reported; this process has {status.Listeners.Count}.");
-                }
-
                 writer.WriteInt32(status.ProcessId);
                 writer.WriteString(status.ApplicationId);
                 writer.WriteInt64(status.Generation);
                 writer.WriteInt64(status.FirstStartUnixMilliseconds);
                 writer.WriteInt64(status.ServingSinceUnixMilliseconds);
                 writer.WriteByte((byte)status.State);
-                writer.WriteUInt16((ushort)status.Listeners.Count);
-                foreach (var listener in status.Listeners)
-                {
-                    writer.WriteString(listener.Key);
-                    writer.WriteString(listener.BoundEndPoint);
-                }
+                writer.WriteListeners(status.Listeners, "reported");
 
                 writer.WriteInt32(status.DrainingPredecessorPid);
                 writer.WriteInt32(status.SuccessorPid);
@@ -253,18 +233,7 @@ internal static class HandoffProtocol
     {
         ushort version = reader.ReadUInt16();
         int pid = reader.ReadInt32();
-        int count = reader.ReadUInt16();
-        if (count > MaxListeners)
-        {
-            throw new HandoffProtocolException($"Welcome announces {count} listeners; the limit is {MaxListeners}.");
-        }
-
-        var listeners = new ListenerDescriptor[count];
-        for (int i = 0; i < count; i++)
-        {
-            listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
-        }
-
+        var listeners = reader.ReadListeners(MessageType.Welcome);
         return version >= 2
             ? new WelcomeMessage(version, pid, listeners, reader.ReadInt64(), reader.ReadInt64())
             : new WelcomeMessage(version, pid, listeners);
@@ -278,18 +247,7 @@ internal static class HandoffProtocol
         long firstStart = reader.ReadInt64();
         long servingSince = reader.ReadInt64();
         var state = ReadEnum<ServingState>(ref reader);
-        int count = reader.ReadUInt16();
-        if (count > MaxListeners)
-        {
-            throw new HandoffProtocolException($"Status announces {count} listeners; the limit is {MaxListeners}.");
-        }
-
-        var listeners = new ListenerDescriptor[count];
-        for (int i = 0; i < count; i++)
-        {
-            listeners[i] = new ListenerDescriptor(reader.ReadString(), reader.ReadString());
-        }
-
+        var listeners = reader.ReadListeners(MessageType.Status);
         return new StatusMessage(pid, applicationId, generation, firstStart, servingSince, state, listeners, reader.ReadInt32(), reader.ReadInt32());
     }
 
@@ -325,6 +283,24 @@ internal static class HandoffProtocol
         public int ReadInt32() => BinaryPrimitives.ReadInt32BigEndian(Take(4));
 
         public long ReadInt64() => BinaryPrimitives.ReadInt64BigEndian(Take(8));
+
+        /// <summary>count u16, then (key, bound endpoint) per listener; the count is bounded before anything is allocated.</summary>
+        public ListenerDescriptor[] ReadListeners(MessageType frame)
+        {
+            int count = ReadUInt16();
+            if (count > MaxListeners)
+            {
+                throw new HandoffProtocolException($"{frame} announces {count} listeners; the limit is {MaxListeners}.");
+            }
+
+            var listeners = new ListenerDescriptor[count];
+            for (int i = 0; i < count; i++)
+            {
+                listeners[i] = new ListenerDescriptor(ReadString(), ReadString());
+            }
+
+            return listeners;
+        }
 
         public string ReadString()
         {
@@ -377,6 +353,21 @@ internal static class HandoffProtocol
             Span<byte> bytes = stackalloc byte[4];
             BinaryPrimitives.WriteInt32BigEndian(bytes, value);
             _buffer.Write(bytes);
+        }
+
+        public void WriteListeners(IReadOnlyList<ListenerDescriptor> listeners, string what)
+        {
+            if (listeners.Count > MaxListeners)
+            {
+                throw new HandoffProtocolException($"At most {MaxListeners} listeners can be {what}; this process has {listeners.Count}.");
+            }
+
+            WriteUInt16((ushort)listeners.Count);
+            foreach (var listener in listeners)
+            {
+                WriteString(listener.Key);
+                WriteString(listener.BoundEndPoint);
+            }
         }
 
         public void WriteInt64(long value)
