@@ -90,21 +90,7 @@ internal sealed class SampleApp : IAsyncDisposable
             info.Environment["PWD"] = sampleDirectory;
         }
 
-        foreach (var (key, value) in config.Environment)
-        {
-            info.Environment[key] = value;
-        }
-
-        var stopwatch = Stopwatch.StartNew();
-        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
-        var app = new SampleApp(process, name, output, stopwatch);
-        process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
-        process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
-        process.Exited += (_, _) => app._exited.TrySetResult();
-        process.Start();
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return app;
+        return Launch(name, config, output, info);
     }
 
     /// <summary>
@@ -149,6 +135,12 @@ internal sealed class SampleApp : IAsyncDisposable
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
         info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
         info.Environment.Remove("ASPNETCORE_URLS");
+        return Launch(name, config, output, info);
+    }
+
+    /// <summary>Applies the test's own environment on top, starts the process and reads its output line by line.</summary>
+    private static SampleApp Launch(string name, SampleConfig config, ITestOutputHelper? output, ProcessStartInfo info)
+    {
         foreach (var (key, value) in config.Environment)
         {
             info.Environment[key] = value;
