@@ -10,7 +10,7 @@ public interface IZeroDowntimeLifetime
     /// True once a successor has taken over: this process no longer accepts connections and is draining. A plain
     /// shutdown (SIGTERM, Ctrl+C) leaves it false, even while it drains.
     /// </summary>
-    bool IsHandingOver { get; }
+    bool HasHandedOver { get; }
 
     /// <summary>True when this process took its listeners over from a predecessor at start-up.</summary>
     bool IsSuccessor { get; }

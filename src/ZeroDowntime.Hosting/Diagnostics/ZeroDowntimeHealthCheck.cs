@@ -18,7 +18,7 @@ internal sealed class ZeroDowntimeHealthCheck(ZeroDowntimeLifetime lifetime, Acc
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var result = lifetime.IsShuttingDown ? HealthCheckResult.Unhealthy("Shutting down: leaving the load balancer before the drain.")
-            : lifetime.IsHandingOver ? HealthCheckResult.Healthy("Handed over: the successor serves; this process drains.")
+            : lifetime.HasHandedOver ? HealthCheckResult.Healthy("Handed over: the successor serves; this process drains.")
             : gate is { HasOpened: false } ? HealthCheckResult.Unhealthy("Not accepting connections yet.")
             : HealthCheckResult.Healthy("Accepting connections.");
         return Task.FromResult(result);

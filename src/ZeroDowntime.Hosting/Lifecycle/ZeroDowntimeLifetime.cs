@@ -8,13 +8,13 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
 {
     private readonly ILogger? _logger;
     private volatile CancellationTokenSource _draining = new();
-    private volatile bool _isHandingOver;
+    private volatile bool _hasHandedOver;
     private volatile bool _isDraining;
     private volatile bool _isShuttingDown;
 
     public ZeroDowntimeLifetime(ILogger<ZeroDowntimeLifetime>? logger = null) => _logger = logger;
 
-    public bool IsHandingOver => _isHandingOver;
+    public bool HasHandedOver => _hasHandedOver;
 
     /// <summary>True while this process drains (after a handoff, or on a plain shutdown): responses say goodbye.</summary>
     public bool IsDraining => _isDraining;
@@ -33,7 +33,7 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
 
     public void BeginDrain(bool handingOver = true)
     {
-        _isHandingOver = handingOver;
+        _hasHandedOver = handingOver;
         _isDraining = true;
         try
         {
@@ -49,7 +49,7 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
     /// <summary>The successor was lost after the commit: this process serves again and may drain another day.</summary>
     public void Resume()
     {
-        _isHandingOver = false;
+        _hasHandedOver = false;
         _isDraining = false;
         _draining = new CancellationTokenSource();
     }

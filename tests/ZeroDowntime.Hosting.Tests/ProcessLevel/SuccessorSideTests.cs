@@ -232,39 +232,39 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task ZeroDowntimeLifetime_RealHandoff_DrainingCancelledWithIsHandingOverTrue()
+    public async Task ZeroDowntimeLifetime_RealHandoff_DrainingCancelledWithHasHandedOverTrue()
     {
         using var scope = new TestScope();
         await using var v1 = InProcessHost.Create(scope.SocketPath, scope.Port, output, "v1");
         await v1.App.StartAsync();
         var lifetime = v1.App.Services.GetRequiredService<IZeroDowntimeLifetime>();
         var atDrain = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        using var registration = lifetime.Draining.Register(() => atDrain.TrySetResult(lifetime.IsHandingOver));
+        using var registration = lifetime.Draining.Register(() => atDrain.TrySetResult(lifetime.HasHandedOver));
         var stopping = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         using var stoppingRegistration = v1.App.Lifetime.ApplicationStopping.Register(() => stopping.TrySetResult());
         await v1.WaitForEventAsync(Events.ServingHandoffSocket);
-        Assert.False(lifetime.IsHandingOver);
+        Assert.False(lifetime.HasHandedOver);
         Assert.False(lifetime.Draining.IsCancellationRequested);
 
         await using var v2 = SampleApp.Start("v2", scope.Config(), output);
         await v2.WaitForEventAsync(Events.Committed);
-        Assert.True(await atDrain.Task.WaitAsync(TimeSpan.FromSeconds(30)), "IsHandingOver must be true when Draining is cancelled");
-        Assert.True(lifetime.IsHandingOver);
+        Assert.True(await atDrain.Task.WaitAsync(TimeSpan.FromSeconds(30)), "HasHandedOver must be true when Draining is cancelled");
+        Assert.True(lifetime.HasHandedOver);
 
         // The drain ends (no connection) and the library stops the host.
         await stopping.Task.WaitAsync(TimeSpan.FromSeconds(30));
         await v1.App.StopAsync();
-        Assert.True(lifetime.IsHandingOver);
+        Assert.True(lifetime.HasHandedOver);
         Assert.True(lifetime.Draining.IsCancellationRequested);
         await v2.WaitForEventAsync(26);
     }
 
     /// <summary>
     /// A plain stop (what SIGTERM triggers) drains too (DrainOnShutdown, the default): Draining is cancelled, and
-    /// IsHandingOver stays false, as the README promises.
+    /// HasHandedOver stays false, as the README promises.
     /// </summary>
     [Fact]
-    public async Task ZeroDowntimeLifetime_PlainStop_IsHandingOverFalse_DrainingCancelled()
+    public async Task ZeroDowntimeLifetime_PlainStop_HasHandedOverFalse_DrainingCancelled()
     {
         using var scope = new TestScope();
         await using var v1 = InProcessHost.Create(scope.SocketPath, scope.Port, output, "v1");
@@ -274,7 +274,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
 
         v1.App.Lifetime.StopApplication();
         await v1.App.StopAsync();
-        Assert.False(lifetime.IsHandingOver);
+        Assert.False(lifetime.HasHandedOver);
         Assert.True(lifetime.Draining.IsCancellationRequested);
         Assert.False(File.Exists(scope.SocketPath));
     }

@@ -125,7 +125,7 @@ public sealed partial class DefectRegressionTests : IDisposable
 
         lifetime.BeginDrain();
 
-        Assert.True(lifetime.IsHandingOver);
+        Assert.True(lifetime.HasHandedOver);
         Assert.True(lifetime.Draining.IsCancellationRequested);
         Assert.True(laterCallbackRan);
     }

@@ -10,15 +10,15 @@ public sealed class LifetimeTests
     {
         using var lifetime = new ZeroDowntimeLifetime();
         var first = lifetime.Draining;
-        Assert.False(lifetime.IsHandingOver);
+        Assert.False(lifetime.HasHandedOver);
         Assert.False(first.IsCancellationRequested);
 
         lifetime.BeginDrain();
-        Assert.True(lifetime.IsHandingOver);
+        Assert.True(lifetime.HasHandedOver);
         Assert.True(first.IsCancellationRequested);
 
         lifetime.Resume();
-        Assert.False(lifetime.IsHandingOver);
+        Assert.False(lifetime.HasHandedOver);
         Assert.False(lifetime.Draining.IsCancellationRequested);
     }
 
