@@ -130,18 +130,19 @@ internal sealed class ChannelFuzzer : IDisposable
                 longest = elapsed > longest ? elapsed : longest;
                 try
                 {
-                    if (await read is null)
-                    {
-                        end = ChannelEnd.EndOfStream;
-                        break;
-                    }
+                    await read;
                 }
-                catch (HandoffProtocolException)
+                catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.Closed)
+                {
+                    end = ChannelEnd.EndOfStream;
+                    break;
+                }
+                catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.ProtocolViolation)
                 {
                     end = ChannelEnd.ProtocolError;
                     break;
                 }
-                catch (TimeoutException)
+                catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.TimedOut)
                 {
                     end = ChannelEnd.Timeout;
                     break;
@@ -196,7 +197,7 @@ internal sealed class ChannelFuzzer : IDisposable
                 // Many one-byte sends of a large input only slow the run down: coalesce past 64 sends.
                 size = chunk > 64 ? input.Input.Length : size;
                 size = Math.Min(size, input.Input.Length - offset);
-                FdPassing.Send(writer, input.Input.AsSpan(offset, size), offset == 0 ? fds : []);
+                FdPassing.Send(writer, input.Input.AsSpan(offset, size), offset == 0 ? fds : [], TimeSpan.FromSeconds(5), TimeProvider.System);
                 offset += size;
             }
 

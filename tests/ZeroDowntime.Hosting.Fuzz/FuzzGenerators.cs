@@ -92,7 +92,7 @@ internal static class FuzzGenerators
         W(1, Gen.Const((HandoffMessage)new ReadyMessage())),
         W(1, Gen.Const((HandoffMessage)new CommittedMessage())),
         W(1, Gen.Const((HandoffMessage)new HeartbeatMessage())),
-        W(1, Gen.Const((HandoffMessage)new StoppingMessage())),
+        W(1, Gen.Const((HandoffMessage)new ReleaseMessage())),
         W(1, Text(MaxString).Select(s => (HandoffMessage)new AbandonedMessage(s))),
         W(1, Text(MaxString).Select(s => (HandoffMessage)new FailedMessage(s))),
         W(1, Text(MaxString).Select(s => (HandoffMessage)new RevokedMessage(s))),

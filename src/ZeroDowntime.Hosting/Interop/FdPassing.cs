@@ -14,8 +14,15 @@ internal static unsafe class FdPassing
     /// <summary>Linux's <c>SCM_MAX_FD</c>: the most descriptors one message may carry.</summary>
     public const int MaxFdsPerMessage = 253;
 
-    /// <summary>Sends all of <paramref name="data"/>, with <paramref name="fds"/> attached to its first byte.</summary>
-    public static void Send(Socket socket, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds)
+    /// <summary>How long one <c>poll(2)</c> slice waits for room in a full send buffer before the deadline is judged again.</summary>
+    private static readonly TimeSpan SendPollSlice = TimeSpan.FromMilliseconds(20);
+
+    /// <summary>
+    /// Sends all of <paramref name="data"/>, with <paramref name="fds"/> attached to its first byte. A full send buffer
+    /// (a peer that does not read) is waited on until <paramref name="timeout"/> has passed on <paramref name="time"/>,
+    /// then the send fails with <see cref="SocketError.TimedOut"/>.
+    /// </summary>
+    public static void Send(Socket socket, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds, TimeSpan timeout, TimeProvider time)
     {
         ArgumentOutOfRangeException.ThrowIfZero(data.Length);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(fds.Length, MaxFdsPerMessage);
@@ -35,6 +42,7 @@ internal static unsafe class FdPassing
         var handle = socket.SafeHandle;
         int sent = 0;
         bool first = true;
+        long? blockedSince = null;
         fixed (byte* bytes = data)
         {
             while (sent < data.Length)
@@ -59,12 +67,15 @@ internal static unsafe class FdPassing
                     if (errno == Libc.EAGAIN)
                     {
                         // The socket is non-blocking (it has been used asynchronously); our frames are tiny, so a
-                        // full send buffer means a peer that does not read. Wait briefly for room.
-                        if (!socket.Poll(TimeSpan.FromSeconds(5), SelectMode.SelectWrite))
+                        // full send buffer means a peer that does not read. Wait for room in short slices, judging
+                        // the deadline on the TimeProvider so that a test's fake clock decides it.
+                        blockedSince ??= time.GetTimestamp();
+                        if (time.GetElapsedTime(blockedSince.Value) >= timeout)
                         {
                             throw new SocketException((int)SocketError.TimedOut);
                         }
 
+                        socket.Poll(SendPollSlice, SelectMode.SelectWrite);
                         continue;
                     }
 
@@ -73,16 +84,18 @@ internal static unsafe class FdPassing
 
                 sent += (int)result;
                 first = false;
+                blockedSince = null;
             }
         }
     }
 
     /// <summary>
     /// Receives up to <paramref name="buffer"/>.Length bytes without blocking, appending any descriptors that came
-    /// with them to <paramref name="receivedFds"/> (close-on-exec set). Returns 0 at end of stream and -1 when no
-    /// data is available yet.
+    /// with them to <paramref name="receivedFds"/> (close-on-exec set). Says whether bytes came (and how many), none
+    /// are there yet, or the peer closed; descriptors the kernel had to drop (<c>MSG_CTRUNC</c>) make the whole set
+    /// unusable, so all of them are closed and <see cref="ReceiveStatus.DescriptorsTruncated"/> is returned.
     /// </summary>
-    public static int TryReceive(Socket socket, Span<byte> buffer, List<int> receivedFds)
+    public static ReceiveResult Receive(Socket socket, Span<byte> buffer, List<int> receivedFds)
     {
         const int MaxFds = MaxFdsPerMessage;
         int controlLength = Libc.CmsgSpace(MaxFds * sizeof(int));
@@ -112,7 +125,7 @@ internal static unsafe class FdPassing
 
                     if (errno == Libc.EAGAIN)
                     {
-                        return -1;
+                        return new ReceiveResult(ReceiveStatus.WouldBlock, 0);
                     }
 
                     throw new Win32Exception(errno, $"recvmsg failed: {Marshal.GetPInvokeErrorMessage(errno)}");
@@ -123,10 +136,10 @@ internal static unsafe class FdPassing
                 {
                     // The kernel dropped descriptors that did not fit: the set is incomplete, so use none of it.
                     CloseAll(receivedFds);
-                    throw new InvalidDataException("Received file descriptors were truncated (MSG_CTRUNC).");
+                    return new ReceiveResult(ReceiveStatus.DescriptorsTruncated, (int)result);
                 }
 
-                return (int)result;
+                return result == 0 ? new ReceiveResult(ReceiveStatus.EndOfStream, 0) : new ReceiveResult(ReceiveStatus.Data, (int)result);
             }
         }
     }
@@ -168,3 +181,22 @@ internal static unsafe class FdPassing
         }
     }
 }
+
+/// <summary>What one non-blocking <see cref="FdPassing.Receive"/> found.</summary>
+internal enum ReceiveStatus
+{
+    /// <summary><see cref="ReceiveResult.Length"/> bytes arrived (and any descriptors attached to them).</summary>
+    Data,
+
+    /// <summary>Nothing is queued yet.</summary>
+    WouldBlock,
+
+    /// <summary>The peer closed its end.</summary>
+    EndOfStream,
+
+    /// <summary>Descriptors were dropped by the kernel (<c>MSG_CTRUNC</c>): all that came were closed.</summary>
+    DescriptorsTruncated,
+}
+
+/// <summary>The outcome of <see cref="FdPassing.Receive"/>: a status and, for data, how many bytes.</summary>
+internal readonly record struct ReceiveResult(ReceiveStatus Status, int Length);

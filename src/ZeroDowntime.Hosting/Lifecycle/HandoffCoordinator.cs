@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -11,76 +12,31 @@ using ZeroDowntime.Hosting.Protocol;
 namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>
-/// Runs both sides of the handoff. As a successor it takes the listeners over before Kestrel binds
-/// (<see cref="StartingAsync"/>), says it is ready once the host has started, and serves the handoff socket as soon
-/// as the predecessor commits. As the running process it hands its listeners to one successor at a time, stops
-/// accepting only when that successor is ready, drains, and exits; if the successor fails or is lost it keeps
-/// (or resumes) serving. The states are in docs/architecture.md.
+/// Wires the host's lifecycle to the three machines of the handoff (docs/architecture.md): the process's
+/// <see cref="ProcessRole"/> (in <see cref="HandoffProcess"/>), the <see cref="SuccessorSide"/> of this start, and a
+/// <see cref="PredecessorSession"/> per successor that greets it. It owns no state of its own beyond that wiring.
 /// </summary>
-internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDisposable
+internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 {
-    /// <summary>The deadline of each single protocol step (connect, greeting, welcome).</summary>
-    internal static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
-
-    /// <summary>How often a successor tells its draining predecessor that it is alive.</summary>
-    internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(1);
-
-    /// <summary>Silence after which a draining predecessor considers its successor lost and accepts again.</summary>
-    internal static readonly TimeSpan HeartbeatTimeout = TimeSpan.FromSeconds(5);
-
-    /// <summary>The longest one participant (a log file handoff) may hold up a step of the handoff.</summary>
-    internal static readonly TimeSpan ParticipantTimeout = TimeSpan.FromSeconds(5);
-
     private readonly IOptions<ZeroDowntimeOptions> _optionsAccessor;
     private readonly ListenerRegistry _registry;
     private readonly AcceptGate _gate;
     private readonly ConnectionTracker _tracker;
     private readonly ZeroDowntimeLifetime _lifetime;
     private readonly IHostApplicationLifetime _applicationLifetime;
-    private readonly IHandoffParticipant[] _participants;
+    private readonly IEnumerable<IHandoffParticipant> _participants;
     private readonly ILogger _logger;
-    private readonly TimeProvider _time;
-    private readonly SystemdNotifier _systemd = new();
     private readonly ZeroDowntimeMetrics _metrics;
+    private readonly TimeProvider _time;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
     private readonly CancellationTokenSource _skipShutdownDelay = new();
     private int _terminations;
     private PosixSignalRegistration? _termination;
 
-    /// <summary>When the first process of this chain of handoffs started (Unix ms), carried by every welcome.</summary>
-    private long _firstStartUnixMilliseconds;
-    private readonly CancellationTokenSource _shutdown = new();
-
-    /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
-    private readonly CancellationTokenSource _stopping = new();
-
-    /// <summary>Cancelled when this process commits to its own successor: the watch of its predecessor then says Stopping.</summary>
-    private readonly CancellationTokenSource _releasePredecessor = new();
-
-    private ZeroDowntimeOptions _options = null!;
-    private HandoffSocketServer _server = null!;
-    private HandoffChannel? _predecessor;
-    private int _predecessorPid;
-    private Task _predecessorWatch = Task.CompletedTask;
-    private PosixSignalRegistration? _hangup;
-
-    /// <summary>The successor's side of the handoff as a trace: from connecting to the commit (or the end).</summary>
-    private System.Diagnostics.Activity? _takeover;
-
-    /// <summary>True once this process has opened its gate (it may hold accepted connections).</summary>
-    private volatile bool _gateOpened;
-
-    private int _role = (int)Role.Starting;
-
-    /// <summary>1 while a successor holds the handoff slot (from its valid greeting to commit or failure).</summary>
-    private int _handoffInProgress;
-
-    /// <summary>
-    /// True from the moment this process sent its listeners to a successor until it knows that successor is gone:
-    /// meanwhile another live process may serve the same Unix socket files, so a shutdown must not remove them.
-    /// </summary>
-    private volatile bool _listenersShared;
+    private HandoffProcess? _process;
+    private SuccessorSide? _successor;
+    private UpgradeRunner? _upgrades;
 
     public HandoffCoordinator(
         IOptions<ZeroDowntimeOptions> options,
@@ -100,42 +56,27 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         _tracker = tracker;
         _lifetime = lifetime;
         _applicationLifetime = applicationLifetime;
-        _participants = participants.ToArray();
+        _participants = participants;
         _logger = logger;
         _metrics = metrics;
         _time = time ?? TimeProvider.System;
     }
 
-    private enum Role
-    {
-        /// <summary>Before the predecessor question is settled.</summary>
-        Starting,
-
-        /// <summary>Has the predecessor's listeners, not committed yet: shares them with a live process.</summary>
-        Successor,
-
-        /// <summary>The one server of the listeners (first start, committed, or predecessor vanished).</summary>
-        Owner,
-
-        /// <summary>Committed to a successor: no longer accepts, drains.</summary>
-        HandedOver,
-
-        /// <summary>The sole server on a plain shutdown: its delay, then its drain. Hands over to nobody.</summary>
-        ShuttingDown,
-
-        /// <summary>Abandoned or revoked successor on its way out: must not touch anything shared.</summary>
-        Stopping,
-    }
+    /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
+    internal ProcessRole Role => _process?.Role.State ?? ProcessRole.Starting;
 
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
-        _options = _optionsAccessor.Value;
-        string path = _options.SocketPath!;
-        _logger.HandoffSocket(path, _options.ApplicationId!, HandoffProtocol.Version);
+        var options = _optionsAccessor.Value;
+        string path = options.SocketPath!;
+        _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
         SocketPathGuard.EnsureSafe(path);
-        _server = new HandoffSocketServer(path, _logger);
-
-        InstallUpgradeTrigger();
+        var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
+            new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
+            new HandoffSocketServer(path, _logger), new NotifySocketClient(), _metrics, _logger, _time);
+        process.ServeConnectionsWith(HandleConnectionAsync);
+        _upgrades = new UpgradeRunner(process);
+        _upgrades.InstallSignals();
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
         _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
@@ -146,33 +87,17 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
             }
         });
 
-        // Started detached (not Activity.Current), so that the host's start-up and requests are not its children.
-        var outer = System.Diagnostics.Activity.Current;
-        _takeover = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", System.Diagnostics.ActivityKind.Client);
-        _takeover?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Successor);
-        System.Diagnostics.Activity.Current = outer;
-        try
+        var successor = new SuccessorSide(process);
+        if (await successor.ProbeAsync(path, cancellationToken))
         {
-            _predecessor = await ConnectToPredecessorAsync(path, cancellationToken);
-        }
-        catch (Exception ex)
-        {
-            EndTakeover(ex.Message);
-            throw;
-        }
-
-        if (_predecessor is null)
-        {
-            EndTakeover(null);
+            _successor = successor;
         }
         else
         {
-            MoveTo(Role.Successor);
-            _lifetime.IsSuccessor = true;
-            ProcessExitHooks.PendingHandoff = _predecessor;
+            successor.Dispose();
         }
 
-        _applicationLifetime.ApplicationStopping.Register(OnStopping);
+        _applicationLifetime.ApplicationStopping.Register(OnHostStopping);
         _applicationLifetime.ApplicationStarted.Register(() => BackgroundWork.Start("start-up at ApplicationStarted", OnApplicationStartedAsync, _logger));
     }
 
@@ -189,20 +114,21 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     /// </summary>
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
-        if (_options is not { DrainOnShutdown: true } || !TryMove(Role.Owner, Role.ShuttingDown))
+        if (_process is not { Options.DrainOnShutdown: true } process || !process.Role.TryFire(RoleTrigger.ShutdownBegan))
         {
             return;
         }
 
+        var options = process.Options;
         _lifetime.BeginShutdown();
         using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
-        if (_options.ShutdownDelay > TimeSpan.Zero)
+        if (options.ShutdownDelay > TimeSpan.Zero)
         {
-            _logger.ShutdownDelayStarted(_options.ShutdownDelay);
-            _systemd.Status($"Shutting down: out of rotation for {_options.ShutdownDelay}, then draining");
+            _logger.ShutdownDelayStarted(options.ShutdownDelay);
+            process.NotifySocket.Status($"Shutting down: out of rotation for {options.ShutdownDelay}, then draining");
             try
             {
-                await Task.Delay(_options.ShutdownDelay, _time, _skipShutdownDelay.Token);
+                await Task.Delay(options.ShutdownDelay, _time, _skipShutdownDelay.Token);
             }
             catch (OperationCanceledException)
             {
@@ -213,17 +139,21 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
         activity?.AddEvent(new System.Diagnostics.ActivityEvent("delay over"));
         _registry.StopListening();
         _gate.Close();
-        _server.Stop(removeFile: true);
+        process.Server.Stop(removeFile: true);
         _lifetime.BeginDrain(handingOver: false);
-        _systemd.Status("Shutting down: draining");
-        await DrainAsync(CancellationToken.None);
+        process.NotifySocket.Status("Shutting down: draining");
+        await process.DrainAsync(CancellationToken.None);
         activity?.AddEvent(new System.Diagnostics.ActivityEvent("drained"));
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        _shutdown.Cancel();
-        _server?.Stop(removeFile: IsSoleServer);
+        if (_process is { } process)
+        {
+            process.EndHost();
+            process.Server.Stop(removeFile: process.IsSoleServer);
+        }
+
         return Task.CompletedTask;
     }
 
@@ -231,66 +161,133 @@ internal sealed partial class HandoffCoordinator : IHostedLifecycleService, IDis
     {
         // Only the one server of the listeners removes Unix socket files; after a handoff, or while a successor
         // may be serving them, the files stay and the kernel drops this process's references at exit.
-        _registry.CloseAll(removeUnixFiles: IsSoleServer);
+        _registry.CloseAll(removeUnixFiles: _process?.IsSoleServer ?? false);
         return Task.CompletedTask;
     }
 
     public void Dispose()
     {
-        _hangup?.Dispose();
-        _upgradeSignal?.Dispose();
+        _upgrades?.Dispose();
+        _successor?.Dispose();
         _termination?.Dispose();
         _skipShutdownDelay.Dispose();
-        _server?.Dispose();
-        _shutdown.Dispose();
-        _stopping.Dispose();
-        _releasePredecessor.Dispose();
+        _process?.Dispose();
     }
 
-    private Role CurrentRole => (Role)Volatile.Read(ref _role);
-
-    private void TakeoverEvent(string phase) => _takeover?.AddEvent(new System.Diagnostics.ActivityEvent(phase));
-
-    /// <summary>Ends the successor's trace: <paramref name="failure"/> null for a commit (or a first start).</summary>
-    private void EndTakeover(string? failure)
+    /// <summary>The host begins to stop: a successor that has not been committed yet tells its predecessor at once.</summary>
+    private void OnHostStopping()
     {
-        var takeover = Interlocked.Exchange(ref _takeover, null);
-        if (takeover is null)
+        _process?.BeginHostStop();
+        _successor?.OnHostStopping();
+    }
+
+    private async Task OnApplicationStartedAsync()
+    {
+        var process = _process!;
+        try
         {
+            await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, process.ShutdownToken);
+            if (_successor is { } successor)
+            {
+                await successor.TakeOverAsync();
+                return;
+            }
+
+            // First start: Kestrel has bound every endpoint, so this process is the server; only now may it take the
+            // files over (a second copy that fails to bind must not have touched them).
+            _registry.CloseUnusedInherited();
+            _metrics.Generation = 1;
+            process.FirstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            await process.BecomeOwnerAsync(RoleTrigger.StartedAlone, HandoffAcquireReason.FirstStart, process.Participants.All, "Serving");
+        }
+        catch (Exception ex) when (process.ShutdownToken.IsCancellationRequested)
+        {
+            _logger.TakeoverFailed("the host is stopping", ex);
+        }
+    }
+
+    /// <summary>One connection to the handoff socket: a successor's handoff, or a control request of the tool.</summary>
+    private async Task HandleConnectionAsync(Socket socket)
+    {
+        var process = _process!;
+        HandoffChannel channel;
+        try
+        {
+            channel = new HandoffChannel(socket, _time);
+        }
+        catch (Exception ex) when (ex is SocketException or InvalidOperationException)
+        {
+            socket.Dispose();
+            _logger.HandoffProtocolError(0, ex.Message);
             return;
         }
 
-        if (failure is not null)
+        using (channel)
         {
-            takeover.SetStatus(System.Diagnostics.ActivityStatusCode.Error, failure);
-        }
+            int pid = channel.PeerProcessId;
+            uint me = Libc.geteuid();
+            if (channel.PeerUserId != me)
+            {
+                _logger.HandoffRefused(pid, channel.PeerUserId, $"it runs as uid {channel.PeerUserId}, not as this process's uid {me}");
+                return;
+            }
 
-        takeover.Stop();
+            HandoffMessage greeting;
+            try
+            {
+                greeting = await channel.ReadAsync(SuccessorSide.ReadTimeout, process.ShutdownToken);
+            }
+            catch (HandoffChannelException ex)
+            {
+                _logger.HandoffProtocolError(pid, ex.Error == HandoffChannelError.Closed && ex.InnerException is null ? "closed without a greeting" : ex.Message);
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                return; // this process is stopping; the peer sees the connection close
+            }
+
+            switch (greeting)
+            {
+                case StatusRequestMessage:
+                    channel.TrySend(Status(process));
+                    break;
+                case UpgradeRequestMessage:
+                    await _upgrades!.AnswerRequestAsync(channel, pid);
+                    break;
+                case HelloMessage hello:
+                    try
+                    {
+                        await new PredecessorSession(process, _upgrades!, _successor, channel, hello).RunAsync();
+                    }
+                    catch (OperationCanceledException) when (process.ShutdownToken.IsCancellationRequested)
+                    {
+                        // This process is stopping; the peer sees the connection close.
+                    }
+
+                    break;
+                default:
+                    _logger.HandoffProtocolError(pid, $"sent {greeting.Type} instead of a greeting");
+                    break;
+            }
+        }
     }
 
-    private bool IsSoleServer => CurrentRole is (Role.Owner or Role.ShuttingDown) && !_listenersShared;
-
-    private void MoveTo(Role role) => Volatile.Write(ref _role, (int)role);
-
-    /// <summary>Moves from <paramref name="from"/> only: when two events race (a commit and a stop), one wins.</summary>
-    private bool TryMove(Role from, Role to) => Interlocked.CompareExchange(ref _role, (int)to, (int)from) == (int)from;
-
-    /// <summary>
-    /// The host begins to stop. A successor that has not been committed yet tells its predecessor now, not from the
-    /// process-exit hook after the whole host shutdown: the predecessor may already have closed its gate, and until
-    /// it hears, only this stopping process accepts.
-    /// </summary>
-    private void OnStopping()
+    /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
+    private StatusMessage Status(HandoffProcess process)
     {
-        _stopping.Cancel();
-        if (_predecessor is { } channel && TryMove(Role.Successor, Role.Stopping))
+        var role = process.Role.State;
+        var state = role switch
         {
-            ProcessExitHooks.PendingHandoff = null;
-            channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
-            _gate.Close(); // the predecessor serves again; what this process accepted, it still finishes
-            _logger.StoppingBeforeCommit(_predecessorPid);
-            _metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
-            EndTakeover("stopped before the commit");
-        }
+            ProcessRole.HandedOver => ServingState.Draining,
+            ProcessRole.ShuttingDown => ServingState.ShuttingDown,
+            ProcessRole.HandingOver => ServingState.HandingOver,
+            _ => ServingState.Serving,
+        };
+        var listeners = _registry.ActiveListeners().Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray();
+        return new StatusMessage(Environment.ProcessId, process.Options.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
+            process.ServingSinceUnixMilliseconds, state, listeners,
+            _successor is { IsWatchingPredecessor: true } successor ? successor.PredecessorPid : 0,
+            state == ServingState.HandingOver ? process.LatestSession?.SuccessorPid ?? 0 : 0);
     }
 }

@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Options;
-using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Lifecycle;
 
@@ -12,8 +11,8 @@ internal static class ProcessExitHooks
 {
     private static int s_installed;
 
-    /// <summary>The predecessor of a successor that has not been committed yet.</summary>
-    public static volatile HandoffChannel? PendingHandoff;
+    /// <summary>The successor side of this process while it has not been committed yet.</summary>
+    public static volatile SuccessorSide? PendingHandoff;
 
     public static void Install()
     {
@@ -69,7 +68,6 @@ internal static class ProcessExitHooks
 
     private static void TellPredecessor(string reason)
     {
-        var channel = Interlocked.Exchange(ref PendingHandoff, null);
-        channel?.TrySend(new FailedMessage(HandoffProtocol.FitText(reason)));
+        Interlocked.Exchange(ref PendingHandoff, null)?.OnFailed(reason);
     }
 }

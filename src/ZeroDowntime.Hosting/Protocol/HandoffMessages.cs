@@ -31,10 +31,11 @@ internal enum MessageType : byte
     Revoked = 9,
 
     /// <summary>
-    /// Successor to predecessor after the commit: it stops in order (it handed over in turn, or was shut down), so
-    /// the end of its heartbeats means no crash and the predecessor must not resume.
+    /// Successor to predecessor after the commit: the predecessor is released from standing by. The successor stops in
+    /// order (it handed over in turn, or was shut down), so the end of its heartbeats means no crash and the
+    /// predecessor must finish its drain and never resume. (Called "Stopping" on the wire docs of v1; same value.)
     /// </summary>
-    Stopping = 10,
+    Release = 10,
 
     /// <summary>Control client (the <c>zerodowntime</c> tool) to the running process, first frame, v2: who serves?</summary>
     StatusRequest = 11,
@@ -113,7 +114,7 @@ internal sealed record HeartbeatMessage() : HandoffMessage(MessageType.Heartbeat
 
 internal sealed record RevokedMessage(string Reason) : HandoffMessage(MessageType.Revoked);
 
-internal sealed record StoppingMessage() : HandoffMessage(MessageType.Stopping);
+internal sealed record ReleaseMessage() : HandoffMessage(MessageType.Release);
 
 internal sealed record StatusRequestMessage(ushort Version) : HandoffMessage(MessageType.StatusRequest);
 

@@ -80,7 +80,7 @@ internal static class HandoffProtocol
             MessageType.Failed => new FailedMessage(reader.ReadString()),
             MessageType.Heartbeat => new HeartbeatMessage(),
             MessageType.Revoked => new RevokedMessage(reader.ReadString()),
-            MessageType.Stopping => new StoppingMessage(),
+            MessageType.Release => new ReleaseMessage(),
             MessageType.StatusRequest => new StatusRequestMessage(reader.ReadUInt16()),
             MessageType.Status => DecodeStatus(ref reader),
             MessageType.UpgradeRequest => new UpgradeRequestMessage(reader.ReadUInt16()),
@@ -179,7 +179,7 @@ internal static class HandoffProtocol
             case RevokedMessage revoked:
                 writer.WriteString(revoked.Reason);
                 break;
-            case ReadyMessage or CommittedMessage or HeartbeatMessage or StoppingMessage:
+            case ReadyMessage or CommittedMessage or HeartbeatMessage or ReleaseMessage:
                 break;
             case StatusRequestMessage statusRequest:
                 writer.WriteUInt16(statusRequest.Version);

@@ -87,7 +87,7 @@ internal sealed class FakePredecessor : IAsyncDisposable
                         await _answer(number, channel);
                     }
                 }
-                catch (Exception ex) when (ex is SocketException or IOException or TimeoutException or OperationCanceledException or HandoffProtocolException)
+                catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or HandoffChannelException)
                 {
                 }
             });

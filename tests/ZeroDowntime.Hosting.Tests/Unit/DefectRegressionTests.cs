@@ -98,7 +98,8 @@ public sealed partial class DefectRegressionTests : IDisposable
         Assert.IsType<HeartbeatMessage>(await read);
         if (peerGoneAfterFrame)
         {
-            Assert.Null(await channel.ReadAsync(TimeSpan.FromSeconds(5), CancellationToken.None));
+            var closed = await Assert.ThrowsAsync<HandoffChannelException>(() => channel.ReadAsync(TimeSpan.FromSeconds(5), CancellationToken.None));
+            Assert.Equal(HandoffChannelError.Closed, closed.Error);
         }
 
         peer.Dispose();
@@ -111,7 +112,8 @@ public sealed partial class DefectRegressionTests : IDisposable
         var (mine, peer) = await ConnectedPairAsync();
         using var channel = new HandoffChannel(mine);
         using var _ = peer;
-        await Assert.ThrowsAsync<TimeoutException>(() => channel.ReadAsync(TimeSpan.FromMilliseconds(20), CancellationToken.None));
+        var timedOut = await Assert.ThrowsAsync<HandoffChannelException>(() => channel.ReadAsync(TimeSpan.FromMilliseconds(20), CancellationToken.None));
+        Assert.Equal(HandoffChannelError.TimedOut, timedOut.Error);
     }
 
     // Item 7: app code on Draining must never stop the drain.
@@ -240,8 +242,8 @@ public sealed partial class DefectRegressionTests : IDisposable
         Assert.Equal(number, dup2((int)unrelated.SafeHandle.DangerousGetHandle(), number));
         try
         {
-            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.Send(stale, [1, 2, 3], []));
-            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.TryReceive(stale, new byte[4], []));
+            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.Send(stale, [1, 2, 3], [], TimeSpan.FromSeconds(5), TimeProvider.System));
+            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.Receive(stale, new byte[4], []));
             Assert.Equal(0, unrelatedPeer.Available);
         }
         finally

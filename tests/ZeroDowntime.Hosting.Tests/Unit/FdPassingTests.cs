@@ -33,15 +33,15 @@ public sealed class FdPassingTests : IDisposable
             }
 
             var inodes = probes.Select(p => File.ResolveLinkTarget($"/proc/self/fd/{p.Fd}", returnFinalTarget: false)!.Name).ToArray();
-            FdPassing.Send(server, [1, 2, 3], probes.Select(p => p.Fd).ToArray());
+            FdPassing.Send(server, [1, 2, 3], probes.Select(p => p.Fd).ToArray(), TimeSpan.FromSeconds(5), TimeProvider.System);
             probes.ForEach(p => p.CloseLocalCopy());
 
             var received = new List<int>();
             var buffer = new byte[16];
             await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
-            int read = FdPassing.TryReceive(client, buffer, received);
+            var read = FdPassing.Receive(client, buffer, received);
 
-            Assert.Equal(3, read);
+            Assert.Equal(new ReceiveResult(ReceiveStatus.Data, 3), read);
             Assert.Equal(new byte[] { 1, 2, 3 }, buffer[..3]);
             Assert.Equal(count, received.Count);
             for (int i = 0; i < count; i++)
@@ -71,7 +71,7 @@ public sealed class FdPassingTests : IDisposable
         using var _ = client;
         using var __ = server;
         byte[] data = Enumerable.Range(0, 200_000).Select(i => (byte)i).ToArray();
-        var send = Task.Run(() => FdPassing.Send(server, data, []));
+        var send = Task.Run(() => FdPassing.Send(server, data, [], TimeSpan.FromSeconds(5), TimeProvider.System));
 
         var received = new MemoryStream();
         var fds = new List<int>();
@@ -79,11 +79,11 @@ public sealed class FdPassingTests : IDisposable
         while (received.Length < data.Length)
         {
             await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
-            int read = FdPassing.TryReceive(client, buffer, fds);
-            Assert.NotEqual(0, read);
-            if (read > 0)
+            var read = FdPassing.Receive(client, buffer, fds);
+            Assert.NotEqual(ReceiveStatus.EndOfStream, read.Status);
+            if (read.Status == ReceiveStatus.Data)
             {
-                received.Write(buffer, 0, read);
+                received.Write(buffer, 0, read.Length);
             }
         }
 
@@ -93,22 +93,22 @@ public sealed class FdPassingTests : IDisposable
     }
 
     [Fact]
-    public async Task TryReceive_PeerClosed_ReturnsZero()
+    public async Task Receive_PeerClosed_ReturnsEndOfStream()
     {
         var (client, server) = await ConnectedPairAsync();
         using var _ = client;
         server.Dispose();
         await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
-        Assert.Equal(0, FdPassing.TryReceive(client, new byte[4], []));
+        Assert.Equal(ReceiveStatus.EndOfStream, FdPassing.Receive(client, new byte[4], []).Status);
     }
 
     [Fact]
-    public async Task TryReceive_NothingSent_ReturnsMinusOneWithoutBlocking()
+    public async Task Receive_NothingSent_ReturnsWouldBlockWithoutBlocking()
     {
         var (client, server) = await ConnectedPairAsync();
         using var _ = client;
         using var __ = server;
-        Assert.Equal(-1, FdPassing.TryReceive(client, new byte[4], []));
+        Assert.Equal(ReceiveStatus.WouldBlock, FdPassing.Receive(client, new byte[4], []).Status);
     }
 
     private async Task<(Socket Client, Socket Server)> ConnectedPairAsync()

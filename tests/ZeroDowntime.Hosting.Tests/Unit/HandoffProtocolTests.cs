@@ -17,7 +17,7 @@ public sealed class HandoffProtocolTests
         new FailedMessage("InvalidOperationException: boom"),
         new HeartbeatMessage(),
         new RevokedMessage("no heartbeat for 5 s"),
-        new StoppingMessage(),
+        new ReleaseMessage(),
     ];
 
     public static TheoryData<int> Messages => new(Enumerable.Range(0, All.Length));

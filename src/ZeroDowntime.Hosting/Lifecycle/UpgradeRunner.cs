@@ -8,27 +8,30 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>
 /// The running process starts its own successor (on <c>ZeroDowntime:Upgrade:Signal</c> or <c>zerodowntime upgrade</c>),
-/// one at a time, and learns how the handoff with it ends; and answers <c>zerodowntime status</c>.
+/// one at a time, and learns from the handoff session how it ends.
 /// </summary>
-internal sealed partial class HandoffCoordinator
+internal sealed class UpgradeRunner : IDisposable
 {
-    private readonly Lock _upgradeLock = new();
-    private SuccessorLauncher? _launcher;
-    private UpgradeRun? _upgrade;
-    private PosixSignalRegistration? _upgradeSignal;
-
-    /// <summary>When this process began to serve (first start, commit, or serving again), Unix ms.</summary>
-    private long _servingSinceUnixMilliseconds;
-
-    /// <summary>The successor of the handoff in progress (0 when none).</summary>
-    private int _successorPid;
-
     private const int SIGUSR2 = 12;
 
-    private void InstallUpgradeTrigger()
+    private readonly HandoffProcess _process;
+    private readonly ILogger _logger;
+    private readonly SuccessorLauncher _launcher;
+    private readonly Lock _lock = new();
+    private UpgradeRun? _upgrade;
+    private PosixSignalRegistration? _hangup;
+    private PosixSignalRegistration? _upgradeSignal;
+
+    public UpgradeRunner(HandoffProcess process)
     {
-        _launcher = new SuccessorLauncher(_options.Upgrade, _systemd.SocketPath);
-        var signal = _options.Upgrade.Signal switch
+        _process = process;
+        _logger = process.Logger;
+        _launcher = new SuccessorLauncher(process.Options.Upgrade, process.NotifySocket.SocketPath);
+    }
+
+    public void InstallSignals()
+    {
+        var signal = _process.Options.Upgrade.Signal switch
         {
             ZeroDowntimeUpgradeSignal.SigHup => PosixSignal.SIGHUP,
             ZeroDowntimeUpgradeSignal.SigUsr2 => (PosixSignal)SIGUSR2,
@@ -42,7 +45,7 @@ internal sealed partial class HandoffCoordinator
             context.Cancel = true;
             if (signal == PosixSignal.SIGHUP)
             {
-                OnUpgradeSignal("SIGHUP");
+                OnSignal("SIGHUP");
             }
             else
             {
@@ -55,19 +58,69 @@ internal sealed partial class HandoffCoordinator
             _upgradeSignal = PosixSignalRegistration.Create((PosixSignal)SIGUSR2, context =>
             {
                 context.Cancel = true;
-                OnUpgradeSignal("SIGUSR2");
+                OnSignal("SIGUSR2");
             });
         }
     }
 
-    private void OnUpgradeSignal(string signal)
+    public void Dispose()
     {
-        // sd_notify(3), Type=notify-reload: say that a reload runs, with the monotonic time, and READY=1 when it ended.
-        _systemd.Reloading();
-        var run = StartUpgrade(signal, out _);
+        _hangup?.Dispose();
+        _upgradeSignal?.Dispose();
+    }
+
+    /// <summary><c>zerodowntime upgrade</c>: start the successor, say its pid, and answer how the upgrade ended.</summary>
+    public async Task AnswerRequestAsync(HandoffChannel channel, int clientPid)
+    {
+        var run = Start($"zerodowntime upgrade (pid {clientPid})", out string refusal);
         if (run is null)
         {
-            _systemd.Ready("Upgrade refused; serving");
+            channel.TrySend(new UpgradeResultMessage(UpgradeOutcome.Refused, 0, -1, HandoffProtocol.FitText(refusal), -1, -1));
+            return;
+        }
+
+        channel.TrySend(new UpgradeStartedMessage(run.Pid));
+        channel.TrySend(await run.Result.Task);
+    }
+
+    /// <summary>Milestones of the upgrade's successor, from when it was started.</summary>
+    public void Milestone(int pid, bool committed)
+    {
+        if (Of(pid) is not { } run)
+        {
+            return;
+        }
+
+        long elapsed = (long)_process.Time.GetElapsedTime(run.StartedAt).TotalMilliseconds;
+        if (committed)
+        {
+            run.CommittedMilliseconds = elapsed;
+        }
+        else
+        {
+            run.ReadyMilliseconds = elapsed;
+        }
+    }
+
+    /// <summary>Ends the upgrade whose successor is <paramref name="pid"/>, if one runs, without waiting for it.</summary>
+    public void FinishInBackground(int pid, UpgradeOutcome outcome, string reason)
+    {
+        if (Of(pid) is { } run)
+        {
+            _ = BackgroundWork.Start("end of a refused upgrade", () => FinishAsync(run, outcome, reason), _logger);
+        }
+    }
+
+    public Task FinishAsync(int pid, UpgradeOutcome outcome, string reason) => FinishAsync(Of(pid), outcome, reason);
+
+    private void OnSignal(string signal)
+    {
+        // sd_notify(3), Type=notify-reload: say that a reload runs, with the monotonic time, and READY=1 when it ended.
+        _process.NotifySocket.Reloading();
+        var run = Start(signal, out _);
+        if (run is null)
+        {
+            _process.NotifySocket.Ready("Upgrade refused; serving");
             return;
         }
 
@@ -75,13 +128,15 @@ internal sealed partial class HandoffCoordinator
     }
 
     /// <summary>Starts the successor unless an upgrade or handoff runs, or this process no longer serves alone.</summary>
-    private UpgradeRun? StartUpgrade(string trigger, out string refusal)
+    private UpgradeRun? Start(string trigger, out string refusal)
     {
-        lock (_upgradeLock)
+        lock (_lock)
         {
+            var role = _process.Role.State;
             refusal = _upgrade is { } running ? $"an upgrade ({running.Trigger}, successor pid {running.Pid}) is still running"
-                : CurrentRole != Role.Owner ? $"pid {Environment.ProcessId} is {(CurrentRole == Role.ShuttingDown ? "shutting down" : "not the sole server (it has handed over, or is still taking over)")}"
-                : Volatile.Read(ref _handoffInProgress) != 0 ? $"a handoff to pid {_successorPid} is in progress"
+                : role == ProcessRole.HandingOver ? $"a handoff to pid {_process.LatestSession?.SuccessorPid} is in progress"
+                : role == ProcessRole.ShuttingDown ? $"pid {Environment.ProcessId} is shutting down"
+                : role != ProcessRole.Owner ? $"pid {Environment.ProcessId} is not the sole server (it has handed over, or is still taking over)"
                 : "";
             if (refusal.Length > 0)
             {
@@ -93,7 +148,7 @@ internal sealed partial class HandoffCoordinator
             string commandLine;
             try
             {
-                (process, commandLine) = _launcher!.Start();
+                (process, commandLine) = _launcher.Start();
             }
             catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or IOException)
             {
@@ -102,33 +157,33 @@ internal sealed partial class HandoffCoordinator
                 return null;
             }
 
-            var run = new UpgradeRun(process, trigger, _time.GetTimestamp());
+            var run = new UpgradeRun(process, trigger, _process.Time.GetTimestamp());
             _upgrade = run;
             _logger.UpgradeStarted(trigger, run.Pid, commandLine, _launcher.WorkingDirectory);
-            _ = BackgroundWork.Start("exit watch of the upgrade's successor", () => WatchUpgradeExitAsync(run), _logger);
+            _ = BackgroundWork.Start("exit watch of the upgrade's successor", () => WatchExitAsync(run), _logger);
             return run;
         }
     }
 
     /// <summary>A successor that exits before its handoff ended (it failed to start, or never connected) ends the upgrade.</summary>
-    private async Task WatchUpgradeExitAsync(UpgradeRun run)
+    private async Task WatchExitAsync(UpgradeRun run)
     {
         await run.Process.WaitForExitAsync(CancellationToken.None);
         run.ExitCode = run.Process.ExitCode;
 
         // A successor that got as far as its handoff said why it failed there (its Failed frame is read by the
         // handoff, which may come a moment after the exit is seen): that reason, not the bare exit, is the answer.
-        if (Volatile.Read(ref _successorPid) == run.Pid)
+        if (_process.LatestSession?.SuccessorPid == run.Pid)
         {
-            await Task.WhenAny(run.Result.Task, Task.Delay(ReadTimeout, _time, CancellationToken.None));
+            await Task.WhenAny(run.Result.Task, Task.Delay(SuccessorSide.ReadTimeout, _process.Time, CancellationToken.None));
         }
 
-        await FinishUpgradeAsync(run, UpgradeOutcome.Failed, $"it exited with code {run.ExitCode} before its handoff ended");
+        await FinishAsync(run, UpgradeOutcome.Failed, $"it exited with code {run.ExitCode} before its handoff ended");
     }
 
-    private UpgradeRun? UpgradeOf(int pid)
+    private UpgradeRun? Of(int pid)
     {
-        lock (_upgradeLock)
+        lock (_lock)
         {
             return _upgrade is { } run && run.Pid == pid ? run : null;
         }
@@ -138,7 +193,7 @@ internal sealed partial class HandoffCoordinator
     /// Ends the upgrade of <paramref name="run"/> once (the first outcome wins). A successor that did not commit is given
     /// a moment to exit, so that its exit code is part of the answer.
     /// </summary>
-    private async Task FinishUpgradeAsync(UpgradeRun? run, UpgradeOutcome outcome, string reason)
+    private async Task FinishAsync(UpgradeRun? run, UpgradeOutcome outcome, string reason)
     {
         if (run is null || run.Result.Task.IsCompleted)
         {
@@ -154,7 +209,7 @@ internal sealed partial class HandoffCoordinator
 
         if (outcome != UpgradeOutcome.Committed && !run.Process.HasExited)
         {
-            using var wait = new CancellationTokenSource(ReadTimeout);
+            using var wait = new CancellationTokenSource(SuccessorSide.ReadTimeout, _process.Time);
             try
             {
                 await run.Process.WaitForExitAsync(wait.Token);
@@ -171,7 +226,7 @@ internal sealed partial class HandoffCoordinator
             return;
         }
 
-        lock (_upgradeLock)
+        lock (_lock)
         {
             if (_upgrade == run)
             {
@@ -188,61 +243,10 @@ internal sealed partial class HandoffCoordinator
             _logger.UpgradeFailed(run.Pid, run.Trigger, outcome.ToString(), exitCode, reason);
             if (run.FromSignal)
             {
-                _systemd.Ready($"Upgrade failed ({reason}); serving");
+                _process.NotifySocket.Ready($"Upgrade failed ({reason}); serving");
             }
         }
     }
-
-    /// <summary>Milestones of the upgrade's successor, from when it was started.</summary>
-    private void UpgradeMilestone(int pid, bool committed)
-    {
-        if (UpgradeOf(pid) is not { } run)
-        {
-            return;
-        }
-
-        long elapsed = (long)_time.GetElapsedTime(run.StartedAt).TotalMilliseconds;
-        if (committed)
-        {
-            run.CommittedMilliseconds = elapsed;
-        }
-        else
-        {
-            run.ReadyMilliseconds = elapsed;
-        }
-    }
-
-    /// <summary><c>zerodowntime upgrade</c>: start the successor, say its pid, and answer how the upgrade ended.</summary>
-    private async Task AnswerUpgradeRequestAsync(HandoffChannel channel, int clientPid)
-    {
-        var run = StartUpgrade($"zerodowntime upgrade (pid {clientPid})", out string refusal);
-        if (run is null)
-        {
-            channel.TrySend(new UpgradeResultMessage(UpgradeOutcome.Refused, 0, -1, HandoffProtocol.FitText(refusal), -1, -1));
-            return;
-        }
-
-        channel.TrySend(new UpgradeStartedMessage(run.Pid));
-        channel.TrySend(await run.Result.Task);
-    }
-
-    /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
-    private StatusMessage Status()
-    {
-        var state = CurrentRole switch
-        {
-            Role.HandedOver => ServingState.Draining,
-            Role.ShuttingDown => ServingState.ShuttingDown,
-            _ when Volatile.Read(ref _handoffInProgress) != 0 => ServingState.HandingOver,
-            _ => ServingState.Serving,
-        };
-        var listeners = _registry.ActiveListeners().Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray();
-        return new StatusMessage(Environment.ProcessId, _options.ApplicationId!, _metrics.Generation, _firstStartUnixMilliseconds,
-            Interlocked.Read(ref _servingSinceUnixMilliseconds), state, listeners,
-            _predecessorWatch.IsCompleted ? 0 : _predecessorPid, state == ServingState.HandingOver ? _successorPid : 0);
-    }
-
-    private void ServingFromNow() => Interlocked.Exchange(ref _servingSinceUnixMilliseconds, _time.GetUtcNow().ToUnixTimeMilliseconds());
 
     /// <summary>One upgrade: the successor this process started, and how it ends.</summary>
     private sealed class UpgradeRun(Process process, string trigger, long startedAt)

@@ -1,0 +1,60 @@
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Logging;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// The drain of the connections this process accepted: wait for them to end after the goodbye, ask the idle ones to
+/// close after <see cref="ZeroDowntimeOptions.IdleConnectionGracePeriod"/>, abort what is left at
+/// <see cref="ZeroDowntimeOptions.DrainTimeout"/>. The same drain ends a handoff, an abandoned successor and a plain
+/// shutdown.
+/// </summary>
+internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger, ZeroDowntimeMetrics metrics, TimeProvider time)
+{
+    /// <summary>The connections still open.</summary>
+    public int Count => tracker.Count;
+
+    /// <summary>Returns true when the drain ended (all connections closed or the deadline passed), false when cancelled.</summary>
+    public async Task<bool> RunAsync(ZeroDowntimeOptions options, CancellationToken successorLost)
+    {
+        if (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        long start = time.GetTimestamp();
+        var grace = options.IdleConnectionGracePeriod;
+        var deadline = options.DrainTimeout;
+        logger.DrainStarted(tracker.Count, grace, deadline);
+        try
+        {
+            if (!await tracker.WaitUntilEmptyAsync(grace, time, successorLost))
+            {
+                logger.IdleConnectionsClosing(tracker.RequestCloseAll());
+                while (true)
+                {
+                    var remaining = deadline - time.GetElapsedTime(start);
+                    if (remaining <= TimeSpan.Zero
+                        || await tracker.WaitUntilEmptyAsync(remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), time, successorLost))
+                    {
+                        break;
+                    }
+
+                    // Connections accepted just before the gate closed may not have been known to Kestrel yet.
+                    tracker.RequestCloseAll();
+                }
+            }
+        }
+        catch (OperationCanceledException) when (successorLost.IsCancellationRequested)
+        {
+            return false;
+        }
+
+        int aborted = tracker.Count > 0 ? tracker.AbortAll() : 0;
+        var took = time.GetElapsedTime(start);
+        logger.DrainCompleted(took.TotalMilliseconds, aborted);
+        metrics.Drained(took, aborted);
+        return true;
+    }
+}

@@ -1,0 +1,188 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Logging;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>
+/// This process in the handoff: what its machines share (the listeners, the gate, the participants, the drain, the
+/// handoff socket) and the one machine of its <see cref="ProcessRole"/>. "Become the owner" is written here once, for
+/// its four occasions: a first start, a commit, a predecessor that vanished, and serving again after a handoff that
+/// did not complete.
+/// </summary>
+internal sealed class HandoffProcess : IDisposable
+{
+    private readonly IHostApplicationLifetime _applicationLifetime;
+    private readonly CancellationTokenSource _shutdown = new();
+    private readonly CancellationTokenSource _hostStopping = new();
+    private long _servingSinceUnixMilliseconds;
+    private Func<System.Net.Sockets.Socket, Task>? _handleConnection;
+
+    public HandoffProcess(
+        ZeroDowntimeOptions options,
+        ListenerRegistry registry,
+        AcceptGate gate,
+        ZeroDowntimeLifetime lifetime,
+        IHostApplicationLifetime applicationLifetime,
+        ParticipantRunner participants,
+        ConnectionDrain drain,
+        HandoffSocketServer server,
+        NotifySocketClient notifySocket,
+        ZeroDowntimeMetrics metrics,
+        ILogger logger,
+        TimeProvider time)
+    {
+        Options = options;
+        Registry = registry;
+        Gate = gate;
+        Lifetime = lifetime;
+        _applicationLifetime = applicationLifetime;
+        Participants = participants;
+        Drain = drain;
+        Server = server;
+        NotifySocket = notifySocket;
+        Metrics = metrics;
+        Logger = logger;
+        Time = time;
+        Role = new StateMachine<ProcessRole, RoleTrigger>(ProcessRoles.Table, (from, trigger, to) => logger.StateChanged(nameof(ProcessRole), from.ToString(), trigger.ToString(), to.ToString()));
+    }
+
+    public ZeroDowntimeOptions Options { get; }
+
+    public ListenerRegistry Registry { get; }
+
+    public AcceptGate Gate { get; }
+
+    public ZeroDowntimeLifetime Lifetime { get; }
+
+    public ParticipantRunner Participants { get; }
+
+    public ConnectionDrain Drain { get; }
+
+    public HandoffSocketServer Server { get; }
+
+    public NotifySocketClient NotifySocket { get; }
+
+    public ZeroDowntimeMetrics Metrics { get; }
+
+    public ILogger Logger { get; }
+
+    public TimeProvider Time { get; }
+
+    public StateMachine<ProcessRole, RoleTrigger> Role { get; }
+
+    /// <summary>The handoff session with the latest successor (null before the first).</summary>
+    public PredecessorSession? LatestSession { get; set; }
+
+    /// <summary>When the first process of this chain of handoffs started (Unix ms), carried by every welcome.</summary>
+    public long FirstStartUnixMilliseconds { get; set; }
+
+    /// <summary>When this process began to serve (first start, commit, or serving again), Unix ms.</summary>
+    public long ServingSinceUnixMilliseconds => Interlocked.Read(ref _servingSinceUnixMilliseconds);
+
+    /// <summary>Cancelled when the host stops (StopAsync): background conversations end.</summary>
+    public CancellationToken ShutdownToken => _shutdown.Token;
+
+    /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
+    public CancellationToken HostStoppingToken => _hostStopping.Token;
+
+    /// <summary>
+    /// True when no other live process may serve these listeners, so that a shutdown may remove the Unix socket files:
+    /// this process serves alone and no successor holds the listeners it was sent.
+    /// </summary>
+    public bool IsSoleServer => Role.State is ProcessRole.Owner or ProcessRole.ShuttingDown && LatestSession is not { SharesListeners: true };
+
+    /// <summary>Where the handoff socket's connections go (set once by the coordinator).</summary>
+    public void ServeConnectionsWith(Func<System.Net.Sockets.Socket, Task> handleConnection) => _handleConnection = handleConnection;
+
+    public void BeginHostStop() => _hostStopping.Cancel();
+
+    public void EndHost() => _shutdown.Cancel();
+
+    /// <summary>Opens the gate: every listener accepts from now. The first opening is logged.</summary>
+    public void OpenGate()
+    {
+        bool first = !Gate.HasOpened;
+        Gate.Open();
+        if (first)
+        {
+            Logger.Accepting(Registry.ActiveListeners().Count);
+        }
+    }
+
+    /// <summary>
+    /// Becomes the one server of the listeners along <paramref name="trigger"/>; false (and nothing done) when the role
+    /// has no such arrow now (a racing event won). In this order: the gate opens first (nobody else accepts), then the
+    /// participants acquire (a successor's only after its predecessor released), then systemd hears the new main
+    /// process, and last the handoff socket is served, so that a next version finds a process that owns everything.
+    /// </summary>
+    /// <param name="trigger">The arrow of the role: StartedAlone, TookOver or Resumed.</param>
+    /// <param name="reason">What the participants are told.</param>
+    /// <param name="participants">Who acquires: all of them, or only those released for a handoff that did not complete.</param>
+    /// <param name="status">The STATUS= line for systemd.</param>
+    /// <param name="reServeSocket">Bind the handoff socket again: a successor that was lost may have renamed its own over the path.</param>
+    public async Task<bool> BecomeOwnerAsync(RoleTrigger trigger, HandoffAcquireReason reason, IReadOnlyList<IHandoffParticipant> participants,
+        string status, bool reServeSocket = false)
+    {
+        if (!Role.TryFire(trigger))
+        {
+            return false;
+        }
+
+        Interlocked.Exchange(ref _servingSinceUnixMilliseconds, Time.GetUtcNow().ToUnixTimeMilliseconds());
+        OpenGate();
+        await Participants.AcquireAsync(reason, participants, ShutdownToken);
+        if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
+        {
+            Registry.RemoveUnusedInheritedUnixFiles();
+        }
+
+        NotifySocket.MainProcess(status);
+        if (reServeSocket)
+        {
+            Server.Stop(removeFile: false);
+        }
+
+        if (!Server.IsServing)
+        {
+            StartHandoffServer();
+        }
+
+        return true;
+    }
+
+    /// <summary>The drain after the goodbye; false when <paramref name="successorLost"/> cut it short.</summary>
+    public Task<bool> DrainAsync(CancellationToken successorLost) => Drain.RunAsync(Options, successorLost);
+
+    /// <summary>Stops this process without ever owning anything more: the gate closes and the host stops with <paramref name="exitCode"/>.</summary>
+    public void StopWithExitCode(int exitCode)
+    {
+        Gate.Close();
+        Environment.ExitCode = exitCode;
+        _applicationLifetime.StopApplication();
+    }
+
+    /// <summary>The handoff completed and the drain is over: this process exits 0.</summary>
+    public void Exit() => _applicationLifetime.StopApplication();
+
+    public void Dispose()
+    {
+        Server.Dispose();
+        _shutdown.Dispose();
+        _hostStopping.Dispose();
+    }
+
+    private void StartHandoffServer()
+    {
+        try
+        {
+            Server.Start(_handleConnection ?? throw new InvalidOperationException("No handler for the handoff socket."));
+        }
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or UnauthorizedAccessException)
+        {
+            Logger.HandoffServerFailed(ex);
+        }
+    }
+}

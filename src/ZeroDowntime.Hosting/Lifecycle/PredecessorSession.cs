@@ -1,0 +1,431 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Lifecycle;
+
+/// <summary>The running process's side of one handoff, one per greeting successor: the third machine of docs/architecture.md.</summary>
+internal enum PredecessorSessionState
+{
+    /// <summary>A valid Hello arrived; the checks (version, application, role, slot) decide.</summary>
+    Greeting,
+
+    /// <summary>Refused with a reason; nothing was sent.</summary>
+    Refused,
+
+    /// <summary>The listeners were sent; waiting for Ready within HandoffTimeout.</summary>
+    Negotiating,
+
+    /// <summary>The successor failed, vanished, broke the protocol or was not ready in time: this process serves on.</summary>
+    Failed,
+
+    /// <summary>Ready: the gate is closed and the participants release, before the successor hears Committed.</summary>
+    Committing,
+
+    /// <summary>A plain shutdown began first: the successor is told Abandoned; this process hands over to nobody.</summary>
+    Cancelled,
+
+    /// <summary>A participant overran its release: nothing is committed, this process serves again.</summary>
+    Abandoned,
+
+    /// <summary>Committed: draining, watching the successor's heartbeats.</summary>
+    Draining,
+
+    /// <summary>The successor sent Release: finish the drain and never resume.</summary>
+    Released,
+
+    /// <summary>The successor was lost after the commit: Revoked sent, this process serves again.</summary>
+    Resumed,
+
+    /// <summary>The drain is over and the successor confirmed that it serves: this process exits 0.</summary>
+    Completed,
+}
+
+/// <summary>What moves <see cref="PredecessorSessionState"/>.</summary>
+internal enum PredecessorSessionTrigger
+{
+    Refused,
+    ListenersSent,
+    SuccessorFailed,
+    ReadyTimedOut,
+    Ready,
+    ShutdownWon,
+    ParticipantOverran,
+    CommittedSent,
+    SuccessorReleased,
+    SuccessorLost,
+    Drained,
+}
+
+/// <summary>
+/// One successor's handoff, seen from the running process: send it the listeners, commit when it is ready, drain,
+/// and serve again if it fails or is lost. One at a time holds the handoff slot (<see cref="ProcessRole.HandingOver"/>).
+/// </summary>
+internal sealed class PredecessorSession
+{
+    /// <summary>Silence after which a draining predecessor considers its successor lost and accepts again.</summary>
+    internal static readonly TimeSpan HeartbeatTimeout = TimeSpan.FromSeconds(5);
+
+    public static readonly TransitionTable<PredecessorSessionState, PredecessorSessionTrigger> Table = new(PredecessorSessionState.Greeting,
+        (PredecessorSessionState.Greeting, PredecessorSessionTrigger.Refused, PredecessorSessionState.Refused),
+        (PredecessorSessionState.Greeting, PredecessorSessionTrigger.ListenersSent, PredecessorSessionState.Negotiating),
+        (PredecessorSessionState.Greeting, PredecessorSessionTrigger.SuccessorFailed, PredecessorSessionState.Failed),
+        (PredecessorSessionState.Negotiating, PredecessorSessionTrigger.SuccessorFailed, PredecessorSessionState.Failed),
+        (PredecessorSessionState.Negotiating, PredecessorSessionTrigger.ReadyTimedOut, PredecessorSessionState.Failed),
+        (PredecessorSessionState.Negotiating, PredecessorSessionTrigger.Ready, PredecessorSessionState.Committing),
+        (PredecessorSessionState.Negotiating, PredecessorSessionTrigger.ShutdownWon, PredecessorSessionState.Cancelled),
+        (PredecessorSessionState.Committing, PredecessorSessionTrigger.ParticipantOverran, PredecessorSessionState.Abandoned),
+        (PredecessorSessionState.Committing, PredecessorSessionTrigger.CommittedSent, PredecessorSessionState.Draining),
+        (PredecessorSessionState.Committing, PredecessorSessionTrigger.SuccessorLost, PredecessorSessionState.Resumed),
+        (PredecessorSessionState.Draining, PredecessorSessionTrigger.SuccessorReleased, PredecessorSessionState.Released),
+        (PredecessorSessionState.Draining, PredecessorSessionTrigger.SuccessorLost, PredecessorSessionState.Resumed),
+        (PredecessorSessionState.Draining, PredecessorSessionTrigger.Drained, PredecessorSessionState.Completed),
+        (PredecessorSessionState.Released, PredecessorSessionTrigger.Drained, PredecessorSessionState.Completed));
+
+    private readonly HandoffProcess _process;
+    private readonly UpgradeRunner _upgrades;
+    private readonly SuccessorSide? _ownPredecessor;
+    private readonly HandoffChannel _channel;
+    private readonly HelloMessage _hello;
+    private readonly ILogger _logger;
+    private readonly int _pid;
+
+    public PredecessorSession(HandoffProcess process, UpgradeRunner upgrades, SuccessorSide? ownPredecessor, HandoffChannel channel, HelloMessage hello)
+    {
+        _process = process;
+        _upgrades = upgrades;
+        _ownPredecessor = ownPredecessor;
+        _channel = channel;
+        _hello = hello;
+        _logger = process.Logger;
+        _pid = channel.PeerProcessId;
+        Machine = new StateMachine<PredecessorSessionState, PredecessorSessionTrigger>(Table, (from, trigger, to) => _logger.StateChanged(nameof(PredecessorSession), from.ToString(), trigger.ToString(), to.ToString()));
+    }
+
+    public StateMachine<PredecessorSessionState, PredecessorSessionTrigger> Machine { get; }
+
+    public int SuccessorPid => _pid;
+
+    /// <summary>True while a live successor may hold (and serve) the listeners this session sent it.</summary>
+    public bool SharesListeners => Machine.State is PredecessorSessionState.Negotiating or PredecessorSessionState.Committing
+        or PredecessorSessionState.Draining or PredecessorSessionState.Released or PredecessorSessionState.Cancelled;
+
+    public async Task RunAsync()
+    {
+        if (!TakeSlot())
+        {
+            return;
+        }
+
+        using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", ActivityKind.Server);
+        activity?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Predecessor);
+        activity?.SetTag("zerodowntime.successor.pid", _pid);
+        activity?.SetTag("zerodowntime.protocol.version", (int)_hello.Version);
+        try
+        {
+            long greeted = _process.Time.GetTimestamp();
+            int count = _process.Registry.SendActiveListeners(listeners => _channel.Send(
+                new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray(),
+                    _process.Metrics.Generation, _process.FirstStartUnixMilliseconds),
+                listeners.Select(l => l.Fd).ToArray()));
+            Machine.TryFire(PredecessorSessionTrigger.ListenersSent);
+            _logger.HandoffRequested(_pid, count);
+            activity?.AddEvent(new ActivityEvent("listeners sent", tags: new() { ["count"] = count }));
+
+            if (!await WaitForReadyAsync(greeted))
+            {
+                activity?.SetStatus(ActivityStatusCode.Error, "successor not ready");
+                return;
+            }
+
+            _logger.SuccessorReady(_pid, _process.Time.GetElapsedTime(greeted).TotalMilliseconds);
+            activity?.AddEvent(new ActivityEvent("ready"));
+            _upgrades.Milestone(_pid, committed: false);
+            await CommitAndDrainAsync(greeted, activity);
+        }
+        catch (HandoffChannelException ex)
+        {
+            // The welcome could not be sent: the successor is gone already.
+            _logger.HandoffProtocolError(_pid, ex.Message);
+            Machine.TryFire(PredecessorSessionTrigger.SuccessorFailed);
+        }
+        finally
+        {
+            // Still the server after a handoff that did not get to the commit: the slot is free again. After the
+            // commit (or a shutdown that began first) there is no such arrow and nothing changes.
+            _process.Role.TryFire(RoleTrigger.HandoffFailed);
+        }
+    }
+
+    /// <summary>Checks the greeting and takes the one handoff slot; refuses with the reason otherwise.</summary>
+    private bool TakeSlot()
+    {
+        // Speak the successor's version when this build still speaks it: an older build hands over to a newer one
+        // and back. A newer successor is told our newest version and greets again in it.
+        if (_hello.Version is < HandoffProtocol.MinimumVersion or > HandoffProtocol.Version)
+        {
+            return Refuse(RefusalReason.VersionMismatch,
+                $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.MinimumVersion} to v{HandoffProtocol.Version}, the successor speaks v{_hello.Version}");
+        }
+
+        if (!string.Equals(_hello.ApplicationId, _process.Options.ApplicationId, StringComparison.Ordinal))
+        {
+            return Refuse(RefusalReason.ApplicationMismatch,
+                $"this socket serves application '{_process.Options.ApplicationId}', the successor is '{_hello.ApplicationId}'");
+        }
+
+        if (_process.Role.TryFire(RoleTrigger.SuccessorGreeted))
+        {
+            _process.LatestSession = this;
+            return true;
+        }
+
+        return _process.Role.State switch
+        {
+            ProcessRole.HandingOver => Refuse(RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress"),
+            ProcessRole.ShuttingDown => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} is shutting down"),
+            _ => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining"),
+        };
+    }
+
+    private bool Refuse(RefusalReason reason, string detail)
+    {
+        Machine.TryFire(PredecessorSessionTrigger.Refused);
+        _logger.HandoffRefused(_pid, _channel.PeerUserId, detail);
+        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Refused);
+        _upgrades.FinishInBackground(_pid, UpgradeOutcome.Refused, detail);
+        _channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
+        return false;
+    }
+
+    /// <summary>True on Ready; false (the session Failed, the slot freed by the caller) on anything else.</summary>
+    private async Task<bool> WaitForReadyAsync(long greeted)
+    {
+        var options = _process.Options;
+        while (true)
+        {
+            var remaining = options.HandoffTimeout - _process.Time.GetElapsedTime(greeted);
+            HandoffMessage message;
+            try
+            {
+                message = await _channel.ReadAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _process.ShutdownToken);
+            }
+            catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.TimedOut)
+            {
+                _channel.TrySend(new AbandonedMessage($"not ready within the handoff timeout of {options.HandoffTimeout}"));
+                _logger.SuccessorTimedOut(_pid, options.HandoffTimeout);
+                return await FailAsync(PredecessorSessionTrigger.ReadyTimedOut, HandoffTags.Abandoned, UpgradeOutcome.Abandoned,
+                    $"not ready within the handoff timeout of {options.HandoffTimeout}");
+            }
+            catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.ProtocolViolation)
+            {
+                _channel.TrySend(new AbandonedMessage(HandoffProtocol.FitText($"protocol error: {ex.Message}")));
+                _logger.HandoffProtocolError(_pid, ex.Message);
+                return await FailAsync(PredecessorSessionTrigger.SuccessorFailed, HandoffTags.Failed, UpgradeOutcome.Failed, $"protocol error: {ex.Message}");
+            }
+            catch (HandoffChannelException)
+            {
+                const string Disconnected = "it disconnected before it was ready: it exited or crashed during start-up";
+                _logger.SuccessorFailed(_pid, Disconnected);
+                return await FailAsync(PredecessorSessionTrigger.SuccessorFailed, HandoffTags.Failed, UpgradeOutcome.Failed, Disconnected);
+            }
+
+            switch (message)
+            {
+                case ReadyMessage when _channel.HasPendingData:
+                    // Read late (this process was frozen), a Ready may have been withdrawn since: the successor gave up
+                    // waiting for the commit and said why. Then it is not ready for anything.
+                    continue;
+                case ReadyMessage:
+                    return true;
+                case FailedMessage failed:
+                    _logger.SuccessorFailed(_pid, failed.Reason);
+                    return await FailAsync(PredecessorSessionTrigger.SuccessorFailed, HandoffTags.Failed, UpgradeOutcome.Failed, failed.Reason);
+                default:
+                    _channel.TrySend(new AbandonedMessage($"unexpected {message.Type} before Ready"));
+                    _logger.HandoffProtocolError(_pid, $"sent {message.Type} before Ready");
+                    return await FailAsync(PredecessorSessionTrigger.SuccessorFailed, HandoffTags.Failed, UpgradeOutcome.Failed, $"it sent {message.Type} before Ready");
+            }
+        }
+    }
+
+    private async Task<bool> FailAsync(PredecessorSessionTrigger trigger, string tag, UpgradeOutcome outcome, string reason)
+    {
+        Machine.TryFire(trigger);
+        _process.Metrics.Handoff(HandoffTags.Predecessor, tag);
+        await _upgrades.FinishAsync(_pid, outcome, reason);
+        return false;
+    }
+
+    private async Task CommitAndDrainAsync(long greeted, Activity? activity)
+    {
+        long readyAt = _process.Time.GetTimestamp();
+
+        // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
+        // hears "committed" this process takes no new connection. The handoff socket stays open (answering
+        // "already handed over", which successors retry) until the successor renames its own over the path.
+        // A plain shutdown that began meanwhile wins: this process is stopping, so it hands over to nobody.
+        if (!_process.Role.TryFire(RoleTrigger.CommitStarted))
+        {
+            Machine.TryFire(PredecessorSessionTrigger.ShutdownWon);
+            _channel.TrySend(new AbandonedMessage("the running process is shutting down"));
+            _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, "the running process began to shut down");
+            return;
+        }
+
+        Machine.TryFire(PredecessorSessionTrigger.Ready);
+        _process.Gate.Close();
+        var released = new List<IHandoffParticipant>();
+        if (await _process.Participants.ReleaseAllAsync(released, _process.ShutdownToken) is { } overrun)
+        {
+            await AbandonAtCommitAsync(readyAt, released, overrun);
+            activity?.SetStatus(ActivityStatusCode.Error, "abandoned at the commit");
+            return;
+        }
+
+        // This process may itself still be the successor of a draining predecessor: release it before the successor
+        // hears Committed, so that from now on nothing can make that older generation serve again.
+        if (_ownPredecessor is not null)
+        {
+            await _ownPredecessor.ReleasePredecessorAsync();
+        }
+
+        // Goodbye on every response from now on, before the successor can log that it serves alone.
+        _process.Lifetime.BeginDrain();
+        using var lost = new CancellationTokenSource();
+        var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Task<string?> watch;
+        if (_channel.TrySend(new CommittedMessage()))
+        {
+            Machine.TryFire(PredecessorSessionTrigger.CommittedSent);
+            _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
+            _process.Metrics.HandoffDuration(HandoffTags.Predecessor, _process.Time.GetElapsedTime(greeted));
+            activity?.AddEvent(new ActivityEvent("committed"));
+            _upgrades.Milestone(_pid, committed: true);
+            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Committed, "committed");
+            watch = WatchSuccessorAsync(lost, confirmed);
+        }
+        else
+        {
+            watch = Task.FromResult<string?>("the connection broke at the commit");
+            await lost.CancelAsync();
+            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Failed, "the connection broke at the commit");
+        }
+
+        _process.NotifySocket.Status($"Handed over to pid {_pid}; draining");
+
+        // Exit only once the successor has confirmed that it serves (its first heartbeat follows Committed at once):
+        // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
+        if (await _process.DrainAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
+            && Machine.TryFire(PredecessorSessionTrigger.Drained))
+        {
+            activity?.AddEvent(new ActivityEvent("drained"));
+            _logger.Exiting(_pid);
+            _process.Exit();
+            return;
+        }
+
+        // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
+        // happened, and tell the successor (should it wake up) that it must stop.
+        string reason = await watch ?? "unknown";
+        Machine.TryFire(PredecessorSessionTrigger.SuccessorLost);
+        _logger.SuccessorLost(_pid, reason);
+        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Revoked);
+        activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
+        _channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
+        _process.Lifetime.Resume();
+        await _process.BecomeOwnerAsync(RoleTrigger.Resumed, HandoffAcquireReason.Reclaimed, _process.Participants.All,
+            $"Serving again; successor pid {_pid} was lost", reServeSocket: true);
+    }
+
+    /// <summary>
+    /// A participant overran its release at the commit. The successor must not acquire while the release still runs,
+    /// so this process does not commit: it waits for the release to end (within what is left of the handoff timeout,
+    /// so that the successor, which waits for the commit that long and 5 s more, does not give up first), acquires
+    /// again what it released, reopens its gate and tells the successor the handoff is abandoned.
+    /// </summary>
+    private async Task AbandonAtCommitAsync(long readyAt, List<IHandoffParticipant> released, Task overrun)
+    {
+        Machine.TryFire(PredecessorSessionTrigger.ParticipantOverran);
+        var remaining = _process.Options.HandoffTimeout - _process.Time.GetElapsedTime(readyAt);
+        try
+        {
+            await overrun.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _process.Time, _process.ShutdownToken);
+        }
+        catch (TimeoutException)
+        {
+            // Still running: serve again anyway; it will end by itself or with the host.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            _logger.ParticipantFailed("release", ex);
+        }
+
+        string reason = HandoffProtocol.FitText(overrun.IsCompleted
+            ? $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit"
+            : $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit and is still running");
+        await _process.BecomeOwnerAsync(RoleTrigger.Resumed, HandoffAcquireReason.Reclaimed, overrun.IsCompleted ? released : released[..^1],
+            $"Serving; the handoff to pid {_pid} was abandoned at the commit");
+        _channel.TrySend(new AbandonedMessage(reason));
+        _logger.HandoffAbandonedAtCommit(_pid, reason);
+        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
+        await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, reason);
+    }
+
+    /// <summary>
+    /// Reads heartbeats until the successor releases this process (null: keep draining) or is lost (the reason; the
+    /// drain is cancelled through <paramref name="lost"/>).
+    /// </summary>
+    private async Task<string?> WatchSuccessorAsync(CancellationTokenSource lost, TaskCompletionSource confirmed)
+    {
+        string reason;
+        try
+        {
+            while (true)
+            {
+                var message = await _channel.ReadAsync(HeartbeatTimeout, _process.ShutdownToken);
+                if (message is HeartbeatMessage)
+                {
+                    confirmed.TrySetResult();
+                    continue;
+                }
+
+                if (message is ReleaseMessage)
+                {
+                    Machine.TryFire(PredecessorSessionTrigger.SuccessorReleased);
+                    confirmed.TrySetResult();
+                    return null;
+                }
+
+                reason = message is FailedMessage failed ? $"it sent Failed: {failed.Reason}" : $"it sent {message.Type}";
+                break;
+            }
+        }
+        catch (HandoffChannelException ex)
+        {
+            reason = ex.Error switch
+            {
+                HandoffChannelError.TimedOut => $"no heartbeat for {HeartbeatTimeout.TotalSeconds:0} s",
+                HandoffChannelError.Closed when ex.InnerException is null => "it closed the handoff connection without stopping in order",
+                _ => ex.Message,
+            };
+        }
+        catch (OperationCanceledException)
+        {
+            return null;
+        }
+
+        await lost.CancelAsync();
+        return reason;
+    }
+
+    /// <summary>True once the successor has said it lives after the commit; false when it was lost first.</summary>
+    private static async Task<bool> SuccessorConfirmedAsync(Task confirmed, Task<string?> watch)
+    {
+        await Task.WhenAny(confirmed, watch);
+        return confirmed.IsCompleted || await watch is null;
+    }
+}
