@@ -1,0 +1,173 @@
+using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+
+/// <summary>
+/// The running process's machine, in process: the real coordinator serving a real handoff socket, the test as the
+/// successor, a fake clock for every deadline (a 30 s timeout takes no time).
+/// </summary>
+public sealed class PredecessorSessionTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task Negotiating_NoReadyWithinHandoffTimeout_SendsAbandonedAndServesOn()
+    {
+        await using var process = new InProcessCoordinator(handoffTimeout: TimeSpan.FromSeconds(30));
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+
+        await process.Time.WaitForTimerAsync(TimeSpan.FromSeconds(30), Bound);
+        process.Time.Advance(TimeSpan.FromSeconds(30));
+
+        var abandoned = Assert.IsType<AbandonedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        Assert.Contains("handoff timeout", abandoned.Reason, StringComparison.Ordinal);
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "SuccessorTimedOut", Bound);
+        await WaitForRoleAsync(process, ProcessRole.Owner);
+        Assert.True(process.Gate.IsOpen, "the running process never stopped accepting");
+    }
+
+    [Fact]
+    public async Task Negotiating_SuccessorSendsFailed_SlotIsFreeForTheNext()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using (var first = await process.GreetAsync())
+        {
+            first.Send(new FailedMessage("boom in start-up"));
+            var failed = await process.Logger.WaitForAsync(e => e.EventId.Name == "SuccessorFailed", Bound);
+            Assert.Contains("boom in start-up", failed.Message, StringComparison.Ordinal);
+        }
+
+        await WaitForRoleAsync(process, ProcessRole.Owner);
+        using var second = await process.GreetAsync();
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task Greeting_SecondSuccessorWhileOneNegotiates_IsRefusedBusy()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var first = await process.GreetAsync();
+
+        using var second = await process.ConnectAsync();
+        second.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, process.Options.ApplicationId!));
+        var refused = Assert.IsType<RefusedMessage>(await second.ReadAsync(Bound, CancellationToken.None));
+
+        Assert.Equal(RefusalReason.Busy, refused.Reason);
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task Greeting_OtherApplication_IsRefusedAndTakesNoSlot()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var other = await process.ConnectAsync();
+        other.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, "billing"));
+
+        var refused = Assert.IsType<RefusedMessage>(await other.ReadAsync(Bound, CancellationToken.None));
+        Assert.Equal(RefusalReason.ApplicationMismatch, refused.Reason);
+        Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task Draining_NoHeartbeatFor5Seconds_RevokesAndServesAgain()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        Assert.Equal(ProcessRole.HandedOver, process.Coordinator.Role);
+        Assert.False(process.Gate.IsOpen, "the gate closes before Committed");
+        Assert.True(process.Lifetime.HasHandedOver);
+
+        await process.Time.WaitForTimerAsync(PredecessorSession.HeartbeatTimeout, Bound);
+        process.Time.Advance(PredecessorSession.HeartbeatTimeout);
+
+        var revoked = Assert.IsType<RevokedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        Assert.Contains("no heartbeat", revoked.Reason, StringComparison.Ordinal);
+        await WaitForRoleAsync(process, ProcessRole.Owner);
+        Assert.True(process.Gate.IsOpen, "serving again");
+        Assert.False(process.Lifetime.HasHandedOver);
+        Assert.False(process.Application.StopRequested.Task.IsCompleted, "a process that serves again does not exit");
+    }
+
+    [Fact]
+    public async Task Draining_HeartbeatThenDrainOver_Exits()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        successor.Send(new HeartbeatMessage());
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "Exiting", Bound);
+        Assert.Equal(ProcessRole.HandedOver, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task Draining_SuccessorReleasesThenCloses_KeepsDrainingAndNeverResumes()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        successor.Send(new ReleaseMessage());
+        successor.Dispose();
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Empty(process.Logger.Named("SuccessorLost"));
+        Assert.Equal(ProcessRole.HandedOver, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task Committing_ShutdownBeganWhileNegotiating_ReadyIsAnsweredAbandoned()
+    {
+        await using var process = new InProcessCoordinator();
+        process.Options.DrainOnShutdown = true;
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+
+        var stopping = process.Coordinator.StoppingAsync(CancellationToken.None);
+        await WaitForRoleAsync(process, ProcessRole.ShuttingDown);
+        successor.Send(new ReadyMessage());
+
+        var abandoned = Assert.IsType<AbandonedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        Assert.Contains("shutting down", abandoned.Reason, StringComparison.Ordinal);
+        await stopping.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.ShuttingDown, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task StatusRequest_WhileNegotiating_SaysHandingOverWithTheSuccessorsPid()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+
+        using var tool = await process.ConnectAsync();
+        tool.Send(new StatusRequestMessage(HandoffProtocol.Version));
+        var status = Assert.IsType<StatusMessage>(await tool.ReadAsync(Bound, CancellationToken.None));
+
+        Assert.Equal(ServingState.HandingOver, status.State);
+        Assert.Equal(Environment.ProcessId, status.SuccessorPid);
+    }
+
+    internal static async Task WaitForRoleAsync(InProcessCoordinator process, ProcessRole role)
+    {
+        // The role changes on the coordinator's own thread right after the message the test just read; the log line
+        // of the transition is the signal.
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "StateChanged" && e.Message.StartsWith("ProcessRole:", StringComparison.Ordinal)
+            && e.Message.EndsWith("--> " + role, StringComparison.Ordinal) && process.Coordinator.Role == role, Bound)
+            .ContinueWith(_ => { }, TaskScheduler.Default);
+        Assert.Equal(role, process.Coordinator.Role);
+    }
+}

@@ -1,0 +1,167 @@
+using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+
+/// <summary>
+/// The new process's machine, in process: the real coordinator as the successor, the test as its predecessor on a real
+/// Unix socket, a fake clock for every deadline.
+/// </summary>
+public sealed class SuccessorSideComponentTests
+{
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+
+    [Fact]
+    public async Task Probing_NoSocketFile_StartsAloneAndServesTheHandoffSocket()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+
+        Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
+        Assert.True(process.Gate.IsOpen);
+        Assert.Single(process.Logger.Named("NoPredecessor"));
+        Assert.True(File.Exists(process.SocketPath));
+    }
+
+    [Fact]
+    public async Task AwaitingCommit_Committed_OwnsHeartbeatsAndServesTheSocket()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.Successor, process.Coordinator.Role);
+        Assert.False(process.Gate.IsOpen, "nothing is accepted before ApplicationStarted");
+
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        Assert.True(process.Gate.IsOpen, "the gate opens before Ready");
+        channel.Send(new CommittedMessage());
+
+        Assert.IsType<HeartbeatMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ServingHandoffSocket", Bound);
+        Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
+
+        // The next heartbeat comes on the fake clock's second, not the real one's.
+        await process.Time.WaitForTimerAsync(SuccessorSide.HeartbeatInterval, Bound);
+        process.Time.Advance(SuccessorSide.HeartbeatInterval);
+        Assert.IsType<HeartbeatMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task AwaitingCommit_NoAnswerWithinHandoffTimeoutPlus5s_SendsFailedAndExits77()
+    {
+        await using var process = new InProcessCoordinator(handoffTimeout: TimeSpan.FromSeconds(20));
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+
+        var wait = TimeSpan.FromSeconds(20) + SuccessorSide.ReadTimeout;
+        await process.Time.WaitForTimerAsync(wait, Bound);
+        process.Time.Advance(wait);
+
+        var failed = Assert.IsType<FailedMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        Assert.Contains("no answer to Ready", failed.Reason, StringComparison.Ordinal);
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+    }
+
+    [Fact]
+    public async Task AwaitingCommit_HostStopping_SendsFailedAtOnceAndClosesTheGate()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+
+        process.Application.BeginStopping();
+
+        var failed = Assert.IsType<FailedMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        Assert.Contains("stopping", failed.Reason, StringComparison.Ordinal);
+        Assert.False(process.Gate.IsOpen);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+
+        // A Committed that crosses the Failed on the wire is too late: this process never owns anything.
+        channel.Send(new CommittedMessage());
+        Assert.Empty(process.Logger.Named("Committed"));
+    }
+
+    [Fact]
+    public async Task AwaitingCommit_PredecessorVanishes_CarriesOnAlone()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        predecessor.Dispose();
+        channel.Dispose();
+
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "PredecessorVanished", Bound);
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ServingHandoffSocket", Bound);
+        Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
+        Assert.True(process.Gate.IsOpen);
+    }
+
+    [Fact]
+    public async Task TakingOver_AbandonedWaitingAtApplicationStarted_Exits77WithoutAccepting()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        channel.Send(new AbandonedMessage("too slow"));
+
+        process.Application.Start();
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.False(process.Gate.HasOpened, "an abandoned successor never accepts");
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
+    }
+
+    [Fact]
+    public async Task Owner_Revoked_Exits77()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        channel.Send(new CommittedMessage());
+        Assert.IsType<HeartbeatMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+
+        channel.Send(new RevokedMessage("taken for lost"));
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+        Assert.False(process.Gate.IsOpen);
+    }
+
+    [Fact]
+    public async Task Probing_RefusedBusy_FailsStartWithExit75()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        using var channel = await predecessor.AcceptAsync();
+        Assert.IsType<HelloMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        channel.Send(new RefusedMessage(RefusalReason.Busy, HandoffProtocol.Version, "another handoff"));
+
+        var ex = await Assert.ThrowsAsync<ZeroDowntimeStartupException>(() => starting.WaitAsync(Bound));
+        Assert.Equal(ZeroDowntimeExitCodes.RefusedByPredecessor, ex.ExitCode);
+    }
+}
