@@ -49,6 +49,7 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             {
                 services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();
                 services.AddHostedService<UnsupportedPlatformNotice>();
+                FirstStartParticipantRunner.Register(services);
                 return;
             }
 
@@ -56,8 +57,13 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             if (!IsEnabled(context.Configuration, configure))
             {
                 services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();
+                FirstStartParticipantRunner.Register(services);
                 return;
             }
+
+            // The coordinator tells the participants when this process owns their resources; a runner that another
+            // package registered (for apps without UseZeroDowntime) stands aside.
+            FirstStartParticipantRunner.CoordinatorCallsParticipants(services);
 
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton<ZeroDowntimeLifetime>();

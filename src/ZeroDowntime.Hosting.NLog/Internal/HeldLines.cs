@@ -21,9 +21,6 @@ internal sealed class HeldLines(int maxInMemory, string spillPath, Encoding enco
     /// <summary>Lines that went to the side file.</summary>
     public int Spilled { get; private set; }
 
-    /// <summary>The side file, created only when memory is full.</summary>
-    public string SpillPath => spillPath;
-
     /// <summary>Time since holding started.</summary>
     public TimeSpan Age => Stopwatch.GetElapsedTime(_started);
 

@@ -4,53 +4,56 @@ namespace ZeroDowntime.Hosting.NLog.Internal;
 
 /// <summary>
 /// Connects <see cref="LogFileHandoff"/> to the handoff's fixed points (<see cref="IHandoffParticipant"/>) and logs
-/// what happened to each file. Disposed with the host: a process that never owned its files then writes its held lines
-/// to archives of its own (a successor whose start-up failed).
+/// what happened to each file. The core calls <see cref="AcquireAsync"/> in every case, with or without handoffs.
+/// Disposed with the host: a process that never owned its files then writes its held lines to archives of its own (a
+/// successor whose start-up failed, which <see cref="IHandoffParticipant.AbandonAsync"/> is not told about).
 /// </summary>
-internal sealed class LogFileHandoffParticipant : IHandoffParticipant, IDisposable
+internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger logger) : IHandoffParticipant, IDisposable
 {
-    private readonly LogFileHandoff _handoff;
-    private readonly ILogger _logger;
-
-    public LogFileHandoffParticipant(LogFileHandoff handoff, ILoggerFactory loggerFactory)
+    /// <summary>
+    /// The participant, once the file targets are known: it is resolved when the host builds its hosted services,
+    /// before any of them starts, so the line that says which files are held is the first of this process.
+    /// </summary>
+    public static LogFileHandoffParticipant Create(LogFileHandoff handoff, ILoggerFactory loggerFactory)
     {
-        _handoff = handoff;
-        _logger = loggerFactory.CreateLogger(LogFileHandoffLog.Category);
+        var logger = loggerFactory.CreateLogger(LogFileHandoffLog.Category);
 
         // A configuration activated before UseZeroDowntimeNLog ran (an early LogManager.Setup() in Program.cs).
-        _handoff.InstallActive();
-        int count = _handoff.FileCount;
+        handoff.InstallActive();
+        int count = handoff.FileCount;
         if (count == 0)
         {
-            _logger.NoLogFiles();
+            logger.NoLogFiles();
         }
         else
         {
-            _logger.LogFilesFound(count);
+            logger.LogFilesFound(count);
         }
+
+        return new LogFileHandoffParticipant(handoff, logger);
     }
 
     public Task AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken)
     {
-        if (_handoff.State == LogFileOwnership.Released)
+        if (handoff.State == LogFileOwnership.Released)
         {
-            _logger.LogFilesStayArchived();
+            logger.LogFilesStayArchived();
             return Task.CompletedTask;
         }
 
-        foreach (var outcome in _handoff.Acquire())
+        foreach (var outcome in handoff.Acquire())
         {
             if (outcome.OrphanArchivedTo is not null)
             {
-                _logger.OrphanLogFileArchived(outcome.Path, outcome.OrphanOwner ?? OwnerRecord.Unknown, outcome.OrphanArchivedTo);
+                logger.OrphanLogFileArchived(outcome.Path, outcome.OrphanOwner ?? OwnerRecord.Unknown, outcome.OrphanArchivedTo);
             }
 
             if (reason == HandoffAcquireReason.PredecessorVanished)
             {
-                _logger.LogFileTakenOver(outcome.Path);
+                logger.LogFileTakenOver(outcome.Path);
             }
 
-            _logger.LogFileAcquired(outcome.Path, reason.ToString(), outcome.HeldLines, outcome.SpilledLines, outcome.HeldFor.TotalMilliseconds);
+            logger.LogFileAcquired(outcome.Path, reason.ToString(), outcome.HeldLines, outcome.SpilledLines, outcome.HeldFor.TotalMilliseconds);
             LogError(outcome);
         }
 
@@ -59,9 +62,9 @@ internal sealed class LogFileHandoffParticipant : IHandoffParticipant, IDisposab
 
     public Task ReleaseAsync(CancellationToken cancellationToken)
     {
-        foreach (var outcome in _handoff.Release())
+        foreach (var outcome in handoff.Release())
         {
-            _logger.LogFileReleased(outcome.Path, outcome.WrittenTo!);
+            logger.LogFileReleased(outcome.Path, outcome.WrittenTo!);
             LogError(outcome);
         }
 
@@ -78,9 +81,9 @@ internal sealed class LogFileHandoffParticipant : IHandoffParticipant, IDisposab
 
     private void Abandon(string reason)
     {
-        foreach (var outcome in _handoff.Abandon())
+        foreach (var outcome in handoff.Abandon())
         {
-            _logger.LogFileAbandoned(outcome.Path, reason, outcome.HeldLines, outcome.WrittenTo!);
+            logger.LogFileAbandoned(outcome.Path, reason, outcome.HeldLines, outcome.WrittenTo!);
             LogError(outcome);
         }
     }
@@ -89,7 +92,7 @@ internal sealed class LogFileHandoffParticipant : IHandoffParticipant, IDisposab
     {
         if (outcome.Error is not null)
         {
-            _logger.LogFileHandoffFailed(outcome.Path, outcome.Error);
+            logger.LogFileHandoffFailed(outcome.Path, outcome.Error);
         }
     }
 }

@@ -102,7 +102,10 @@ public sealed class OptionsTests
         var services = Build(new() { ["ZeroDowntime:Enabled"] = "false", ["ZeroDowntime:SocketPath"] = "relative" });
         Assert.False(services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value.Enabled);
         Assert.DoesNotContain(services.GetServices<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(), f => f.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
-        Assert.DoesNotContain(services.GetServices<IHostedService>(), s => s.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
+
+        // No handoff runs: the library's one hosted service tells the participants at start that they own their resources.
+        var hosted = Assert.Single(services.GetServices<IHostedService>(), s => s.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
+        Assert.IsType<ZeroDowntime.Hosting.Lifecycle.FirstStartParticipantRunner>(hosted);
     }
 
     [Fact]

@@ -1,71 +1,7 @@
 using System.Text;
-using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
-using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Hosting;
-
-/// <summary>Binds <see cref="ZeroDowntimeOptions"/> from configuration, turning a malformed value into a clear error.</summary>
-internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : IConfigureOptions<ZeroDowntimeOptions>
-{
-    public void Configure(ZeroDowntimeOptions options) => Bind(configuration, options);
-
-    public static void Bind(IConfiguration configuration, ZeroDowntimeOptions options)
-    {
-        try
-        {
-            configuration.GetSection(ZeroDowntimeOptions.SectionName).Bind(options);
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.InvalidConfiguration,
-                $"Invalid ZeroDowntime configuration: {ex.Message} Durations are written [d.]hh:mm:ss[.fff], for example 00:01:00; Enabled is true or false.", ex);
-        }
-    }
-}
-
-/// <summary>Fills in the defaults that depend on the host: the application id and the per-user socket path.</summary>
-internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment) : IPostConfigureOptions<ZeroDowntimeOptions>
-{
-    public void PostConfigure(string? name, ZeroDowntimeOptions options)
-    {
-        if (string.IsNullOrEmpty(options.ApplicationId))
-        {
-            options.ApplicationId = environment.ApplicationName;
-        }
-
-        if (string.IsNullOrEmpty(options.SocketPath))
-        {
-            options.SocketPath = DefaultSocketPath(options.ApplicationId, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
-        }
-    }
-
-    internal static string DefaultSocketPath(string applicationId, string? runtimeDirectory)
-    {
-        var file = new StringBuilder(applicationId.Length);
-        foreach (char c in applicationId)
-        {
-            file.Append(char.IsAsciiLetterOrDigit(c) || c is '.' or '-' or '_' ? c : '_');
-        }
-
-        string directory = !string.IsNullOrEmpty(runtimeDirectory) && Path.IsPathRooted(runtimeDirectory)
-            ? Path.Combine(runtimeDirectory, "zerodowntime")
-            : Path.Combine(Path.GetTempPath(), $"zerodowntime-{(OperatingSystem.IsLinux() ? Libc.geteuid() : 0)}");
-
-        // A long ApplicationId must not make the default path unusable: keep a prefix of it and a hash of the whole,
-        // so that two long ids stay apart and the path (and its temporary twin) fits sun_path.
-        int room = ZeroDowntimeOptionsValidator.MaxSocketPathBytes - Encoding.UTF8.GetByteCount(directory) - 1 - ".sock".Length;
-        if (file.Length > room && room >= 16)
-        {
-            string hash = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(Encoding.UTF8.GetBytes(applicationId)))[..8];
-            file.Length = room - 9;
-            file.Append('-').Append(hash);
-        }
-
-        return Path.Combine(directory, file + ".sock");
-    }
-}
 
 /// <summary>Validates <see cref="ZeroDowntimeOptions"/> at start, reporting every problem with its key.</summary>
 internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDowntimeOptions>

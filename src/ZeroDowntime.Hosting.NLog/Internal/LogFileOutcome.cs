@@ -1,0 +1,14 @@
+namespace ZeroDowntime.Hosting.NLog.Internal;
+
+/// <summary>What happened to one log file at a change of ownership.</summary>
+internal sealed record LogFileOutcome(string Path, string? WrittenTo, int HeldLines, int SpilledLines, TimeSpan HeldFor)
+{
+    /// <summary>The archive a dead owner's file was moved to before this process took the name.</summary>
+    public string? OrphanArchivedTo { get; init; }
+
+    /// <summary>The pid recorded for that file, or "unknown".</summary>
+    public string? OrphanOwner { get; init; }
+
+    /// <summary>Why this file could not be handled, if it could not.</summary>
+    public string? Error { get; init; }
+}
