@@ -3,7 +3,6 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using ZeroDowntime.Hosting.Logging;
 
 namespace ZeroDowntime.Hosting.Lifecycle;
 
@@ -58,21 +57,11 @@ internal sealed class FirstStartParticipantRunner(
         await _run.WaitAsync(cancellationToken).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
-    private async Task AcquireAllAsync()
+    private Task AcquireAllAsync()
     {
-        foreach (var participant in participants)
-        {
-            // Off this thread and with a deadline, so that neither a synchronous nor a hung participant holds up the others.
-            var work = Task.Run(() => participant.AcquireAsync(HandoffAcquireReason.FirstStart, lifetime.ApplicationStopping));
-            try
-            {
-                await work.WaitAsync(HandoffCoordinator.ParticipantTimeout);
-            }
-            catch (Exception ex)
-            {
-                logger.ParticipantFailed("acquire", ex);
-            }
-        }
+        // The same bounded, logged calls as the coordinator's (off this thread, 5 s each).
+        var runner = new ParticipantRunner(participants, logger, TimeProvider.System);
+        return runner.AcquireAsync(HandoffAcquireReason.FirstStart, runner.All, lifetime.ApplicationStopping);
     }
 
     /// <summary>What the core's registration says about this process.</summary>

@@ -34,7 +34,8 @@ internal static class ProcessExitHooks
             {
                 case ZeroDowntimeStartupException startup:
                     return (startup.ExitCode, startup.Message);
-                case OptionsValidationException validation when validation.OptionsType == typeof(ZeroDowntimeOptions):
+                // The core's options and a sibling package's (ZeroDowntime.Hosting.NLog's LogFiles) are configuration errors alike.
+                case OptionsValidationException validation when validation.OptionsType.Namespace?.StartsWith("ZeroDowntime.Hosting", StringComparison.Ordinal) == true:
                     return (ZeroDowntimeExitCodes.InvalidConfiguration, validation.Message);
                 case AggregateException aggregate:
                     foreach (var inner in aggregate.InnerExceptions)
