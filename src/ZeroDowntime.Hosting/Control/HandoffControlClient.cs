@@ -1,4 +1,3 @@
-using System.Net.Sockets;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Protocol;
 
@@ -50,37 +49,18 @@ internal static class HandoffControlClient
 
     private static async Task<HandoffChannel> ConnectAsync(string socketPath, TimeSpan timeout, CancellationToken cancellationToken)
     {
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        HandoffChannel channel;
         try
         {
-            using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            deadline.CancelAfter(timeout < TimeSpan.FromSeconds(5) ? timeout : TimeSpan.FromSeconds(5));
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(socketPath), deadline.Token);
+            channel = await HandoffChannel.ConnectAsync(socketPath, timeout < TimeSpan.FromSeconds(5) ? timeout : TimeSpan.FromSeconds(5),
+                TimeProvider.System, cancellationToken);
         }
-        catch (SocketException ex) when (ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+        catch (HandoffChannelException ex)
         {
-            socket.Dispose();
-            throw new ControlException(ControlError.NoServer, ex.SocketErrorCode == SocketError.ConnectionRefused
-                ? $"Nobody serves {socketPath} (a stale socket file: the process that created it is gone)."
-                : $"Nobody serves {socketPath} (no such socket).");
-        }
-        catch (SocketException ex)
-        {
-            socket.Dispose();
-            throw new ControlException(ControlError.NoServer, $"Cannot connect to {socketPath}: {ex.Message}.");
-        }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-        {
-            socket.Dispose();
-            throw new ControlException(ControlError.TimedOut, $"The process serving {socketPath} did not accept the connection in time.");
-        }
-        catch (ArgumentOutOfRangeException)
-        {
-            socket.Dispose();
-            throw new ControlException(ControlError.NoServer, $"'{socketPath}' is too long for a Unix socket path.");
+            throw new ControlException(ex.Error == HandoffChannelError.TimedOut ? ControlError.TimedOut : ControlError.NoServer,
+                ex.Error == HandoffChannelError.TimedOut ? $"The process serving {socketPath} did not accept the connection in time." : ex.Message);
         }
 
-        var channel = new HandoffChannel(socket);
         uint me = Libc.geteuid();
         if (channel.PeerUserId != me)
         {
@@ -102,22 +82,21 @@ internal static class HandoffControlClient
 
     private static async Task<HandoffMessage> ReadAsync(HandoffChannel channel, TimeSpan timeout, string socketPath, CancellationToken cancellationToken)
     {
-        HandoffMessage? message;
         try
         {
-            message = await channel.ReadAsync(timeout, cancellationToken);
+            return await channel.ReadAsync(timeout, cancellationToken);
         }
-        catch (TimeoutException)
+        catch (HandoffChannelException ex)
         {
-            throw new ControlException(ControlError.TimedOut, $"No answer from the process serving {socketPath} within {timeout.TotalSeconds:0} s.");
+            throw ex.Error switch
+            {
+                HandoffChannelError.TimedOut => new ControlException(ControlError.TimedOut,
+                    $"No answer from the process serving {socketPath} within {timeout.TotalSeconds:0} s."),
+                HandoffChannelError.Closed when ex.InnerException is null => new ControlException(ControlError.Protocol,
+                    $"The process serving {socketPath} closed the connection without answering: it runs a build that does not know control requests (protocol v1), or it is exiting."),
+                _ => new ControlException(ControlError.Protocol, $"The process serving {socketPath} sent something unexpected: {ex.Message}"),
+            };
         }
-        catch (Exception ex) when (ex is HandoffProtocolException or InvalidDataException or SocketException or System.ComponentModel.Win32Exception)
-        {
-            throw new ControlException(ControlError.Protocol, $"The process serving {socketPath} sent something unexpected: {ex.Message}");
-        }
-
-        return message ?? throw new ControlException(ControlError.Protocol,
-            $"The process serving {socketPath} closed the connection without answering: it runs a build that does not know control requests (protocol v1), or it is exiting.");
     }
 
     private static ControlException Unexpected(HandoffMessage message, string socketPath) => message switch
