@@ -4,23 +4,21 @@ using System.Text;
 namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>
-/// A client of systemd's <c>NOTIFY_SOCKET</c> (named apart from Microsoft.Extensions.Hosting.Systemd's public
-/// <c>SystemdNotifier</c>, which it does not replace). Tells systemd which process is the service's main process, with <c>sd_notify</c> datagrams on
-/// <c>NOTIFY_SOCKET</c> (sd_notify(3)). A successor started by <c>ExecReload=</c> is not detected by
-/// Microsoft.Extensions.Hosting.Systemd (its parent is not systemd), so after the commit it says
-/// <c>MAINPID=&lt;its pid&gt;</c> and <c>READY=1</c> itself; the unit needs <c>Type=notify</c> and
-/// <c>NotifyAccess=all</c>. Without <c>NOTIFY_SOCKET</c> nothing is sent.
+/// A client of systemd's <c>NOTIFY_SOCKET</c> (sd_notify(3)); named apart from Microsoft.Extensions.Hosting.Systemd's
+/// public <c>SystemdNotifier</c>, which it does not replace. It tells systemd which process is the service's main
+/// process: a successor started by <c>ExecReload=</c> is not detected by Microsoft.Extensions.Hosting.Systemd (its
+/// parent is not systemd), so after the commit it says <c>MAINPID=&lt;its pid&gt;</c> and <c>READY=1</c> itself;
+/// the unit needs <c>Type=notify</c> and <c>NotifyAccess=all</c>. Without <c>NOTIFY_SOCKET</c> nothing is sent.
 /// </summary>
 internal sealed class NotifySocketClient
 {
     private readonly string? _socketPath;
 
     public NotifySocketClient()
-        : this(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"))
     {
+        string? socketPath = Environment.GetEnvironmentVariable("NOTIFY_SOCKET");
+        _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
     }
-
-    internal NotifySocketClient(string? socketPath) => _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
 
     /// <summary>The <c>NOTIFY_SOCKET</c> this process was given (read at start: a successor it starts gets it too).</summary>
     public string? SocketPath => _socketPath;
