@@ -28,12 +28,13 @@ internal static class HandoffControlClient
     /// </summary>
     public static async Task<UpgradeResultMessage> UpgradeAsync(string socketPath, TimeSpan timeout, Action<int>? started = null, CancellationToken cancellationToken = default)
     {
-        var deadline = DateTime.UtcNow + timeout;
+        var time = TimeProvider.System;
+        long start = time.GetTimestamp();
         using var channel = await ConnectAsync(socketPath, timeout, cancellationToken);
         Send(channel, new UpgradeRequestMessage(HandoffProtocol.Version), socketPath);
         while (true)
         {
-            var remaining = deadline - DateTime.UtcNow;
+            var remaining = timeout - time.GetElapsedTime(start);
             switch (await ReadAsync(channel, remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, socketPath, cancellationToken))
             {
                 case UpgradeStartedMessage upgrade:

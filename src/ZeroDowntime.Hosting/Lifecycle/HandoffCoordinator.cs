@@ -73,7 +73,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         SocketPathGuard.EnsureSafe(path);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
             new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
-            new HandoffSocketServer(path, _logger), new NotifySocketClient(), _metrics, _logger, _time);
+            new HandoffSocketServer(path, _logger, _time), new NotifySocketClient(), _metrics, _logger, _time);
         process.ServeConnectionsWith(HandleConnectionAsync);
         _upgrades = new UpgradeRunner(process);
         _upgrades.InstallSignals();

@@ -11,7 +11,7 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// either the old server or the new one, never no file. The process that is replaced never unlinks the path,
 /// because by then it names its successor's socket.
 /// </summary>
-internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : IDisposable
+internal sealed class HandoffSocketServer(string socketPath, ILogger logger, TimeProvider time) : IDisposable
 {
     /// <summary>
     /// The length of the temporary name in the socket's directory ('.' and 10 random hex digits): no longer than most
@@ -111,7 +111,7 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger) : I
             {
                 // EMFILE and friends: log, and do not spin while the condition lasts.
                 logger.HandoffServerFailed(ex);
-                await Task.Delay(TimeSpan.FromMilliseconds(100), CancellationToken.None);
+                await Task.Delay(TimeSpan.FromMilliseconds(100), time, CancellationToken.None);
                 continue;
             }
 

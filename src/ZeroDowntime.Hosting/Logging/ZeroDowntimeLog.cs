@@ -57,7 +57,7 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(18, LogLevel.Information, "Start-up timeline, ms after process start: {Phases}", EventName = "StartupTimeline")]
     public static partial void StartupTimelineSummary(this ILogger logger, string phases);
 
-    [LoggerMessage(19, LogLevel.Debug, "{Machine}: {From} --{Trigger}--> {To}", EventName = "StateChanged")]
+    [LoggerMessage(2, LogLevel.Debug, "{Machine}: {From} --{Trigger}--> {To}", EventName = "StateChanged")]
     public static partial void StateChanged(this ILogger logger, string machine, string from, string trigger, string to);
 
     [LoggerMessage(20, LogLevel.Information, "Ready {ElapsedMs:0} ms after process start: told predecessor pid {ProcessId}", EventName = "SentReady")]

@@ -28,7 +28,7 @@ public sealed partial class DefectRegressionTests : IDisposable
     {
         string path = PathOfLength(107, fileNamePrefix: "handoff-");
         var logger = new RecordingLogger<DefectRegressionTests>();
-        using var server = new HandoffSocketServer(path, logger);
+        using var server = new HandoffSocketServer(path, logger, TimeProvider.System);
 
         server.Start(static socket => { socket.Dispose(); return Task.CompletedTask; });
 
@@ -55,7 +55,7 @@ public sealed partial class DefectRegressionTests : IDisposable
     public async Task HandoffSocketServer_HandlerThrows_IsLoggedAtCritical()
     {
         var logger = new RecordingLogger<DefectRegressionTests>();
-        using var server = new HandoffSocketServer(Path.Combine(_scope.Directory, "guard.sock"), logger);
+        using var server = new HandoffSocketServer(Path.Combine(_scope.Directory, "guard.sock"), logger, TimeProvider.System);
         var handled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         server.Start(socket =>
         {
