@@ -47,6 +47,13 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     /// would bind it, so that socket options set there are on the listener (and on every successor's, which
     /// inherits the same socket).
     /// </summary>
+    /// <remarks>
+    /// The hook's <see cref="Socket"/> is detached right after <c>listen()</c>, as any socket bound here. Its
+    /// descriptor then belongs to the registry, and the object must be dropped, never disposed: .NET does not return
+    /// from <c>Dispose</c> on a socket whose handle was marked invalid (found by
+    /// <c>Acquire_HookSocketCollected_ListenerAndUnixFileSurvive</c>'s first version). Kestrel's own transport disposes
+    /// that socket itself, so a hook has no reason to keep it.
+    /// </remarks>
     public ListenerEntry Acquire(EndPoint endPoint, ListenerKey key, SocketTransportOptions transport)
     {
         lock (_lock)
@@ -119,6 +126,15 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         lock (_lock)
         {
             return _entries.Where(e => e.HeldByKestrel).Select(e => e.Describe()).ToArray();
+        }
+    }
+
+    /// <summary>Every listener this process has had, whatever its state (for tests and diagnostics).</summary>
+    internal IReadOnlyList<ListenerEntry> Snapshot()
+    {
+        lock (_lock)
+        {
+            return _entries.ToArray();
         }
     }
 
