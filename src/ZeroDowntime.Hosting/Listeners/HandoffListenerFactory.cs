@@ -46,8 +46,8 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {
-        string key = ListenerKey.For(endpoint) ?? throw new NotSupportedException($"{endpoint} cannot be handed over.");
-        var entry = _registry.Acquire(endpoint, key, _transportOptions.Backlog);
+        var key = ListenerKey.For(endpoint) ?? throw new NotSupportedException($"{endpoint} cannot be handed over.");
+        var entry = _registry.Acquire(endpoint, key, _transportOptions);
         var listener = new HandoffConnectionListener(entry, _registry, _gate, _tracker, _contextFactory, _transportOptions.NoDelay);
         return ValueTask.FromResult<IConnectionListener>(listener);
     }

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Interop;
@@ -17,7 +18,11 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// </summary>
 internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOptions<ZeroDowntimeOptions> options)
 {
-    private const string UnixPrefix = "unix:";
+    // SOL_SOCKET/SO_REUSEPORT on Linux (asm-generic/socket.h). Read raw: .NET's ReuseAddress option maps to both
+    // SO_REUSEADDR and SO_REUSEPORT when set, but reads back only SO_REUSEADDR.
+    private const int SolSocket = 1;
+    private const int SoReusePort = 15;
+
     private readonly Lock _lock = new();
     private readonly List<ListenerEntry> _entries = [];
 
@@ -31,38 +36,47 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
             _predecessorPid = predecessorPid;
             for (int i = 0; i < descriptors.Count; i++)
             {
-                _entries.Add(new ListenerEntry(descriptors[i].Key, fds[i], inherited: true, descriptors[i].BoundEndPoint));
+                _entries.Add(new ListenerEntry(ListenerKey.Parse(descriptors[i].Key), fds[i], inherited: true, descriptors[i].BoundEndPoint, ListenerState.Waiting));
             }
         }
     }
 
     /// <summary>
     /// Returns the listener for <paramref name="endPoint"/>: the inherited one with the same key if there is one,
-    /// else a socket bound now.
+    /// else a socket bound now by the app's <see cref="SocketTransportOptions.CreateBoundListenSocket"/>, as Kestrel
+    /// would bind it, so that socket options set there are on the listener (and on every successor's, which
+    /// inherits the same socket).
     /// </summary>
-    public ListenerEntry Acquire(EndPoint endPoint, string baseKey, int backlog)
+    /// <remarks>
+    /// The hook's <see cref="Socket"/> is detached right after <c>listen()</c>, as any socket bound here. Its
+    /// descriptor then belongs to the registry, and the object must be dropped, never disposed: .NET does not return
+    /// from <c>Dispose</c> on a socket whose handle was marked invalid (found by
+    /// <c>Acquire_HookSocketCollected_ListenerAndUnixFileSurvive</c>'s first version). Kestrel's own transport disposes
+    /// that socket itself, so a hook has no reason to keep it.
+    /// </remarks>
+    public ListenerEntry Acquire(EndPoint endPoint, ListenerKey key, SocketTransportOptions transport)
     {
         lock (_lock)
         {
-            // The same key twice (two "127.0.0.1:0" endpoints) is told apart by its order of binding.
-            string key = baseKey;
-            for (int n = 2; _entries.Any(e => e.Key == key && e.InUse); n++)
+            // The same TCP endpoint twice (two "127.0.0.1:0") is told apart by its order of binding. A Unix path
+            // cannot be bound twice: its second bind fails below and says so.
+            for (int n = 2; key.Transport == ListenerTransport.Tcp && _entries.Any(e => e.Identity == key && e.HeldByKestrel); n++)
             {
-                key = $"{baseKey}#{n}";
+                key = key.WithOccurrence(n);
             }
 
-            var inherited = _entries.FirstOrDefault(e => e.Key == key && !e.InUse && e.Fd >= 0);
+            var inherited = _entries.FirstOrDefault(e => e.Identity == key && e.State == ListenerState.Waiting);
             if (inherited is not null)
             {
-                inherited.InUse = true;
-                logger.ListenerInherited(key, inherited.Description, inherited.Fd);
+                inherited.MoveTo(ListenerState.Serving);
+                logger.ListenerInherited(inherited.Key, inherited.Description, inherited.Fd);
                 return inherited;
             }
 
-            var (fd, bound) = BindFresh(endPoint, key, backlog);
-            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound)) { InUse = true };
+            var (fd, bound) = BindFresh(endPoint, key, transport);
+            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving);
             _entries.Add(entry);
-            logger.ListenerBound(key, entry.Description);
+            logger.ListenerBound(entry.Key, entry.Description);
             return entry;
         }
     }
@@ -76,8 +90,10 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            entry.InUse = false;
-            CloseFd(entry);
+            if (entry.HeldByKestrel)
+            {
+                entry.MoveTo(ListenerState.Released);
+            }
         }
     }
 
@@ -89,18 +105,36 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            var listeners = _entries.Where(e => e.InUse && e.Fd >= 0 && !e.Refusing).ToArray();
+            var listeners = _entries.Where(e => e.State == ListenerState.Serving).ToArray();
             send(listeners);
             return listeners.Length;
         }
     }
 
-    /// <summary>The listeners a successor gets: those Kestrel serves in this process now.</summary>
+    /// <summary>The listeners Kestrel holds in this process now (refusing ones included: they are still its endpoints).</summary>
     public IReadOnlyList<ListenerEntry> ActiveListeners()
     {
         lock (_lock)
         {
-            return _entries.Where(e => e.InUse && e.Fd >= 0).ToArray();
+            return _entries.Where(e => e.HeldByKestrel).ToArray();
+        }
+    }
+
+    /// <summary>What the Status frame lists: <see cref="ActiveListeners"/> in their wire form.</summary>
+    public ListenerDescriptor[] DescribeActive()
+    {
+        lock (_lock)
+        {
+            return _entries.Where(e => e.HeldByKestrel).Select(e => e.Describe()).ToArray();
+        }
+    }
+
+    /// <summary>Every listener this process has had, whatever its state (for tests and diagnostics).</summary>
+    internal IReadOnlyList<ListenerEntry> Snapshot()
+    {
+        lock (_lock)
+        {
+            return _entries.ToArray();
         }
     }
 
@@ -109,7 +143,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            var serving = _entries.Where(e => e.InUse && e.Fd >= 0 && !e.Refusing).ToArray();
+            var serving = _entries.Where(e => e.State == ListenerState.Serving).ToArray();
             return [(true, serving.Count(e => e.Inherited)), (false, serving.Count(e => !e.Inherited))];
         }
     }
@@ -124,20 +158,30 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            foreach (var entry in _entries.Where(e => e.Fd >= 0 && !e.Refusing))
+            foreach (var entry in _entries)
             {
-                int placeholder = Libc.socket(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
-                if (placeholder < 0)
+                switch (entry.State)
                 {
-                    continue;
-                }
+                    case ListenerState.Serving:
+                        int placeholder = Libc.socket(Libc.AF_UNIX, Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC, 0);
+                        if (placeholder < 0)
+                        {
+                            continue;
+                        }
 
-                if (Libc.dup3(placeholder, entry.Fd, Libc.O_CLOEXEC) >= 0)
-                {
-                    entry.Refusing = true;
-                }
+                        if (Libc.dup3(placeholder, entry.Fd, Libc.O_CLOEXEC) >= 0)
+                        {
+                            entry.MoveTo(ListenerState.Refusing);
+                        }
 
-                Libc.close(placeholder);
+                        Libc.close(placeholder);
+                        break;
+                    case ListenerState.Waiting:
+                        // No wrapper holds its number, so a plain close refuses just as well. Not Unused: as the sole
+                        // server this process removes its Unix file with the others at the end.
+                        entry.MoveTo(ListenerState.Closed);
+                        break;
+                }
             }
         }
     }
@@ -150,10 +194,9 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            foreach (var entry in _entries.Where(e => e.Inherited && !e.InUse && e.Fd >= 0))
+            foreach (var entry in _entries.Where(e => e.State == ListenerState.Waiting))
             {
-                CloseFd(entry);
-                entry.Unused = true;
+                entry.MoveTo(ListenerState.Unused);
                 logger.InheritedListenerUnused(entry.Key, entry.Description);
             }
         }
@@ -164,7 +207,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     {
         lock (_lock)
         {
-            foreach (var entry in _entries.Where(e => e.Unused))
+            foreach (var entry in _entries.Where(e => e.State == ListenerState.Unused))
             {
                 TryDeleteUnixFile(entry);
             }
@@ -181,8 +224,15 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         {
             foreach (var entry in _entries)
             {
-                CloseFd(entry);
-                if (removeUnixFiles && !entry.Unused)
+                // An unused one's file was the successor-server's to remove (RemoveUnusedInheritedUnixFiles); by now
+                // the path may name someone else's socket.
+                bool wasUnused = entry.State == ListenerState.Unused;
+                if (entry.HasDescriptor)
+                {
+                    entry.MoveTo(ListenerState.Closed);
+                }
+
+                if (removeUnixFiles && !wasUnused)
                 {
                     TryDeleteUnixFile(entry);
                 }
@@ -190,61 +240,51 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         }
     }
 
-    private static void CloseFd(ListenerEntry entry)
+    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, ListenerKey key, SocketTransportOptions transport)
     {
-        if (entry.Fd >= 0)
+        if (key.UnixPath is { } path)
         {
-            Libc.close(entry.Fd);
-            entry.Fd = -1;
+            RemoveStaleUnixSocket(path);
         }
-    }
 
-    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, string key, int backlog)
-    {
         Socket socket;
-        switch (endPoint)
+        try
         {
-            case IPEndPoint ip:
-                socket = new Socket(ip.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-                if (ip.Address.Equals(IPAddress.IPv6Any))
-                {
-                    socket.DualMode = true;
-                }
-
-                break;
-            case UnixDomainSocketEndPoint unix:
-                RemoveStaleUnixSocket(ListenerKey.UnixPath(unix));
-                socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-                break;
-            default:
-                throw new NotSupportedException($"Cannot bind {endPoint}.");
+            // The app's hook, as Kestrel's own transport calls it: it creates and binds the socket, with whatever
+            // options the app sets there (TCP_DEFER_ACCEPT, buffer sizes, IPV6_V6ONLY).
+            socket = transport.CreateBoundListenSocket(endPoint);
+        }
+        catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
+        {
+            throw AddressInUse(key, ex);
         }
 
         try
         {
-            socket.Bind(endPoint);
-            socket.Listen(backlog);
+            RefuseReusePort(socket, key);
+            if (!socket.IsBound)
+            {
+                // listen(2) on an unbound TCP socket would pick a random port on every address: never what was asked.
+                throw new InvalidOperationException($"SocketTransportOptions.CreateBoundListenSocket returned a socket that is not bound, for {key}: it must call Bind (CreateDefaultBoundListenSocket does).");
+            }
+
+            socket.Listen(transport.Backlog);
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.AddressAlreadyInUse)
         {
-            // Translated here, where we know why it matters: another process holds the address and did not hand it
-            // over. Kestrel wraps an AddressInUseException in its own IOException; the exit hook finds the reason inside.
             socket.Dispose();
-            string socketPath = options.Value.SocketPath!;
-            string detail = _predecessorPid is { } pid
-                ? $"Cannot listen on {key}: the address is in use by another process, and the predecessor (pid {pid}, at {socketPath}) did not hand it over. Free it, or remove the endpoint from the configuration."
-                : $"Cannot listen on {key}: the address is in use by another process, and no predecessor answers at {socketPath}. A copy of this app may run without handoffs (no UseZeroDowntime, ZeroDowntime:Enabled=false, or another ZeroDowntime:SocketPath), or another program holds the port: stop it, or give both the same SocketPath.";
-            logger.AddressInUse(detail);
-            throw new AddressInUseException(detail, new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.AddressInUse, detail, ex));
+            throw AddressInUse(key, ex);
         }
         catch
         {
+            // Not shared with anyone yet and no accept pending: this close is an ordinary one.
             socket.Dispose();
             throw;
         }
 
-        // Take the descriptor away from the Socket for good: with its handle invalid and its finalizer suppressed,
-        // neither a GC nor a Dispose can ever close it abortively or unlink the Unix path.
+        // Take the descriptor away from the Socket for good, right after listen() and before anyone else sees it: with
+        // its handle invalid and its finalizer suppressed, neither a GC nor a Dispose can ever close it abortively or
+        // unlink the Unix path. The same for a socket the app's hook made: the hook's Socket object is dead from here.
         var bound = socket.LocalEndPoint!;
         int fd = (int)socket.SafeHandle.DangerousGetHandle();
         socket.SafeHandle.SetHandleAsInvalid();
@@ -252,6 +292,42 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         GC.SuppressFinalize(socket);
 #pragma warning restore CA1816
         return (fd, bound);
+    }
+
+    /// <summary>
+    /// <c>SO_REUSEPORT</c> would let a second copy of the app that missed the handoff socket bind the same port beside
+    /// this one, where it must fail to bind (docs/architecture.md, step 10), and closing one of two reuseport sockets
+    /// resets the connections queued on it. A handoff passes the one socket on instead, so it is refused here.
+    /// </summary>
+    private void RefuseReusePort(Socket socket, ListenerKey key)
+    {
+        if (socket.AddressFamily is not (AddressFamily.InterNetwork or AddressFamily.InterNetworkV6))
+        {
+            return;
+        }
+
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        if (socket.GetRawSocketOption(SolSocket, SoReusePort, value) == sizeof(int) && BitConverter.ToInt32(value) != 0)
+        {
+            string detail = $"Cannot listen on {key}: SocketTransportOptions.CreateBoundListenSocket set SO_REUSEPORT (ReuseAddress on Linux) on it. With UseZeroDowntime the next version takes this very socket over, and SO_REUSEPORT would instead let a copy that missed the handoff socket bind beside this one (and reset the connections queued on whichever closes first). Remove the option, or set ZeroDowntime:Enabled=false to run without handoffs.";
+            logger.ReusePortRefused(detail);
+
+            // An IOException, as Kestrel's own bind failures are: Kestrel's "localhost" binding swallows anything else
+            // from one of its two addresses and would serve on the other. The exit hook finds the code inside.
+            throw new IOException(detail, new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.InvalidConfiguration, detail));
+        }
+    }
+
+    private AddressInUseException AddressInUse(ListenerKey key, SocketException ex)
+    {
+        // Translated here, where we know why it matters: another process holds the address and did not hand it
+        // over. Kestrel wraps an AddressInUseException in its own IOException; the exit hook finds the reason inside.
+        string socketPath = options.Value.SocketPath!;
+        string detail = _predecessorPid is { } pid
+            ? $"Cannot listen on {key}: the address is in use by another process, and the predecessor (pid {pid}, at {socketPath}) did not hand it over. Free it, or remove the endpoint from the configuration."
+            : $"Cannot listen on {key}: the address is in use by another process, and no predecessor answers at {socketPath}. A copy of this app may run without handoffs (no UseZeroDowntime, ZeroDowntime:Enabled=false, or another ZeroDowntime:SocketPath), or another program holds the port: stop it, or give both the same SocketPath.";
+        logger.AddressInUse(detail);
+        return new AddressInUseException(detail, new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.AddressInUse, detail, ex));
     }
 
     /// <summary>A Unix socket file left by a process killed with SIGKILL refuses connections: replace it.</summary>
@@ -281,14 +357,14 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
 
     private static void TryDeleteUnixFile(ListenerEntry entry)
     {
-        if (!entry.Key.StartsWith(UnixPrefix, StringComparison.Ordinal))
+        if (entry.Identity.UnixPath is not { } path)
         {
             return;
         }
 
         try
         {
-            File.Delete(entry.Key[UnixPrefix.Length..]);
+            File.Delete(path);
         }
         catch (IOException)
         {
@@ -297,24 +373,4 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         {
         }
     }
-}
-
-internal sealed class ListenerEntry(string key, int fd, bool inherited, string description)
-{
-    public string Key { get; } = key;
-
-    /// <summary>The descriptor, or -1 once closed.</summary>
-    public int Fd { get; set; } = fd;
-
-    public bool Inherited { get; } = inherited;
-
-    public string Description { get; } = description;
-
-    public bool InUse { get; set; }
-
-    /// <summary>Inherited, but the current configuration does not use it.</summary>
-    public bool Unused { get; set; }
-
-    /// <summary>Closed for the shutdown drain: the descriptor is a placeholder (see <see cref="ListenerRegistry.StopListening"/>).</summary>
-    public bool Refusing { get; set; }
 }

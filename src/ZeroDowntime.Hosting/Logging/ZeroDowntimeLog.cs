@@ -51,6 +51,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(15, LogLevel.Information, "Replaced stale Unix socket file {Path} of a dead process", EventName = "StaleUnixEndpointReplaced")]
     public static partial void StaleUnixEndpointReplaced(this ILogger logger, string path);
 
+    [LoggerMessage(19, LogLevel.Critical, "{Detail}", EventName = "ReusePortRefused")]
+    public static partial void ReusePortRefused(this ILogger logger, string detail);
+
     [LoggerMessage(17, LogLevel.Information, "Start-up phase {Phase} {ElapsedMs:0.0} ms after process start ({SincePreviousMs:0.0} ms after {PreviousPhase})", EventName = "StartupPhase")]
     public static partial void StartupPhase(this ILogger logger, string phase, double elapsedMs, double sincePreviousMs, string previousPhase);
 

@@ -1,0 +1,81 @@
+using ZeroDowntime.Hosting.Protocol;
+
+namespace ZeroDowntime.Hosting.Listeners;
+
+/// <summary>Where a listener of this process is in its life. Only the registry moves it, under its lock.</summary>
+internal enum ListenerState
+{
+    /// <summary>Received from the predecessor; Kestrel has not asked for it (yet). The descriptor is open.</summary>
+    Waiting,
+
+    /// <summary>Kestrel accepts on it (through a non-owning wrapper). The descriptor is open and listening.</summary>
+    Serving,
+
+    /// <summary>
+    /// The sole server's shutdown drain closed it: the descriptor number is an unconnected placeholder socket (see
+    /// <see cref="ListenerRegistry.StopListening"/>), still held by Kestrel's wrapper until it unbinds.
+    /// </summary>
+    Refusing,
+
+    /// <summary>Kestrel unbound it (shutdown, or a reload that dropped the endpoint); the descriptor is closed.</summary>
+    Released,
+
+    /// <summary>
+    /// Inherited, but the current configuration never asked for it; the descriptor is closed. Its Unix socket file is
+    /// removed once this process is the server, and never again after that.
+    /// </summary>
+    Unused,
+
+    /// <summary>Closed by the registry at the end (or, never served, at the start of a shutdown drain).</summary>
+    Closed,
+}
+
+/// <summary>One listening socket of this process, as a raw descriptor that only the registry closes.</summary>
+internal sealed class ListenerEntry
+{
+    internal ListenerEntry(ListenerKey identity, int fd, bool inherited, string description, ListenerState state)
+    {
+        Identity = identity;
+        Fd = fd;
+        Inherited = inherited;
+        Description = description;
+        State = state;
+    }
+
+    /// <summary>The endpoint this listener serves, as configured.</summary>
+    public ListenerKey Identity { get; }
+
+    /// <summary>The wire form of <see cref="Identity"/>, as <see cref="ListenerDescriptor.Key"/> carries it.</summary>
+    public string Key => Identity.ToString();
+
+    /// <summary>The descriptor while <see cref="HasDescriptor"/>, else -1.</summary>
+    public int Fd { get; private set; }
+
+    /// <summary>Received from a predecessor (else bound by this process).</summary>
+    public bool Inherited { get; }
+
+    /// <summary>The endpoint as the kernel bound it (the actual port of <c>:0</c>), for logs and status.</summary>
+    public string Description { get; }
+
+    public ListenerState State { get; private set; }
+
+    /// <summary>The descriptor number is open (a listening socket, or the placeholder of a refusing one).</summary>
+    public bool HasDescriptor => State is ListenerState.Waiting or ListenerState.Serving or ListenerState.Refusing;
+
+    /// <summary>Kestrel holds a non-owning wrapper of the descriptor number.</summary>
+    public bool HeldByKestrel => State is ListenerState.Serving or ListenerState.Refusing;
+
+    /// <summary>What the Welcome and Status frames say about this listener.</summary>
+    public ListenerDescriptor Describe() => new(Key, Description);
+
+    /// <summary>Moves to a state; leaving the descriptor's states closes the descriptor, exactly once.</summary>
+    internal void MoveTo(ListenerState state)
+    {
+        State = state;
+        if (!HasDescriptor && Fd >= 0)
+        {
+            Interop.Libc.close(Fd);
+            Fd = -1;
+        }
+    }
+}

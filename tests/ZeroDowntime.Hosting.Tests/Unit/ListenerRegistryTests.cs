@@ -1,0 +1,309 @@
+using System.IO.Pipelines;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+using static ZeroDowntime.Hosting.Tests.Unit.ListenerTestKit;
+
+namespace ZeroDowntime.Hosting.Tests.Unit;
+
+/// <summary>The registry with real sockets, in-process: binding through the app's hook, adoption by key, the states.</summary>
+public sealed class ListenerRegistryTests : IDisposable
+{
+    private static readonly IPEndPoint Loopback0 = new(IPAddress.Loopback, 0);
+    private readonly TestScope _scope = new();
+
+    public void Dispose() => _scope.Dispose();
+
+    // Issue 9 item 3: what the app sets in CreateBoundListenSocket is on the listener the registry holds, and a
+    // successor that inherits the descriptor (a real SCM_RIGHTS transfer) gets that very socket, option included, and
+    // serves on it without binding anything.
+    [Fact]
+    public async Task Acquire_HookSetsSocketOptions_FreshListenerHasThemAndSuccessorServesOnTheSameSocket()
+    {
+        int hookReceiveBuffer = 0;
+        var predecessor = Registry();
+        var fresh = predecessor.Acquire(Loopback0, Key(Loopback0), Transport(ep =>
+        {
+            var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(ep);
+            socket.ReceiveBufferSize = 96 * 1024;
+            socket.SetRawSocketOption(IpProtoTcp, TcpDeferAccept, BitConverter.GetBytes(3));
+            hookReceiveBuffer = socket.ReceiveBufferSize; // the kernel doubles it: compare what it reports
+            return socket;
+        }));
+
+        Assert.Equal(ListenerState.Serving, fresh.State);
+        Assert.False(fresh.Inherited);
+        Assert.True(IsListening(fresh.Fd));
+        Assert.Equal(hookReceiveBuffer, GetInt(fresh.Fd, SolSocket, 8 /* SO_RCVBUF */));
+        Assert.NotEqual(0, GetInt(fresh.Fd, IpProtoTcp, TcpDeferAccept));
+
+        // Hand it over as the coordinator does: the descriptors chosen and sent under the registry's lock.
+        var (near, far) = await PairAsync(_scope.Directory);
+        using var _ = near;
+        using var __ = far;
+        ListenerDescriptor[] sent = [];
+        int count = predecessor.SendActiveListeners(listeners =>
+        {
+            sent = listeners.Select(l => l.Describe()).ToArray();
+            FdPassing.Send(far, [1], listeners.Select(l => l.Fd).ToArray());
+        });
+        Assert.Equal(1, count);
+        await near.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).AsTask().WaitAsync(Bounded);
+        var received = new List<int>();
+        Assert.Equal(1, FdPassing.TryReceive(near, new byte[4], received));
+
+        var successor = Registry();
+        successor.AddInherited(Environment.ProcessId, sent, received);
+        var adopted = successor.Acquire(Loopback0, Key(Loopback0), NoBind());
+
+        Assert.True(adopted.Inherited);
+        Assert.Equal(ListenerState.Serving, adopted.State);
+        Assert.NotEqual(fresh.Fd, adopted.Fd);
+        Assert.Equal(Inode(fresh.Fd), Inode(adopted.Fd));
+        Assert.Equal(hookReceiveBuffer, GetInt(adopted.Fd, SolSocket, 8));
+        Assert.NotEqual(0, GetInt(adopted.Fd, IpProtoTcp, TcpDeferAccept));
+
+        // The predecessor lets go (it drains and exits); the successor alone serves a request on the socket.
+        predecessor.CloseAll(removeUnixFiles: false);
+        using var gate = new AcceptGate();
+        gate.Open();
+        await using var listener = Listener(adopted, successor, gate, out var factory);
+        using var ___ = factory;
+        using var client = await ConnectAsync(Port(adopted));
+        await client.SendAsync("GET / HTTP/1.1\r\n\r\n"u8.ToArray()); // TCP_DEFER_ACCEPT: accepted once data arrives
+        var connection = await listener.AcceptAsync().AsTask().WaitAsync(Bounded);
+        Assert.NotNull(connection);
+        var request = await connection.Transport.Input.ReadAtLeastAsync(4).AsTask().WaitAsync(Bounded);
+        Assert.StartsWith("GET /", Encoding.ASCII.GetString(request.Buffer.FirstSpan));
+        connection.Transport.Input.AdvanceTo(request.Buffer.End);
+        await connection.Transport.Output.WriteAsync("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"u8.ToArray());
+        var answer = new byte[64];
+        int read = await client.ReceiveAsync(answer).WaitAsync(Bounded);
+        Assert.EndsWith("ok", Encoding.ASCII.GetString(answer, 0, read));
+        await connection.DisposeAsync();
+        successor.CloseAll(removeUnixFiles: false);
+    }
+
+    // SO_REUSEPORT would let a second copy that missed the handoff socket bind beside the server (architecture.md,
+    // step 10). .NET's ReuseAddress sets it on Linux, as the sample's Sample:ReusePort baseline does.
+    [Fact]
+    public void Acquire_HookSetsReusePort_RefusesWithInvalidConfigurationAndLeavesThePortFree()
+    {
+        var logger = new RecordingLogger<ListenerRegistry>();
+        var registry = Registry(logger);
+        int port = 0;
+        var transport = Transport(ep =>
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            socket.Bind(ep);
+            port = ((IPEndPoint)socket.LocalEndPoint!).Port;
+            return socket;
+        });
+
+        var ex = Assert.Throws<IOException>(() => registry.Acquire(Loopback0, Key(Loopback0), transport));
+
+        Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, ProcessExitHooks.ExitCodeFor(ex));
+        Assert.Contains("tcp:127.0.0.1:0", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("SO_REUSEPORT", ex.Message, StringComparison.Ordinal);
+        var logged = Assert.Single(logger.Named("ReusePortRefused"));
+        Assert.Equal(19, logged.EventId.Id);
+        Assert.Empty(registry.ActiveListeners());
+
+        // The refused socket was closed: the port binds again without any reuse option.
+        using var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        probe.Bind(new IPEndPoint(IPAddress.Loopback, port));
+    }
+
+    [Fact]
+    public void Acquire_AddressHeldByAnotherSocket_ThrowsAddressInUseWithExitCode79()
+    {
+        using var holder = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        holder.Bind(Loopback0);
+        holder.Listen();
+        var taken = (IPEndPoint)holder.LocalEndPoint!;
+        var logger = new RecordingLogger<ListenerRegistry>();
+
+        var ex = Assert.Throws<AddressInUseException>(() => Registry(logger, "/tmp/h.sock").Acquire(taken, Key(taken), Transport()));
+
+        Assert.Equal(ZeroDowntimeExitCodes.AddressInUse, ProcessExitHooks.ExitCodeFor(ex));
+        Assert.Contains($"tcp:127.0.0.1:{taken.Port}", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("/tmp/h.sock", ex.Message, StringComparison.Ordinal);
+        Assert.Single(logger.Named("AddressInUse"));
+    }
+
+    [Fact]
+    public void Acquire_HookReturnsUnboundSocket_Throws()
+    {
+        var transport = Transport(_ => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+
+        var ex = Assert.Throws<InvalidOperationException>(() => Registry().Acquire(Loopback0, Key(Loopback0), transport));
+
+        Assert.Contains("not bound", ex.Message, StringComparison.Ordinal);
+    }
+
+    // Step 9: once the registry has the descriptor, the hook's Socket object is dead: collected and finalized, it must
+    // neither close the listener (abortively, with linger 0 on the shared socket) nor unlink its Unix path.
+    // (Disposing that object explicitly is another matter: .NET then never returns from Dispose, so the library never
+    // does, and a hook must not keep the socket it returns - see ListenerRegistry.Acquire.)
+    [Fact]
+    public void Acquire_HookSocketCollected_ListenerAndUnixFileSurvive()
+    {
+        string path = Path.Combine(_scope.Directory, "app.sock");
+        var endpoint = new UnixDomainSocketEndPoint(path);
+        var registry = Registry();
+        var (entry, hookSocket) = AcquireForgettingTheHookSocket(registry, endpoint);
+
+        for (int i = 0; i < 3 && hookSocket.IsAlive; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        Assert.False(hookSocket.IsAlive, "the hook's Socket should have been collected");
+        Assert.True(IsListening(entry.Fd));
+        Assert.True(File.Exists(path));
+        using (var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            client.Connect(endpoint);
+        }
+
+        registry.CloseAll(removeUnixFiles: true);
+        Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void Acquire_SameTcpEndpointTwice_SecondGetsTheNextOccurrence()
+    {
+        var registry = Registry();
+
+        var first = registry.Acquire(Loopback0, Key(Loopback0), Transport());
+        var second = registry.Acquire(Loopback0, Key(Loopback0), Transport());
+
+        Assert.Equal("tcp:127.0.0.1:0", first.Key);
+        Assert.Equal("tcp:127.0.0.1:0#2", second.Key);
+        Assert.Equal(2, second.Identity.Occurrence);
+        Assert.NotEqual(Port(first), Port(second));
+        registry.Release(first);
+        Assert.Equal("tcp:127.0.0.1:0", registry.Acquire(Loopback0, Key(Loopback0), Transport()).Key); // free again
+        registry.CloseAll(removeUnixFiles: false);
+    }
+
+    // The keys travel as text: what an older build sends ("#2" included) is adopted by the endpoint it names, and a
+    // key this build does not understand is closed as unused, never matched.
+    [Fact]
+    public void AddInherited_StringKeysOfAnOlderBuild_AdoptedByEndpointUnknownOnesClosedAsUnused()
+    {
+        var (a, b, c) = (Bound(), Bound(), Bound());
+        var registry = Registry();
+        registry.AddInherited(4242,
+            [new("tcp:127.0.0.1:0", "127.0.0.1:1"), new("tcp:127.0.0.1:0#2", "127.0.0.1:2"), new("pipe:/somewhere", "?")],
+            [a, b, c]);
+
+        var first = registry.Acquire(Loopback0, Key(Loopback0), NoBind());
+        var second = registry.Acquire(Loopback0, Key(Loopback0), NoBind());
+        registry.CloseUnusedInherited();
+
+        Assert.Equal((a, b), (first.Fd, second.Fd));
+        Assert.Equal(["tcp:127.0.0.1:0", "tcp:127.0.0.1:0#2"], registry.DescribeActive().Select(d => d.Key));
+        Assert.False(IsOpen(c));
+        registry.CloseAll(removeUnixFiles: false);
+        Assert.False(IsOpen(a) || IsOpen(b));
+    }
+
+    [Fact]
+    public void CloseUnusedInherited_UnixEndpointNotConfigured_ClosesItAndOnlyTheServerRemovesItsFile()
+    {
+        string path = Path.Combine(_scope.Directory, "dropped.sock");
+        using var predecessorSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        predecessorSocket.Bind(new UnixDomainSocketEndPoint(path));
+        predecessorSocket.Listen();
+        int fd = Libc.fcntl((int)predecessorSocket.SafeHandle.DangerousGetHandle(), FDupFdCloexec, 0);
+        var logger = new RecordingLogger<ListenerRegistry>();
+        var registry = Registry(logger);
+        registry.AddInherited(4242, [new("unix:" + path, "unix:" + path)], [fd]);
+
+        registry.CloseUnusedInherited();
+        var entry = Assert.Single(registry.Snapshot());
+
+        Assert.Equal(ListenerState.Unused, entry.State);
+        Assert.Equal(-1, entry.Fd);
+        Assert.False(IsOpen(fd));
+        Assert.Single(logger.Named("InheritedListenerUnused"));
+        Assert.Empty(registry.ActiveListeners());
+        registry.CloseAll(removeUnixFiles: true);
+        Assert.True(File.Exists(path), "CloseAll never removes the file of an unused one: not this process's to remove then");
+        registry.RemoveUnusedInheritedUnixFiles();
+        Assert.False(File.Exists(path));
+    }
+
+    // Plain shutdown of the sole server: the kernel refuses new connections at once, but the number Kestrel's
+    // non-owning wrapper holds stays a valid descriptor (a placeholder) until Kestrel unbinds.
+    [Fact]
+    public async Task StopListening_ServingListener_RefusesConnectionsAndKeepsTheNumberUntilReleased()
+    {
+        var registry = Registry();
+        var entry = registry.Acquire(Loopback0, Key(Loopback0), Transport());
+        int port = Port(entry);
+        int fd = entry.Fd;
+
+        registry.StopListening();
+
+        Assert.Equal(ListenerState.Refusing, entry.State);
+        Assert.Equal(fd, entry.Fd);
+        Assert.True(IsOpen(fd));
+        Assert.False(IsListening(fd));
+        var refused = await Assert.ThrowsAsync<SocketException>(() => ConnectAsync(port));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        Assert.Single(registry.ActiveListeners());
+        Assert.Equal(0, registry.SendActiveListeners(_ => { }));
+        Assert.Equal([(true, 0), (false, 0)], registry.CountByOrigin());
+
+        registry.Release(entry);
+        Assert.Equal(ListenerState.Released, entry.State);
+        Assert.False(IsOpen(fd));
+        Assert.Empty(registry.ActiveListeners());
+    }
+
+    [Fact]
+    public void CountByOrigin_InheritedAndBound_CountsServingOnes()
+    {
+        var registry = Registry();
+        registry.AddInherited(4242, [new("tcp:127.0.0.1:0", "x")], [Bound()]);
+        registry.Acquire(Loopback0, Key(Loopback0), NoBind());
+        registry.Acquire(Loopback0, Key(Loopback0), Transport());
+
+        Assert.Equal([(true, 1), (false, 1)], registry.CountByOrigin());
+        registry.CloseAll(removeUnixFiles: false);
+        Assert.Equal([(true, 0), (false, 0)], registry.CountByOrigin());
+    }
+
+    /// <summary>A listening TCP descriptor detached from any Socket, as one received from a predecessor is.</summary>
+    private static int Bound()
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        socket.Bind(Loopback0);
+        socket.Listen();
+        return Libc.fcntl((int)socket.SafeHandle.DangerousGetHandle(), FDupFdCloexec, 0);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static (ListenerEntry Entry, WeakReference HookSocket) AcquireForgettingTheHookSocket(ListenerRegistry registry, UnixDomainSocketEndPoint endpoint)
+    {
+        WeakReference? created = null;
+        var entry = registry.Acquire(endpoint, Key(endpoint), Transport(ep =>
+        {
+            var socket = SocketTransportOptions.CreateDefaultBoundListenSocket(ep);
+            created = new WeakReference(socket);
+            return socket;
+        }));
+        return (entry, created!);
+    }
+}
