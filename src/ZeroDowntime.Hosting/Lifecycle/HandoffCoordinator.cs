@@ -284,7 +284,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             ProcessRole.HandingOver => ServingState.HandingOver,
             _ => ServingState.Serving,
         };
-        var listeners = _registry.ActiveListeners().Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray();
+        var listeners = _registry.DescribeActive();
         return new StatusMessage(Environment.ProcessId, process.Options.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
             process.ServingSinceUnixMilliseconds, state, listeners,
             _successor is { IsWatchingPredecessor: true } successor ? successor.PredecessorPid : 0,

@@ -127,7 +127,7 @@ internal sealed class PredecessorSession
         {
             long greeted = _process.Time.GetTimestamp();
             int count = _process.Registry.SendActiveListeners(listeners => _channel.Send(
-                new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => new ListenerDescriptor(l.Key, l.Description)).ToArray(),
+                new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => l.Describe()).ToArray(),
                     _process.Metrics.Generation, _process.FirstStartUnixMilliseconds),
                 listeners.Select(l => l.Fd).ToArray()));
             Machine.TryFire(PredecessorSessionTrigger.ListenersSent);
