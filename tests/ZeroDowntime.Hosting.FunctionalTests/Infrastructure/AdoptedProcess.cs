@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>
 /// A process the test did not start (a successor that the running server started itself on an upgrade): signalled by

@@ -3,8 +3,9 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>How HAProxy is put in front of the fleet (see <see cref="HaProxy.BuildConfig"/>).</summary>
 /// <param name="Servers">Backend servers by name, each a sample instance on 127.0.0.1 and its own port.</param>

@@ -2,8 +2,9 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>
 /// HTTP/2 cleartext load (prior knowledge, no upgrade) from <see cref="HttpClient"/>, the conforming client of the

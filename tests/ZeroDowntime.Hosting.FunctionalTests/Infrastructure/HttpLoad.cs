@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>
 /// Clients that send requests continuously until stopped (and for at most <see cref="MaxDuration"/>): either a

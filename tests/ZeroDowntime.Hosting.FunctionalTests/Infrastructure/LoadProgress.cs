@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>The one bounded wait that every load client of the tests offers: "N more requests succeeded".</summary>
 internal static class LoadProgress

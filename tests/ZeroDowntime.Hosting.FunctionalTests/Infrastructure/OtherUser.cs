@@ -1,6 +1,7 @@
 using System.Diagnostics;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>
 /// Runs a small Python program as another local user (nobody, uid 65534) with setpriv(1), to play the attacker

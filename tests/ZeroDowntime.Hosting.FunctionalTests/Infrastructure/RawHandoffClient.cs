@@ -1,7 +1,8 @@
 using System.Net.Sockets;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>A hand-driven peer on the handoff socket, for bad input and protocol tests.</summary>
 internal sealed class RawHandoffClient : IDisposable

@@ -3,14 +3,16 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Reflection;
-using System.Text;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>
-/// One real OS process of the sample app (samples/WebApi). Its output is captured line by line: tests await
-/// log events (the library's stable event ids) instead of sleeping, and the output goes to the test log.
+/// One real OS process of the sample app (samples/WebApi). It logs to the console as JSON (<c>Logs:ConsoleJson</c>),
+/// one <see cref="LogLine"/> per line: tests await log events by id and name (<see cref="Events"/>) instead of
+/// sleeping, and the output goes to the test log as readable text.
 /// </summary>
 internal sealed class SampleApp : IAsyncDisposable
 {
@@ -18,9 +20,9 @@ internal sealed class SampleApp : IAsyncDisposable
     private readonly Process _process;
     private readonly ITestOutputHelper? _output;
     private readonly string _name;
-    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly ConcurrentQueue<LogLine> _lines = new();
     private readonly Lock _waitersLock = new();
-    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
+    private readonly List<(Func<LogLine, bool> Match, TaskCompletionSource<LogLine> Found)> _waiters = [];
     private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _outputClosed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _closedStreams;
@@ -45,7 +47,14 @@ internal sealed class SampleApp : IAsyncDisposable
 
     public int ExitCode => _process.ExitCode;
 
-    public IReadOnlyCollection<string> Lines => _lines.ToArray();
+    /// <summary>The output so far as readable text (a log line as the simple console formatter writes it).</summary>
+    public IReadOnlyCollection<string> Lines => _lines.Select(l => l.Text).ToArray();
+
+    /// <summary>The output so far, parsed.</summary>
+    public IReadOnlyCollection<LogLine> Entries => _lines.ToArray();
+
+    /// <summary>The lines of this event logged so far.</summary>
+    public IReadOnlyList<LogLine> EventsOf(EventId expected) => _lines.Where(l => l.Is(expected)).ToList();
 
     public static string SampleDirectory { get; } = FindSampleDirectory();
 
@@ -77,9 +86,7 @@ internal sealed class SampleApp : IAsyncDisposable
 
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        info.Environment["Logging__Console__FormatterName"] = "simple";
-        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
-        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+        info.Environment["Logs__ConsoleJson"] = "true";
         info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
         info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
@@ -128,9 +135,7 @@ internal sealed class SampleApp : IAsyncDisposable
 
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
-        info.Environment["Logging__Console__FormatterName"] = "simple";
-        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
-        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+        info.Environment["Logs__ConsoleJson"] = "true";
         info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
         info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");
@@ -162,44 +167,41 @@ internal sealed class SampleApp : IAsyncDisposable
     public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output, bool aot) =>
         aot ? StartAot(name, config, output) : Start(name, config, output);
 
-    /// <summary>Waits for a line from the library's log with this event id (see ZeroDowntimeLog).</summary>
-    public Task<string> WaitForEventAsync(int eventId, TimeSpan? timeout = null) =>
-        WaitForLineAsync(line => line.Contains($"ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal),
-            $"event {eventId}", timeout);
+    /// <summary>Waits for a line of this event (its id and name, see <see cref="Events"/>).</summary>
+    public Task<LogLine> WaitForEventAsync(EventId expected, TimeSpan? timeout = null) =>
+        WaitForEntryAsync(line => line.Is(expected), Describe(expected), timeout);
 
     /// <summary>Lines logged so far: a mark for <see cref="WaitForEventCountAsync"/> and friends.</summary>
     public int LineCount => _lines.Count;
 
-    /// <summary>True for a line of the library's log with this event id.</summary>
-    public static bool IsEvent(string line, int eventId) =>
-        line.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal);
-
-    /// <summary>How many lines with this event id the process has logged so far.</summary>
-    public int CountEvent(int eventId) => _lines.Count(l => IsEvent(l, eventId));
+    /// <summary>How many lines of this event the process has logged so far.</summary>
+    public int CountEvent(EventId expected) => _lines.Count(l => l.Is(expected));
 
     /// <summary>
-    /// Waits for the <paramref name="count"/>-th line with this event id (an event that a process logs more than
-    /// once, such as 13 at first start and again after a revocation).
+    /// Waits for the <paramref name="count"/>-th line of this event (an event that a process logs more than once,
+    /// such as ServingHandoffSocket at first start and again after a revocation).
     /// </summary>
-    public Task<string> WaitForEventCountAsync(int eventId, int count, TimeSpan? timeout = null)
+    public Task<LogLine> WaitForEventCountAsync(EventId expected, int count, TimeSpan? timeout = null)
     {
         // Every line is offered to the predicate exactly once and in order (existing ones, then new ones under the lock).
         int seen = 0;
-        return WaitForLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+        return WaitForEntryAsync(line => line.Is(expected) && ++seen >= count, $"{Describe(expected)} for the {count}. time", timeout);
     }
 
     /// <summary>
-    /// Waits for the <paramref name="count"/>-th line with this event id in this process's output, even after it
-    /// exited: a successor it started itself (an upgrade) writes to the same pipes until the output closes.
+    /// Waits for the <paramref name="count"/>-th line of this event in this process's output, even after it exited: a
+    /// successor it started itself (an upgrade) writes to the same pipes until the output closes.
     /// </summary>
-    public Task<string> WaitForOutputEventAsync(int eventId, int count, TimeSpan timeout)
+    public Task<LogLine> WaitForOutputEventAsync(EventId expected, int count, TimeSpan timeout)
     {
         int seen = 0;
-        return WaitForOutputLineAsync(line => IsEvent(line, eventId) && ++seen >= count, $"event {eventId} for the {count}. time", timeout);
+        return WaitForOutputEntryAsync(line => line.Is(expected) && ++seen >= count, $"{Describe(expected)} for the {count}. time", timeout);
     }
 
+    private static string Describe(EventId expected) => $"event {expected.Id} {expected.Name}";
+
     /// <summary>The first line, logged before or after the call, that matches (each line is offered once, in order).</summary>
-    private Task<string> Watch(Func<string, bool> match)
+    private Task<LogLine> Watch(Func<LogLine, bool> match)
     {
         lock (_waitersLock)
         {
@@ -208,13 +210,17 @@ internal sealed class SampleApp : IAsyncDisposable
                 return Task.FromResult(existing);
             }
 
-            var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var found = new TaskCompletionSource<LogLine>(TaskCreationOptions.RunContinuationsAsynchronously);
             _waiters.Add((match, found));
             return found.Task;
         }
     }
 
-    public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
+    /// <summary>Waits for a line whose readable text matches (output that is not an event, such as a crash).</summary>
+    public async Task<string> WaitForLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null) =>
+        (await WaitForEntryAsync(line => match(line.Text), description, timeout)).Text;
+
+    public async Task<LogLine> WaitForEntryAsync(Func<LogLine, bool> match, string description, TimeSpan? timeout = null)
     {
         var found = Watch(match);
         if (found.IsCompleted)
@@ -244,7 +250,10 @@ internal sealed class SampleApp : IAsyncDisposable
     /// Waits for a line on this process's output pipes, which successors it started inherit: unlike
     /// <see cref="WaitForLineAsync"/>, this process's exit ends the wait only when no process holds the pipes any more.
     /// </summary>
-    public async Task<string> WaitForOutputLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null)
+    public async Task<string> WaitForOutputLineAsync(Func<string, bool> match, string description, TimeSpan? timeout = null) =>
+        (await WaitForOutputEntryAsync(line => match(line.Text), description, timeout)).Text;
+
+    public async Task<LogLine> WaitForOutputEntryAsync(Func<LogLine, bool> match, string description, TimeSpan? timeout = null)
     {
         var found = Watch(match);
         if (found.IsCompleted)
@@ -306,7 +315,8 @@ internal sealed class SampleApp : IAsyncDisposable
             return;
         }
 
-        string stamped = $"[{_sinceStart.Elapsed.TotalSeconds,7:0.000}s {_name} {SafePid()}] {line}";
+        var entry = LogLine.Parse(line);
+        string stamped = $"[{_sinceStart.Elapsed.TotalSeconds,7:0.000}s {_name} {SafePid()}] {entry.Text}";
         try
         {
             _output?.WriteLine(stamped);
@@ -318,12 +328,12 @@ internal sealed class SampleApp : IAsyncDisposable
 
         lock (_waitersLock)
         {
-            _lines.Enqueue(line);
+            _lines.Enqueue(entry);
             for (int i = _waiters.Count - 1; i >= 0; i--)
             {
-                if (_waiters[i].Match(line))
+                if (_waiters[i].Match(entry))
                 {
-                    _waiters[i].Found.TrySetResult(line);
+                    _waiters[i].Found.TrySetResult(entry);
                     _waiters.RemoveAt(i);
                 }
             }
@@ -387,70 +397,9 @@ internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arg
     }
 }
 
-/// <summary>A fresh, short socket path and free ports for one test.</summary>
-internal sealed class TestScope : IDisposable
+/// <summary>The sample's configuration for one <see cref="TestScope"/>: its socket path and port.</summary>
+internal static class TestScopeConfig
 {
-    public TestScope()
-    {
-        Directory = Path.Combine(Path.GetTempPath(), "zdt-" + Guid.NewGuid().ToString("N")[..10]);
-        System.IO.Directory.CreateDirectory(Directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-        SocketPath = Path.Combine(Directory, "handoff.sock");
-        Port = FreePort();
-    }
-
-    public string Directory { get; }
-
-    public string SocketPath { get; }
-
-    public int Port { get; }
-
-    public Uri BaseUri => new($"http://127.0.0.1:{Port}");
-
-    public SampleConfig Config(params string[] extraArguments) =>
-        new(SocketPath, ["--urls", $"http://127.0.0.1:{Port}", .. extraArguments]);
-
-    /// <summary>A port that no other test of this run gets and no client connection can occupy (see <see cref="Ports"/>).</summary>
-    public static int FreePort() => Ports.Next();
-
-    public void Dispose()
-    {
-        try
-        {
-            System.IO.Directory.Delete(Directory, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
-
-internal static partial class Posix
-{
-    public const int SIGHUP = 1;
-    public const int SIGKILL = 9;
-    public const int SIGTERM = 15;
-    public const int SIGSTOP = 19;
-    public const int SIGCONT = 18;
-
-    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
-
-    public static void Kill(int pid, int signal)
-    {
-        if (kill(pid, signal) != 0)
-        {
-            throw new InvalidOperationException($"kill({pid}, {signal}) failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
-        }
-    }
-
-    public static string Describe(Exception ex)
-    {
-        var text = new StringBuilder(ex.GetType().Name).Append(": ").Append(ex.Message);
-        for (var inner = ex.InnerException; inner is not null; inner = inner.InnerException)
-        {
-            text.Append(" -> ").Append(inner.GetType().Name).Append(": ").Append(inner.Message);
-        }
-
-        return text.ToString();
-    }
+    public static SampleConfig Config(this TestScope scope, params string[] extraArguments) =>
+        new(scope.SocketPath, ["--urls", $"http://127.0.0.1:{scope.Port}", .. extraArguments]);
 }

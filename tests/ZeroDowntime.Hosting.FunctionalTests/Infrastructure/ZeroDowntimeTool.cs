@@ -4,8 +4,9 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Infrastructure;
+namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 /// <summary>The <c>zerodowntime</c> tool (src/ZeroDowntime.Cli), run as a process: <c>dotnet ZeroDowntime.Cli.dll ...</c>.</summary>
 internal static class ZeroDowntimeTool

@@ -6,10 +6,11 @@ using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// The sample published with Native AOT (<c>dotnet publish samples/WebApi -c Release -r &lt;rid&gt; -p:PublishAot=true</c>)
@@ -18,12 +19,6 @@ namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 /// </summary>
 public sealed partial class AotTests(ITestOutputHelper output)
 {
-    /// <summary>Event ids of ZeroDowntime.Hosting.NLog (LogFileHandoffLog) and of the start-up timeline.</summary>
-    private const int LogFileAcquired = 62;
-    private const int LogFileReleased = 63;
-    private const int StartupPhase = 17;
-    private const int StartupTimeline = 18;
-
     [Fact]
     public async Task Publish_NoTrimOrAotWarning_NativeExecutable()
     {
@@ -104,7 +99,7 @@ public sealed partial class AotTests(ITestOutputHelper output)
             using (var scope = new TestScope())
             {
                 await using var slow = SampleApp.Start($"{build}-slow", scope.Config().With("Sample__StartupDelayMs", "200"), output, aot);
-                await slow.WaitForLineAsync(l => l.Contains("[1000]", StringComparison.Ordinal) && l.Contains("Warming up for 200 ms", StringComparison.Ordinal), "event 1000");
+                await slow.WaitForEntryAsync(l => l.Is(Events.SampleWarmingUp) && l.Contains("Warming up for 200 ms", StringComparison.Ordinal), "event 1000");
                 await slow.WaitForEventAsync(Events.ServingHandoffSocket);
             }
 
@@ -211,8 +206,8 @@ public sealed partial class AotTests(ITestOutputHelper output)
                 var (successor, oldExit) = await HandOverAsync(old, name, config, aot);
                 apps.Add(successor);
                 Assert.Equal(0, oldExit);
-                Assert.Contains(old.Lines, l => l.Contains($"[{LogFileReleased}]", StringComparison.Ordinal));
-                string acquired = await successor.WaitForEventAsync(LogFileAcquired);
+                Assert.Contains(old.Entries, l => l.Is(Events.LogFileReleased));
+                var acquired = await successor.WaitForEventAsync(Events.LogFileAcquired);
                 Assert.Contains("(PredecessorReleased)", acquired, StringComparison.Ordinal);
                 var held = HeldLines().Match(acquired);
                 Assert.True(held.Success && int.Parse(held.Groups[1].Value, CultureInfo.InvariantCulture) > 0, "MaxHeldLines=2 sends lines through the side file: " + acquired);
@@ -294,11 +289,11 @@ public sealed partial class AotTests(ITestOutputHelper output)
                     current = successor;
                     logged.Add(double.Parse(ReadyFigure().Match(ready).Groups[1].Value, CultureInfo.InvariantCulture));
 
-                    string timeline = await successor.WaitForEventAsync(StartupTimeline);
+                    var timeline = await successor.WaitForEventAsync(Events.StartupTimeline);
                     var reached = TimelinePhase().Matches(timeline).Select(m => (Phase: m.Groups[1].Value, Ms: double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture))).ToList();
                     Assert.Equal(["HostStarting", "FdsReceived", "KestrelBound", "Started", "Acquired"], reached.Select(p => p.Phase));
                     Assert.True(reached.Zip(reached.Skip(1)).All(p => p.First.Ms <= p.Second.Ms), "phases in time order: " + timeline);
-                    Assert.Equal(5, successor.Lines.Count(l => l.Contains($"[{StartupPhase}]", StringComparison.Ordinal)));
+                    Assert.Equal(5, successor.Entries.Count(l => l.Is(Events.StartupPhase)));
                     foreach (var (phase, ms) in reached)
                     {
                         (phases.TryGetValue(phase, out var list) ? list : phases[phase] = []).Add(ms);

@@ -4,10 +4,11 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// The <c>zerodowntime</c> tool against real processes of the sample, deployed as release folders behind a
@@ -262,7 +263,7 @@ public sealed class CliTests(ITestOutputHelper output)
             var timedOut = await ZeroDowntimeTool.RunAsync(output, UpgradeWait, "upgrade", "--socket", scope.SocketPath, "--timeout", "1s");
             Assert.Equal(5, timedOut.ExitCode);
             Assert.Contains("may still be running", timedOut.Stderr, StringComparison.Ordinal);
-            await v1.WaitForOutputLineAsync(l => SampleApp.IsEvent(l, 85) && !l.Contains($"pid {successors[0]} ", StringComparison.Ordinal), "the second slow successor's end (event 85)");
+            await v1.WaitForOutputEntryAsync(l => l.Is(Events.UpgradeFailed) && !l.Contains($"pid {successors[0]} ", StringComparison.Ordinal), "the second slow successor's end (event 85)");
             var after = await StatusAsync(scope);
             Assert.Equal(v1.Pid, after.GetProperty("pid").GetInt32());
             Assert.Equal(1, after.GetProperty("generation").GetInt64());
@@ -312,7 +313,7 @@ public sealed class CliTests(ITestOutputHelper output)
             Assert.Equal("answer-bytes 0", answer.Trim());
         }
 
-        await v1.WaitForLineAsync(l => l.Contains("[41]", StringComparison.Ordinal) && l.Contains($"uid {OtherUser.Uid}", StringComparison.Ordinal), "refusal of uid 65534");
+        await v1.WaitForEntryAsync(l => l.Is(Events.HandoffRefused) && l.Contains($"uid {OtherUser.Uid}", StringComparison.Ordinal), "refusal of uid 65534");
 
         // Garbage, an absurd length and a control frame with a bad payload: refused, one line each, nothing else.
         var inputs = new[]

@@ -1,9 +1,10 @@
 using System.Globalization;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// The defects found in review (issue 8), each reproduced with the real sample as OS processes. The handoff promise
@@ -54,7 +55,7 @@ public sealed class DefectTests(ITestOutputHelper output)
         int exitCode = await v1.WaitForExitAsync();
 
         Assert.Equal(ZeroDowntimeExitCodes.AddressInUse, exitCode);
-        string line = await v1.WaitForEventAsync(Events.AddressInUse);
+        var line = await v1.WaitForEventAsync(Events.AddressInUse);
         Assert.Contains($"127.0.0.1:{scope.Port}", line, StringComparison.Ordinal);
         Assert.Contains(scope.SocketPath, line, StringComparison.Ordinal);
         var stderr = v1.Lines.Where(l => l.StartsWith("stderr: ZeroDowntime:", StringComparison.Ordinal)).ToArray();
@@ -77,14 +78,14 @@ public sealed class DefectTests(ITestOutputHelper output)
         await using var v1 = await StartFirstAsync("v1", config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
         var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
-        await v1.WaitForEventAsync(16); // the long request is v1's
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted); // the long request is v1's
 
         var v2 = SampleApp.Start("v2", config, output);
         await using var _ = v2;
         await v2.WaitForEventAsync(Events.Committed);
         await v2.WaitForEventAsync(Events.ServingHandoffSocket);
         var v2Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
-        await v2.WaitForEventAsync(16);
+        await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
 
         await using var v3 = SampleApp.Start("v3", config, output);
         await v3.WaitForEventAsync(Events.Committed);
@@ -110,7 +111,7 @@ public sealed class DefectTests(ITestOutputHelper output)
             Assert.Equal([v3.Pid.ToString(CultureInfo.InvariantCulture)], probes.ResponsesByBody.Keys);
         }
 
-        Assert.DoesNotContain(v1.Lines, l => l.Contains($"[{Events.SuccessorLost}]", StringComparison.Ordinal));
+        Assert.DoesNotContain(v1.Entries, l => l.Is(Events.SuccessorLost));
         Assert.Contains("pid", await v1Request, StringComparison.Ordinal);
         Assert.Equal(0, await v1.WaitForExitAsync());
         await Task.WhenAny(v2Request); // v2 was killed with it in flight: its outcome is not the point
@@ -136,7 +137,7 @@ public sealed class DefectTests(ITestOutputHelper output)
         output.WriteLine($"load: {load}");
         load.AssertNoFailures();
         Assert.False(v1.HasExited);
-        Assert.Equal(2, v1.Lines.Count(l => l.Contains($"[{Events.HangupIgnored}]", StringComparison.Ordinal)));
+        Assert.Equal(2, v1.Entries.Count(l => l.Is(Events.HangupIgnored)));
     }
 
     // Item 5: a predecessor frozen for longer than the heartbeat timeout while it drains (SIGSTOP, cgroup freezer,
@@ -153,7 +154,7 @@ public sealed class DefectTests(ITestOutputHelper output)
             for (int round = 1; round <= 10; round++)
             {
                 var request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/12000"));
-                await server.WaitForEventAsync(16);
+                await server.WaitForEventAsync(Events.FirstConnectionAccepted);
                 var successor = SampleApp.Start($"v{round + 1}", config, output);
                 await successor.WaitForEventAsync(Events.Committed);
                 await successor.WaitForEventAsync(Events.ServingHandoffSocket);
@@ -165,7 +166,7 @@ public sealed class DefectTests(ITestOutputHelper output)
 
                 Assert.Contains($"pid {server.Pid.ToString("D7", CultureInfo.InvariantCulture)}", await request, StringComparison.Ordinal);
                 Assert.Equal(0, await server.WaitForExitAsync());
-                Assert.DoesNotContain(server.Lines, l => l.Contains($"[{Events.SuccessorLost}]", StringComparison.Ordinal));
+                Assert.DoesNotContain(server.Entries, l => l.Is(Events.SuccessorLost));
                 Assert.False(successor.HasExited, $"round {round}: the successor was revoked");
                 output.WriteLine($"round {round}: {server.Name} frozen 7 s while draining, woke, finished its request and exited 0; {successor.Name} serves");
                 await server.DisposeAsync();
@@ -191,10 +192,10 @@ public sealed class DefectTests(ITestOutputHelper output)
         await load.WaitForMoreSuccessesAsync(100);
 
         await using var v2 = SampleApp.Start("v2", config, output);
-        await v1.WaitForEventAsync(90); // the participant hangs in ReleaseAsync
+        await v1.WaitForEventAsync(Events.FaultInjectionPause); // the participant hangs in ReleaseAsync
         await v1.WaitForEventAsync(Events.ParticipantOverran);
         await load.WaitForMoreSuccessesAsync(100); // v2 (gate open) serves meanwhile
-        Assert.DoesNotContain(v2.Lines, l => l.Contains($"[{Events.Committed}]", StringComparison.Ordinal));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
 
         v1.Signal(Posix.SIGCONT); // the participant returns
         await v1.WaitForEventAsync(Events.HandoffAbandonedAtCommit);
@@ -207,7 +208,7 @@ public sealed class DefectTests(ITestOutputHelper output)
         output.WriteLine($"load: {load}");
         load.AssertNoFailures();
         Assert.False(v1.HasExited);
-        Assert.DoesNotContain(v2.Lines, l => l.Contains($"[{Events.Committed}]", StringComparison.Ordinal));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
         using var client = new HttpClient();
         Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
 
@@ -227,24 +228,24 @@ public sealed class DefectTests(ITestOutputHelper output)
         await using var v1 = await StartFirstAsync("v1", config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
         var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000")); // keeps v1 draining
-        await v1.WaitForEventAsync(16);
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
         await using var v2 = SampleApp.Start("v2", config.With(FaultVariable, "after-ready"), output);
-        await v2.WaitForEventAsync(90);
+        await v2.WaitForEventAsync(Events.FaultInjectionPause);
         await v1.WaitForEventAsync(Events.DrainStarted); // v1 has closed its gate and sent Committed
 
         // A request that only v2 can take now. (Should v2's Kestrel close that connection before it has read the
         // request, HttpClient retries it on a new one, which v1 answers once it serves again: either way it succeeds.)
         var inFlight = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/3000"));
-        await v2.WaitForEventAsync(16);
+        await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
 
         v2.Signal(Posix.SIGTERM);
-        string lost = await v1.WaitForEventAsync(Events.SuccessorLost);
+        var lost = await v1.WaitForEventAsync(Events.SuccessorLost);
         Assert.Contains("before the commit", lost, StringComparison.Ordinal); // from v2's stopping step, not its exit
         Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
         Assert.Contains("delayed 3000 ms", await inFlight, StringComparison.Ordinal);
 
         await v2.WaitForExitAsync();
-        Assert.DoesNotContain(v2.Lines, l => l.Contains($"[{Events.Committed}]", StringComparison.Ordinal));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
         Assert.Contains("delayed 20000 ms", await v1Request, StringComparison.Ordinal);
         Assert.False(v1.HasExited);
     }

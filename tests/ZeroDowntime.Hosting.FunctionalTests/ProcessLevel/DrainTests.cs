@@ -2,10 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>How an old process ends: plain shutdown, and the drain after a handoff, seen from raw connections.</summary>
 public sealed partial class DrainTests(ITestOutputHelper output)
@@ -48,17 +49,17 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         await Assert.ThrowsAnyAsync<Exception>(() => held);
         if (drainOnShutdown)
         {
-            Assert.Contains("(1 connection(s) aborted at the deadline)", v1.Lines.Single(l => SampleApp.IsEvent(l, Events.DrainCompleted)), StringComparison.Ordinal);
+            Assert.Contains("(1 connection(s) aborted at the deadline)", v1.Entries.Single(l => l.Is(Events.DrainCompleted)), StringComparison.Ordinal);
         }
         else
         {
-            Assert.DoesNotContain(v1.Lines, l => SampleApp.IsEvent(l, Events.DrainStarted));
+            Assert.DoesNotContain(v1.Entries, l => l.Is(Events.DrainStarted));
         }
 
         Assert.False(File.Exists(scope.SocketPath), "the sole server removes its handoff socket");
         Assert.False(File.Exists(unixPath), "the sole server removes its Unix endpoint file");
         Assert.Empty(Directory.GetFiles(scope.Directory, "*.tmp"));
-        Assert.Contains(v1.Lines, l => SampleApp.IsEvent(l, 14));
+        Assert.Contains(v1.Entries, l => l.Is(Events.HandoffSocketRemoved));
     }
 
     /// <summary>
@@ -100,7 +101,7 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         var abortedAt = drainStarted.Elapsed;
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(40)));
 
-        string completed = v1.Lines.First(l => SampleApp.IsEvent(l, Events.DrainCompleted));
+        string completed = v1.Entries.First(l => l.Is(Events.DrainCompleted));
         output.WriteLine($"DrainTimeout {drainSeconds} s, ShutdownTimeout {shutdownSeconds} s: {insideMs} ms request answered {insideDone.TotalMilliseconds:0} ms after the drain started; straggler ended {abortedAt.TotalMilliseconds:0} ms after ({(aborted is null ? "no error" : Posix.Describe(aborted))}); {completed}");
         Assert.Equal(200, inside.Status);
         Assert.Contains($"pid {v1.Pid:D7}", inside.Body, StringComparison.Ordinal);
@@ -112,7 +113,7 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         Assert.True(figures.Success, completed);
         Assert.Equal("1", figures.Groups["aborted"].Value);
         Assert.InRange(double.Parse(figures.Groups["ms"].Value, CultureInfo.InvariantCulture), drainTimeout.TotalMilliseconds, drainTimeout.TotalMilliseconds + 5000);
-        await v2.WaitForEventAsync(26);
+        await v2.WaitForEventAsync(Events.PredecessorExited);
     }
 
     [Fact]
@@ -147,7 +148,7 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         output.WriteLine($"reused connection answered {answeredAt.TotalMilliseconds:0} ms after the drain began; idle one closed after {closedAt.TotalMilliseconds:0} ms (grace 5 s)");
         Assert.True(closedAt > TimeSpan.FromSeconds(4), $"the idle connection was closed {closedAt} after the drain began, before the grace period of 5 s");
         Assert.Equal(0, await v1.WaitForExitAsync());
-        Assert.Contains(v1.Lines, l => SampleApp.IsEvent(l, 48));
+        Assert.Contains(v1.Entries, l => l.Is(Events.IdleConnectionsClosing));
     }
 
     [GeneratedRegex(@"Drain finished in (?<ms>\d+) ms \((?<aborted>\d+) connection")]

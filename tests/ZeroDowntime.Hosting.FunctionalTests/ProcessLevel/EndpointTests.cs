@@ -3,10 +3,11 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>Every way an app configures its endpoints is matched, endpoint by endpoint, across a handoff.</summary>
 public sealed partial class EndpointTests(ITestOutputHelper output)
@@ -17,14 +18,14 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var config = scope.Config() with { Arguments = ["--urls", $"http://localhost:{scope.Port}"] };
         await using var v1 = await StartFirstAsync("v1", config, output);
-        Assert.Equal(2, v1.Lines.Count(l => l.Contains("[9]", StringComparison.Ordinal)));
+        Assert.Equal(2, v1.Entries.Count(l => l.Is(Events.ListenerBound)));
 
         var (v2, oldExit) = await HandOverAsync(v1, "v2", config, output);
         await using var _ = v2;
         Assert.Equal(0, oldExit);
-        Assert.Contains(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains($"tcp:127.0.0.1:{scope.Port}", StringComparison.Ordinal));
-        Assert.Contains(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains($"tcp:[::1]:{scope.Port}", StringComparison.Ordinal));
-        Assert.DoesNotContain(v2.Lines, l => l.Contains("[9]", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains($"tcp:127.0.0.1:{scope.Port}", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains($"tcp:[::1]:{scope.Port}", StringComparison.Ordinal));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.ListenerBound));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{scope.Port}"));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://[::1]:{scope.Port}"));
     }
@@ -38,7 +39,7 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         var (v2, _) = await HandOverAsync(v1, "v2", config, output);
         await using var __ = v2;
 
-        Assert.Single(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains($"tcp:[::]:{scope.Port}", StringComparison.Ordinal));
+        Assert.Single(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains($"tcp:[::]:{scope.Port}", StringComparison.Ordinal));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{scope.Port}"));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://[::1]:{scope.Port}"));
     }
@@ -49,12 +50,12 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var config = scope.Config() with { Arguments = ["--urls", "http://127.0.0.1:0"] };
         await using var v1 = await StartFirstAsync("v1", config, output);
-        int port = int.Parse(BoundPort().Match(v1.Lines.First(l => l.Contains("[9]", StringComparison.Ordinal))).Groups[1].Value, CultureInfo.InvariantCulture);
+        int port = int.Parse(BoundPort().Match(v1.Entries.First(l => l.Is(Events.ListenerBound))).Groups[1].Value, CultureInfo.InvariantCulture);
         Assert.NotEqual(0, port);
 
         var (v2, _) = await HandOverAsync(v1, "v2", config, output);
         await using var __ = v2;
-        Assert.Contains(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains($"tcp:127.0.0.1:0 on 127.0.0.1:{port}", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains($"tcp:127.0.0.1:0 on 127.0.0.1:{port}", StringComparison.Ordinal));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{port}"));
     }
 
@@ -72,7 +73,7 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         var next = (scope.Config() with { Arguments = [] }).With("ASPNETCORE_URLS", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{second}");
         var (v2, _) = await HandOverAsync(v1, "v2", next, output);
         await using var __ = v2;
-        Assert.Equal(2, v2.Lines.Count(l => l.Contains("[8]", StringComparison.Ordinal)));
+        Assert.Equal(2, v2.Entries.Count(l => l.Is(Events.ListenerInherited)));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{scope.Port}"));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{second}"));
     }
@@ -90,9 +91,9 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         var (v2, oldExit) = await HandOverAsync(v1, "v2", v2Config, output);
         await using var _ = v2;
         Assert.Equal(0, oldExit);
-        Assert.Contains(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains($":{scope.Port}", StringComparison.Ordinal));
-        Assert.Contains(v2.Lines, l => l.Contains("[9]", StringComparison.Ordinal) && l.Contains($":{added}", StringComparison.Ordinal));
-        Assert.Contains(v2.Lines, l => l.Contains("[10]", StringComparison.Ordinal) && l.Contains($":{dropped}", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains($":{scope.Port}", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerBound) && l.Contains($":{added}", StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.InheritedListenerUnused) && l.Contains($":{dropped}", StringComparison.Ordinal));
         Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{added}"));
 
         // Nobody holds the dropped socket any more: connections are refused, not queued.

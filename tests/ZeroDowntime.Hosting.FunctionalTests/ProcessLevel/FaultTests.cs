@@ -1,9 +1,10 @@
 using System.Globalization;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>Every step of a handoff can fail; every failure must leave a server that serves.</summary>
 public sealed class FaultTests(ITestOutputHelper output)
@@ -40,14 +41,14 @@ public sealed class FaultTests(ITestOutputHelper output)
         }
         else
         {
-            await v2.WaitForEventAsync(90);
+            await v2.WaitForEventAsync(Events.FaultInjectionPause);
         }
 
         v2.Signal(signal);
         output.WriteLine($"sent signal {signal} to v2 (pid {v2.Pid}) at {step}");
 
         // The old process notices (EOF at once for a kill; its deadlines for a freeze) and frees the handoff slot.
-        int expected = (step, signal) switch
+        var expected = (step, signal) switch
         {
             ("after-connect", _) => Events.HandoffProtocolError,
             (_, Posix.SIGKILL) => Events.SuccessorFailed,
@@ -78,7 +79,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         output.WriteLine($"load: {load}");
         load.AssertNoFailures();
         Assert.Equal(0, oldExit);
-        Assert.DoesNotContain(v2.Lines, l => SampleApp.IsEvent(l, Events.Accepting) || SampleApp.IsEvent(l, 16)); // never accepted a connection
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Accepting) || l.Is(Events.FirstConnectionAccepted)); // never accepted a connection
         Assert.DoesNotContain(load.ResponsesByBody.Keys, body => body.Contains($"pid {v2.Pid:D7}", StringComparison.Ordinal));
     }
 
@@ -95,7 +96,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         await v1.WaitForEventAsync(Events.SuccessorTimedOut);
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await slow.WaitForExitAsync());
         await slow.WaitForEventAsync(Events.HandoffAbandoned);
-        Assert.DoesNotContain(slow.Lines, l => l.Contains("[12]", StringComparison.Ordinal));
+        Assert.DoesNotContain(slow.Entries, l => l.Is(Events.Accepting));
 
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
@@ -113,7 +114,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         // v2 holds still after receiving the sockets (until SIGCONT): the window in which nobody accepts is as long
         // as the test needs, not a start-up delay that a loaded machine may outrun.
         await using var v2 = SampleApp.Start("v2", config.With(FaultVariable, "after-receive"), output);
-        await v2.WaitForEventAsync(90);
+        await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGKILL);
         await v1.WaitForExitAsync();
         await v1.DisposeAsync();
@@ -155,7 +156,7 @@ public sealed class FaultTests(ITestOutputHelper output)
         var refused = a.HasExited ? a : b;
         var winner = refused == a ? b : a;
         Assert.Equal(ZeroDowntimeExitCodes.RefusedByPredecessor, await first);
-        Assert.Contains(refused.Lines, l => l.Contains("[22]", StringComparison.Ordinal) && l.Contains("in progress", StringComparison.Ordinal));
+        Assert.Contains(refused.Entries, l => l.Is(Events.RefusedByPredecessor) && l.Contains("in progress", StringComparison.Ordinal));
 
         await winner.WaitForEventAsync(Events.Committed);
         Assert.Equal(0, await v1.WaitForExitAsync());
@@ -206,7 +207,7 @@ public sealed class FaultTests(ITestOutputHelper output)
 
         v2.Signal(Posix.SIGCONT);
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
-        await v2.WaitForEventAsync(27);
+        await v2.WaitForEventAsync(Events.HandoffRevoked);
 
         // v1 serves alone again and accepts the next successor.
         // The grace period that counts is v1's (20 s): close the idle connection so that v1's next drain is short.
@@ -231,7 +232,7 @@ public sealed class FaultTests(ITestOutputHelper output)
 
         await using var v2 = await StartFirstAsync("v2", config, output);
         await v2.WaitForEventAsync(Events.StaleSocket);
-        await v2.WaitForEventAsync(15);
+        await v2.WaitForEventAsync(Events.StaleUnixEndpointReplaced);
         using var client = new HttpClient();
         Assert.Equal(v2.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
@@ -268,7 +269,7 @@ public sealed class FaultTests(ITestOutputHelper output)
                 }
 
                 // Measure a quiet process: predecessor gone, its handoff connection closed, no client connection open.
-                await current.WaitForEventAsync(26);
+                await current.WaitForEventAsync(Events.PredecessorExited);
                 measurements.Add((version, await QuietFdCountAsync(current.Pid, scope.Port), ReadRssKb(current.Pid)));
             }
         }

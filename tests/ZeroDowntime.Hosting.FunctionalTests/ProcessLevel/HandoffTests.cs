@@ -2,10 +2,11 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>The core promise, between real processes of the sample app: handoffs under load lose nothing.</summary>
 public sealed class HandoffTests(ITestOutputHelper output)
@@ -112,11 +113,11 @@ public sealed class HandoffTests(ITestOutputHelper output)
         Assert.Equal(System.Net.HttpStatusCode.OK, response.StatusCode);
         Assert.Contains($"pid {v1.Pid:D7}", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(30)));
-        var afterV2 = v1.Lines.Skip(v1Lines).ToList();
-        Assert.DoesNotContain(v1.Lines, l => SampleApp.IsEvent(l, Events.SuccessorLost));
-        Assert.DoesNotContain(afterV2, l => SampleApp.IsEvent(l, Events.Accepting) || SampleApp.IsEvent(l, Events.ServingHandoffSocket));
+        var afterV2 = v1.Entries.Skip(v1Lines).ToList();
+        Assert.DoesNotContain(v1.Entries, l => l.Is(Events.SuccessorLost));
+        Assert.DoesNotContain(afterV2, l => l.Is(Events.Accepting) || l.Is(Events.ServingHandoffSocket));
         Assert.Equal(1, v1.CountEvent(Events.ServingHandoffSocket));
-        Assert.Contains(afterV2, l => SampleApp.IsEvent(l, Events.DrainCompleted) && l.Contains("(0 connection(s) aborted", StringComparison.Ordinal));
+        Assert.Contains(afterV2, l => l.Is(Events.DrainCompleted) && l.Contains("(0 connection(s) aborted", StringComparison.Ordinal));
 
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
@@ -236,7 +237,7 @@ public sealed class HandoffTests(ITestOutputHelper output)
 
         output.WriteLine($"broken successor exit code {brokenExit}; load: {load}");
         Assert.NotEqual(0, brokenExit);
-        Assert.False(v1.Lines.Any(l => l.Contains("[42]", StringComparison.Ordinal) && l.Contains($"pid {broken.Pid}", StringComparison.Ordinal)),
+        Assert.False(v1.Entries.Any(l => l.Is(Events.SuccessorReady) && l.Contains($"pid {broken.Pid}", StringComparison.Ordinal)),
             "the old process must never have committed to the broken successor");
         Assert.Contains(v1.Lines, l => l.Contains("Start-up failed on purpose", StringComparison.Ordinal));
         load.AssertNoFailures();
@@ -274,7 +275,7 @@ public sealed class HandoffTests(ITestOutputHelper output)
         await using var _ = v2;
         Assert.Equal(0, oldExit);
         Assert.True(File.Exists(unixPath), "the old process must not delete the Unix socket file its successor serves");
-        Assert.Contains(v2.Lines, l => l.Contains("[8]", StringComparison.Ordinal) && l.Contains("unix:" + unixPath, StringComparison.Ordinal));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ListenerInherited) && l.Contains("unix:" + unixPath, StringComparison.Ordinal));
         for (int i = 0; i < 20; i++)
         {
             Assert.Equal(v2.Pid, await GetPidOverUnixSocketAsync(unixPath));

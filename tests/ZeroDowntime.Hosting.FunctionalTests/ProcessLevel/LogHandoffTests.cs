@@ -3,10 +3,11 @@ using System.Globalization;
 using System.Net;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// Log files change hands with the listeners (ZeroDowntime.Hosting.NLog in the sample): the old process renames its
@@ -14,16 +15,6 @@ namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
 /// </summary>
 public sealed partial class LogHandoffTests(ITestOutputHelper output)
 {
-    /// <summary>Event ids of ZeroDowntime.Hosting.NLog (LogFileHandoffLog).</summary>
-    private static class LogEvents
-    {
-        public const int LogFileAcquired = 62;
-        public const int LogFileReleased = 63;
-        public const int LogFileAbandoned = 64;
-        public const int OrphanLogFileArchived = 65;
-        public const int LogFileTakenOver = 66;
-    }
-
     /// <param name="maxHeldLines">4: four held lines in memory, the rest (a start-up logs about eleven) through the
     /// side file; 0: every held line through the side file.</param>
     [Theory]
@@ -47,7 +38,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
                 var (successor, oldExit) = await HandOverAsync(current, $"v{version}", config, output);
                 all.Add(successor);
                 Assert.Equal(0, oldExit);
-                await successor.WaitForEventAsync(LogEvents.LogFileAcquired);
+                await successor.WaitForEventAsync(Events.LogFileAcquired);
                 current = successor;
                 await markers.WaitForMoreAsync(100);
             }
@@ -154,7 +145,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         await using var broken = SampleApp.Start("v2-broken", config.With("Sample__FailStartup", "true"), output);
         Assert.NotEqual(0, await broken.WaitForExitAsync());
         await v1.WaitForEventAsync(Events.SuccessorFailed);
-        await broken.WaitForEventAsync(LogEvents.LogFileAbandoned);
+        await broken.WaitForEventAsync(Events.LogFileAbandoned);
         using (var client = new HttpClient())
         {
             Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
@@ -188,7 +179,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
 
             // v2 holds after receiving the sockets until SIGCONT: v1 dies inside the handoff however slow the machine.
             v2 = SampleApp.Start("v2", config.With("ZERODOWNTIME_FAULT_PAUSE", "after-receive").With("ZeroDowntime__HandoffTimeout", "00:00:20"), output);
-            await v2.WaitForEventAsync(90);
+            await v2.WaitForEventAsync(Events.FaultInjectionPause);
             v1.Signal(Posix.SIGKILL);
             var killed = System.Diagnostics.Stopwatch.StartNew();
             await v1.WaitForExitAsync();
@@ -196,9 +187,9 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
 
             // Within the handoff timeout (20 s here), and said in v2's log.
             await v2.WaitForEventAsync(Events.PredecessorVanished, TimeSpan.FromSeconds(20));
-            await v2.WaitForEventAsync(LogEvents.LogFileTakenOver, TimeSpan.FromSeconds(20) - killed.Elapsed);
+            await v2.WaitForEventAsync(Events.LogFileTakenOver, TimeSpan.FromSeconds(20) - killed.Elapsed);
             output.WriteLine($"v2 took webapi.log {killed.Elapsed.TotalMilliseconds:0} ms after v1 was killed");
-            await v2.WaitForEventAsync(LogEvents.OrphanLogFileArchived);
+            await v2.WaitForEventAsync(Events.OrphanLogFileArchived);
             using (var client = new HttpClient())
             {
                 Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/2"))).StatusCode);
@@ -235,13 +226,13 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         Assert.Equal(HttpStatusCode.OK, (await idle.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
 
         await using var v2 = SampleApp.Start("v2", config, output);
-        await v2.WaitForEventAsync(LogEvents.LogFileAcquired);
+        await v2.WaitForEventAsync(Events.LogFileAcquired);
         await v2.WaitForEventAsync(Events.ServingHandoffSocket);
         v2.Signal(Posix.SIGKILL);
         await v2.WaitForExitAsync();
 
         await v1.WaitForEventAsync(Events.SuccessorLost);
-        await v1.WaitForEventAsync(69);
+        await v1.WaitForEventAsync(Events.LogFilesStayArchived);
         using (var fresh = new HttpClient())
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, new Uri(scope.BaseUri, "/log/2"));
@@ -274,7 +265,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         var held = new List<(int Count, int Spilled, int Ms)>();
         foreach (var app in successors)
         {
-            foreach (string line in app.Lines.Where(l => l.Contains($"[{LogEvents.LogFileAcquired}]", StringComparison.Ordinal)))
+            foreach (string line in app.Entries.Where(l => l.Is(Events.LogFileAcquired)))
             {
                 var match = HeldLinesPattern().Match(line);
                 if (match.Success)

@@ -7,11 +7,13 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using System.Xml.Linq;
+using Microsoft.Extensions.Logging;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// What a team that adopts the library does, with the packages that <c>dotnet pack</c> writes: <c>dotnet new web</c>
@@ -23,8 +25,6 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
 {
     private const string AppName = "ShopApp";
 
-    /// <summary>ZeroDowntimeLog event 16: the process accepted its first connection.</summary>
-    private const int FirstConnectionAccepted = 16;
     private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>Requests the test sends itself, before the handoff (to v1) and after v1 exited (to v2).</summary>
@@ -242,7 +242,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         {
             // A new connection per request (HTTP/1.0, no keep-alive); -r: count errors and carry on.
             await using var ab = LoadTool.Start("ab", "-r", "-c", "16", "-t", "120", "-n", "100000000", "-s", "30", new Uri(scope.BaseUri, "/").ToString());
-            await v1.WaitForEventAsync(FirstConnectionAccepted);
+            await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
             // Some load on v1 first: the test's own requests, answered while ab runs alongside (the client and its
             // keep-alive connection are gone before the handoff, so v1's drain has no idle connection to wait for).
             await GetManyAsync(scope.BaseUri, Requests);
@@ -254,7 +254,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
             int oldExit = await v1.WaitForExitAsync(TimeSpan.FromSeconds(60));
             output.WriteLine($"v1 (pid {v1.Pid}) exited {oldExit} {handoff.Elapsed.TotalMilliseconds:0} ms after v2 (pid {v2.Pid}) started");
             Assert.Equal(0, oldExit);
-            await v2.WaitForEventAsync(FirstConnectionAccepted);
+            await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
             Assert.False(ab.HasExited, "ab stopped before the handoff was done: " + ab.Output);
 
             // v1 is gone: whatever answers now is v2 (ab keeps running meanwhile).
@@ -595,9 +595,10 @@ internal sealed class PublishedApp : IAsyncDisposable
         info.Environment.Remove("ASPNETCORE_URLS");
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment["ZeroDowntime__SocketPath"] = scope.SocketPath;
-        info.Environment["Logging__Console__FormatterName"] = "simple";
-        info.Environment["Logging__Console__FormatterOptions__SingleLine"] = "true";
-        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "HH:mm:ss.fff ";
+        // Microsoft's json console formatter, one object per line: the tests match the library's events by id in the
+        // library's categories (a new user's app has no formatter of the sample's, which adds the event name).
+        info.Environment["Logging__Console__FormatterName"] = "json";
+        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "O";
         // The app's own per-request lines go to its log file, not to the console (and the test log).
         info.Environment["Logging__Console__LogLevel__Program"] = "Warning";
 
@@ -612,10 +613,12 @@ internal sealed class PublishedApp : IAsyncDisposable
         return app;
     }
 
-    /// <summary>Waits (bounded) for a line of the library's log with this event id.</summary>
-    public async Task<string> WaitForEventAsync(int eventId, TimeSpan? timeout = null)
+    /// <summary>Waits (bounded) for an event of the library with this id (in a ZeroDowntime.Hosting category).</summary>
+    public async Task<string> WaitForEventAsync(EventId expected, TimeSpan? timeout = null)
     {
-        bool Match(string line) => line.Contains("ZeroDowntime.Hosting.", StringComparison.Ordinal) && line.Contains($"[{eventId}]", StringComparison.Ordinal);
+        int eventId = expected.Id;
+        bool Match(string line) => FunctionalTests.Infrastructure.LogLine.Parse(line) is { } entry && entry.EventId == eventId &&
+            entry.Category?.StartsWith("ZeroDowntime.Hosting.", StringComparison.Ordinal) == true;
         var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         lock (_lock)
         {
@@ -679,7 +682,7 @@ internal sealed class PublishedApp : IAsyncDisposable
 
         try
         {
-            _output.WriteLine($"[{_age.Elapsed.TotalSeconds,7:0.000}s {_name}] {line}");
+            _output.WriteLine($"[{_age.Elapsed.TotalSeconds,7:0.000}s {_name}] {FunctionalTests.Infrastructure.LogLine.Parse(line).Text}");
         }
         catch (InvalidOperationException)
         {

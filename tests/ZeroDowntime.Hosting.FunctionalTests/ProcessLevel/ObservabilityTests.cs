@@ -5,10 +5,11 @@ using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>Metrics, health and the drain on a plain shutdown (issue 11), with the real sample as OS processes.</summary>
 public sealed class ObservabilityTests(ITestOutputHelper output)

@@ -1,10 +1,11 @@
 using System.Diagnostics;
 using System.Globalization;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// Upgrading the library itself must never need downtime: the sample built from the last landed release before the

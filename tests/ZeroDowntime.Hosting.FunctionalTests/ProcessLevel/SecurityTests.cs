@@ -2,10 +2,11 @@ using System.Globalization;
 using System.Net.Sockets;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>The handoff socket is an attack surface: only the owner may ever get a listening socket.</summary>
 public sealed class SecurityTests(ITestOutputHelper output)
@@ -110,7 +111,7 @@ print("got", len(data), "bytes", flush=True)
 
             await using var app = SampleApp.Start("v1", scope.Config(), output);
             Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, await app.WaitForExitAsync());
-            Assert.Contains(app.Lines, l => l.Contains("[28]", StringComparison.Ordinal) && l.Contains($"runs as uid {OtherUser.Uid}", StringComparison.Ordinal));
+            Assert.Contains(app.Entries, l => l.Is(Events.PredecessorUntrusted) && l.Contains($"runs as uid {OtherUser.Uid}", StringComparison.Ordinal));
             Assert.Equal("got 0 bytes", await impostor.StandardOutput.ReadLineAsync());
         }
         finally
@@ -140,7 +141,7 @@ print("got", len(data), "bytes", flush=True)
         var (_, answer) = await OtherUser.RunPythonAsync(HelloFromNobody, scope.SocketPath, "WebApi");
         output.WriteLine("other user's client: " + answer);
         Assert.Contains("received 0 bytes 0 fds", answer, StringComparison.Ordinal);
-        await v1.WaitForLineAsync(l => l.Contains("[41]", StringComparison.Ordinal) && l.Contains($"uid {OtherUser.Uid}", StringComparison.Ordinal), "refusal of uid 65534");
+        await v1.WaitForEntryAsync(l => l.Is(Events.HandoffRefused) && l.Contains($"uid {OtherUser.Uid}", StringComparison.Ordinal), "refusal of uid 65534");
 
         var (v2, oldExit) = await HandOverAsync(v1, "v2", config, output);
         await using var _ = v2;
@@ -158,7 +159,7 @@ print("got", len(data), "bytes", flush=True)
 
         await using var other = SampleApp.Start("other-app", config.With("ZeroDowntime__ApplicationId", "billing"), output);
         Assert.Equal(ZeroDowntimeExitCodes.RefusedByPredecessor, await other.WaitForExitAsync());
-        Assert.Contains(other.Lines, l => l.Contains("[22]", StringComparison.Ordinal) && l.Contains("'WebApi'", StringComparison.Ordinal) && l.Contains("'billing'", StringComparison.Ordinal));
+        Assert.Contains(other.Entries, l => l.Is(Events.RefusedByPredecessor) && l.Contains("'WebApi'", StringComparison.Ordinal) && l.Contains("'billing'", StringComparison.Ordinal));
         await v1.WaitForEventAsync(Events.HandoffRefused);
 
         await load.WaitForMoreSuccessesAsync(100);
@@ -181,7 +182,7 @@ print("got", len(data), "bytes", flush=True)
         Assert.Equal(RefusalReason.VersionMismatch, refused.Reason);
         Assert.Contains("v1", refused.Detail, StringComparison.Ordinal);
         Assert.Contains("v99", refused.Detail, StringComparison.Ordinal);
-        await v1.WaitForLineAsync(l => l.Contains("[41]", StringComparison.Ordinal) && l.Contains("v99", StringComparison.Ordinal), "version refusal");
+        await v1.WaitForEntryAsync(l => l.Is(Events.HandoffRefused) && l.Contains("v99", StringComparison.Ordinal), "version refusal");
     }
 
     [Fact]
@@ -216,7 +217,7 @@ print("got", len(data), "bytes", flush=True)
             output.WriteLine($"sent {name} ({bytes.Length} bytes)");
         }
 
-        await WaitForCountAsync(v1, Events.HandoffProtocolError, inputs.Length);
+        await v1.WaitForEventCountAsync(Events.HandoffProtocolError, inputs.Length);
 
         // A client that connects and says nothing must not hold up a real successor. Timed with a greeting from
         // this process (no .NET start-up in the figure): were connections served one at a time, the welcome would
@@ -241,18 +242,7 @@ print("got", len(data), "bytes", flush=True)
         Assert.Equal(0, oldExit);
 
         // One line per bad input, plus the silent client's if its 5 s deadline passed before v1 exited.
-        Assert.InRange(v1.Lines.Count(l => l.Contains("[49]", StringComparison.Ordinal)), inputs.Length, inputs.Length + 1);
-    }
-
-    private static async Task WaitForCountAsync(SampleApp app, int eventId, int count)
-    {
-        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(20));
-        var limit = System.Diagnostics.Stopwatch.StartNew();
-        while (app.Lines.Count(l => l.Contains($"[{eventId}]", StringComparison.Ordinal)) < count)
-        {
-            Assert.True(limit.Elapsed < TimeSpan.FromSeconds(20), $"fewer than {count} lines with event {eventId}");
-            await timer.WaitForNextTickAsync();
-        }
+        Assert.InRange(v1.CountEvent(Events.HandoffProtocolError), inputs.Length, inputs.Length + 1);
     }
 
     private static void Chown(string path, int uid)

@@ -6,10 +6,11 @@ using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// The successor's own ends (its exit codes, a frozen or lost peer on either side) and the app-facing lifetime, each
@@ -30,8 +31,8 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         });
         await using var v2 = SampleApp.Start("v2", scope.Config(), output);
         Assert.Equal(ZeroDowntimeExitCodes.ProtocolVersionMismatch, await v2.WaitForExitAsync());
-        Assert.Contains(v2.Lines, l => SampleApp.IsEvent(l, 23) && l.Contains("v7", StringComparison.Ordinal) && l.Contains($"v{HandoffProtocol.Version}", StringComparison.Ordinal));
-        Assert.DoesNotContain(v2.Lines, l => SampleApp.IsEvent(l, Events.ListenerBound));
+        Assert.Contains(v2.Entries, l => l.Is(Events.ProtocolVersionMismatch) && l.Contains("v7", StringComparison.Ordinal) && l.Contains($"v{HandoffProtocol.Version}", StringComparison.Ordinal));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.ListenerBound));
     }
 
     [Fact]
@@ -48,7 +49,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         output.WriteLine($"{fake.Connections} greetings before giving up");
         Assert.Equal(20, fake.Greetings.Count);
         Assert.Contains(v2.Lines, l => l.Contains("kept saying it had handed over", StringComparison.Ordinal));
-        Assert.DoesNotContain(v2.Lines, l => SampleApp.IsEvent(l, Events.ListenerBound));
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.ListenerBound));
     }
 
     [Fact]
@@ -84,57 +85,6 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         Assert.Equal(v2.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
 
-    /// <summary>
-    /// Descriptors that come with the wrong frame, or in another number than announced, or from another protocol
-    /// version, are closed by the successor at once, not at its exit: the successor here is a host in the test
-    /// process, which lives on, and each descriptor sent is the far end of a socket pair whose near end then reads
-    /// end of stream.
-    /// </summary>
-    [Theory]
-    [InlineData("fewer", ZeroDowntimeExitCodes.RefusedByPredecessor)]
-    [InlineData("more", ZeroDowntimeExitCodes.RefusedByPredecessor)]
-    [InlineData("other-version", ZeroDowntimeExitCodes.ProtocolVersionMismatch)]
-    [InlineData("non-welcome", ZeroDowntimeExitCodes.RefusedByPredecessor)]
-    public async Task DescriptorsThatDoNotMatchTheWelcome_AreClosedAtOnce_StartFails(string variant, int exitCode)
-    {
-        using var scope = new TestScope();
-        using var first = await FdProbe.CreateAsync(scope.Directory);
-        using var second = await FdProbe.CreateAsync(scope.Directory);
-        var one = new[] { new ListenerDescriptor($"tcp:127.0.0.1:{scope.Port}", $"127.0.0.1:{scope.Port}") };
-        var two = new[] { one[0], new ListenerDescriptor("tcp:127.0.0.1:1", "127.0.0.1:1") };
-        await using var fake = FakePredecessor.Start(scope.SocketPath, (_, channel) =>
-        {
-            switch (variant)
-            {
-                case "fewer":
-                    channel.Send(new WelcomeMessage(HandoffProtocol.Version, 4242, two), [first.Fd]);
-                    break;
-                case "more":
-                    channel.Send(new WelcomeMessage(HandoffProtocol.Version, 4242, one), [first.Fd, second.Fd]);
-                    break;
-                case "other-version":
-                    channel.Send(new WelcomeMessage(HandoffProtocol.Version + 1, 4242, two), [first.Fd, second.Fd]);
-                    break;
-                default:
-                    channel.Send(new RefusedMessage(RefusalReason.Busy, HandoffProtocol.Version, "busy, with descriptors attached"), [first.Fd, second.Fd]);
-                    break;
-            }
-
-            first.CloseLocalCopy();
-            second.CloseLocalCopy();
-            return Task.CompletedTask;
-        });
-
-        await using var successor = InProcessHost.Create(scope.SocketPath, scope.Port, output, "successor");
-        var failure = await Assert.ThrowsAnyAsync<Exception>(() => successor.App.StartAsync());
-        output.WriteLine($"start failed: {Posix.Describe(failure)}");
-        Assert.Equal(exitCode, ProcessExitHooks.ExitCodeFor(failure));
-
-        // The host object is alive; the descriptors it was sent must already be closed.
-        Assert.True(await first.AllCopiesClosedAsync(TimeSpan.FromSeconds(5)), "the first descriptor is still open in the successor");
-        Assert.True(await second.AllCopiesClosedAsync(TimeSpan.FromSeconds(5)), "the second descriptor is still open in the successor");
-    }
-
     [Fact]
     public async Task FrozenPredecessor_SuccessorExits77AfterHandoffTimeoutPlus5s_NeverSaysReady()
     {
@@ -151,14 +101,14 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
 
         // v1 sends the listeners, then freezes before it can read v2's Ready.
         await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").With(FaultVariable, "after-receive"), output);
-        await v2.WaitForEventAsync(90);
+        await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGSTOP);
         try
         {
             v2.Signal(Posix.SIGCONT);
-            string ready = await v2.WaitForEventAsync(Events.SentReady);
+            var ready = await v2.WaitForEventAsync(Events.SentReady);
             Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync(TimeSpan.FromSeconds(40)));
-            string abandoned = v2.Lines.First(l => SampleApp.IsEvent(l, Events.HandoffAbandoned));
+            string abandoned = v2.Entries.First(l => l.Is(Events.HandoffAbandoned));
             var waited = Stamp(abandoned) - Stamp(ready);
             output.WriteLine($"v2 gave up {waited.TotalMilliseconds:0} ms after its Ready (HandoffTimeout 3 s + 5 s)");
             Assert.True(waited >= TimeSpan.FromSeconds(7.9), $"v2 gave up after {waited}, before HandoffTimeout + 5 s");
@@ -190,7 +140,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         v2.Signal(Posix.SIGKILL);
         await v2.WaitForExitAsync();
 
-        string lost = await v1.WaitForEventAsync(Events.SuccessorLost, TimeSpan.FromSeconds(10));
+        var lost = await v1.WaitForEventAsync(Events.SuccessorLost, TimeSpan.FromSeconds(10));
         Assert.Contains("closed the handoff connection without stopping in order", lost, StringComparison.Ordinal);
         await v1.WaitForEventCountAsync(Events.ServingHandoffSocket, 2);
         await using (var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true))
@@ -225,10 +175,10 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         Assert.False(v1.HasExited, "v1 drains its idle connection for 8 s");
 
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(30)));
-        var after = v1.Lines.Skip(v1Lines).ToList();
-        Assert.DoesNotContain(v1.Lines, l => SampleApp.IsEvent(l, Events.SuccessorLost));
-        Assert.DoesNotContain(after, l => SampleApp.IsEvent(l, Events.Accepting) || SampleApp.IsEvent(l, Events.ServingHandoffSocket));
-        Assert.Contains(after, l => SampleApp.IsEvent(l, Events.DrainCompleted));
+        var after = v1.Entries.Skip(v1Lines).ToList();
+        Assert.DoesNotContain(v1.Entries, l => l.Is(Events.SuccessorLost));
+        Assert.DoesNotContain(after, l => l.Is(Events.Accepting) || l.Is(Events.ServingHandoffSocket));
+        Assert.Contains(after, l => l.Is(Events.DrainCompleted));
     }
 
     [Fact]
@@ -256,27 +206,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         await v1.App.StopAsync();
         Assert.True(lifetime.HasHandedOver);
         Assert.True(lifetime.Draining.IsCancellationRequested);
-        await v2.WaitForEventAsync(26);
-    }
-
-    /// <summary>
-    /// A plain stop (what SIGTERM triggers) drains too (DrainOnShutdown, the default): Draining is cancelled, and
-    /// HasHandedOver stays false, as the README promises.
-    /// </summary>
-    [Fact]
-    public async Task ZeroDowntimeLifetime_PlainStop_HasHandedOverFalse_DrainingCancelled()
-    {
-        using var scope = new TestScope();
-        await using var v1 = InProcessHost.Create(scope.SocketPath, scope.Port, output, "v1");
-        await v1.App.StartAsync();
-        var lifetime = v1.App.Services.GetRequiredService<IZeroDowntimeLifetime>();
-        await v1.WaitForEventAsync(Events.ServingHandoffSocket);
-
-        v1.App.Lifetime.StopApplication();
-        await v1.App.StopAsync();
-        Assert.False(lifetime.HasHandedOver);
-        Assert.True(lifetime.Draining.IsCancellationRequested);
-        Assert.False(File.Exists(scope.SocketPath));
+        await v2.WaitForEventAsync(Events.PredecessorExited);
     }
 
     private static TimeSpan Stamp(string line) =>

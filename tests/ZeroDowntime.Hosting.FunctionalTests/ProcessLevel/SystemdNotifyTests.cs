@@ -2,10 +2,11 @@ using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Text;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>Under systemd (Type=notify, NotifyAccess=all) the unit's main pid follows the handoff.</summary>
 public sealed class SystemdNotifyTests(ITestOutputHelper output)
@@ -42,7 +43,7 @@ public sealed class SystemdNotifyTests(ITestOutputHelper output)
         // until then is in the datagram queue ahead of a sentinel that this test sends now: none may say READY.
         var (v2, oldExit) = await HandOverAsync(v1, "v2", config.With("ZERODOWNTIME_FAULT_PAUSE", "before-ready"), output, async successor =>
         {
-            await successor.WaitForEventAsync(90);
+            await successor.WaitForEventAsync(Events.FaultInjectionPause);
             await FlushAsync(notifyPath, datagrams);
             var early = datagrams.Where(d => d.Contains($"MAINPID={successor.Pid}", StringComparison.Ordinal) || d.Contains("READY=1", StringComparison.Ordinal)).ToList();
             Assert.True(early.Count == 1 && early[0].Contains($"MAINPID={v1.Pid}", StringComparison.Ordinal),

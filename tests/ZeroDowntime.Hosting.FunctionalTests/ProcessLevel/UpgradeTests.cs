@@ -1,10 +1,11 @@
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// The running service starts its successor itself (issue 10): on SIGHUP, one at a time, and a failed successor
@@ -28,7 +29,7 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
             for (int upgrade = 1; upgrade <= 3; upgrade++)
             {
                 Posix.Kill(current, Posix.SIGHUP);
-                string committed = await v1.WaitForOutputEventAsync(Events.UpgradeCommitted, upgrade, TimeSpan.FromSeconds(60));
+                var committed = await v1.WaitForOutputEventAsync(Events.UpgradeCommitted, upgrade, TimeSpan.FromSeconds(60));
                 int successor = int.Parse(SuccessorPid().Match(committed).Groups[1].Value, CultureInfo.InvariantCulture);
                 output.WriteLine($"upgrade {upgrade}: pid {current} -> {successor}: {committed}");
                 Assert.DoesNotContain(successor, pids);
@@ -85,14 +86,14 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
         await load.WaitForMoreSuccessesAsync(100);
 
         v1.Signal(Posix.SIGHUP);
-        string started = await v1.WaitForEventAsync(Events.UpgradeStarted);
+        var started = await v1.WaitForEventAsync(Events.UpgradeStarted);
         using var successor = new AdoptedProcess(int.Parse(SuccessorPid().Match(started).Groups[1].Value, CultureInfo.InvariantCulture));
         await v1.WaitForEventAsync(Events.HandoffRequested); // it connected and holds the handoff slot
         v1.Signal(Posix.SIGHUP);
-        string refused = await v1.WaitForEventAsync(Events.UpgradeRefused);
+        var refused = await v1.WaitForEventAsync(Events.UpgradeRefused);
         Assert.Contains("still running", refused, StringComparison.Ordinal);
 
-        string failed = await v1.WaitForEventAsync(Events.UpgradeFailed, timeout: TimeSpan.FromSeconds(60));
+        var failed = await v1.WaitForEventAsync(Events.UpgradeFailed, timeout: TimeSpan.FromSeconds(60));
         output.WriteLine(failed);
         Assert.Contains($"successor pid {successor.Pid} Failed (exit code 134)", failed, StringComparison.Ordinal);
         Assert.Contains("Start-up failed on purpose", failed, StringComparison.Ordinal);

@@ -1,9 +1,10 @@
 using System.Globalization;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.Tests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
-namespace ZeroDowntime.Hosting.Tests.ProcessLevel;
+namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>A predecessor frozen during a handoff wakes up to a successor that has given up on it.</summary>
 public sealed class WakingPredecessorTests(ITestOutputHelper output)
@@ -26,7 +27,7 @@ public sealed class WakingPredecessorTests(ITestOutputHelper output)
 
         // v1 sends the listeners, then freezes before it can read v2's Ready.
         await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").With("ZERODOWNTIME_FAULT_PAUSE", "after-receive"), output);
-        await v2.WaitForEventAsync(90);
+        await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGSTOP);
         try
         {
