@@ -33,7 +33,6 @@ if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
 
 builder.Services.AddHostedService<SampleStartup>();
 builder.Services.AddHealthChecks().AddZeroDowntime();
-builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
 

@@ -153,7 +153,7 @@ public sealed partial class AotTests(ITestOutputHelper output)
     {
         await AotSample.EnsurePublishedAsync(output);
         using var scope = new TestScope();
-        var config = scope.Config().With("Sample__LogFirstRequest", "true");
+        var config = scope.Config();
         var apps = new List<SampleApp> { await StartFirstAsync("v1-jit", config, output) };
         try
         {
@@ -358,8 +358,8 @@ public sealed partial class AotTests(ITestOutputHelper output)
 
     private static (HttpStatusCode, string?, string) Short(Answer answer) => (answer.Status, answer.ContentType, answer.Body);
 
-    private static Task<string> WaitForFirstRequestAsync(SampleApp app) =>
-        app.WaitForLineAsync(line => line.Contains("[1001]", StringComparison.Ordinal), "its first request served (event 1001)");
+    /// <summary>The load reaches this process: the load tool is its only client, so its first accepted connection is the load's.</summary>
+    private static Task<LogLine> WaitForFirstRequestAsync(SampleApp app) => app.WaitForEventAsync(Events.FirstConnectionAccepted);
 
     private static async Task DisposeAllAsync(IEnumerable<SampleApp> apps)
     {

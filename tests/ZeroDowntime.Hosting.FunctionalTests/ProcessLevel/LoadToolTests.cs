@@ -17,7 +17,7 @@ public sealed class LoadToolTests(ITestOutputHelper output)
     public async Task ApacheBench_ThreeHandoffs_NoFailedRequest()
     {
         using var scope = new TestScope();
-        var config = scope.Config().With("Sample__LogFirstRequest", "true");
+        var config = scope.Config();
         var apps = new List<SampleApp> { await StartFirstAsync("v1", config, output) };
         try
         {
@@ -41,7 +41,7 @@ public sealed class LoadToolTests(ITestOutputHelper output)
     public async Task Wrk_ThreeHandoffs_NoSocketErrorOrNon2xx()
     {
         using var scope = new TestScope();
-        var config = scope.Config().With("Sample__LogFirstRequest", "true");
+        var config = scope.Config();
         var apps = new List<SampleApp> { await StartFirstAsync("v1", config, output) };
         try
         {
@@ -65,7 +65,7 @@ public sealed class LoadToolTests(ITestOutputHelper output)
     public async Task HttpClientHttp2_ThreeHandoffs_NoFailedRequest()
     {
         using var scope = new TestScope();
-        var config = Http2Config(scope).With("Sample__LogFirstRequest", "true");
+        var config = Http2Config(scope);
         var apps = new List<SampleApp> { await StartFirstAsync("v1", config, output) };
         try
         {
@@ -101,7 +101,7 @@ public sealed class LoadToolTests(ITestOutputHelper output)
     public async Task H2Load_ThreeHandoffs_OnlyGoAwayResidueFails()
     {
         using var scope = new TestScope();
-        var config = Http2Config(scope).With("Sample__LogFirstRequest", "true");
+        var config = Http2Config(scope);
         var apps = new List<SampleApp> { await StartFirstAsync("v1", config, output) };
         try
         {
@@ -178,8 +178,8 @@ public sealed class LoadToolTests(ITestOutputHelper output)
         Assert.False(loadEnded(), "the load tool stopped before the handoffs were done: " + loadOutput());
     }
 
-    private static Task<string> WaitForFirstRequestAsync(SampleApp app) =>
-        app.WaitForLineAsync(line => line.Contains("[1001]", StringComparison.Ordinal), "its first request served (event 1001)");
+    /// <summary>The load reaches this process: the load tool is its only client, so its first accepted connection is the load's.</summary>
+    private static Task<LogLine> WaitForFirstRequestAsync(SampleApp app) => app.WaitForEventAsync(Events.FirstConnectionAccepted);
 
     private static async Task DisposeAllAsync(IEnumerable<SampleApp> apps)
     {

@@ -1,11 +1,17 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using ZeroDowntime.Sample;
+
+// The app's own assembly is always among the hosting startup assemblies: this runs inside WebApplication.CreateBuilder,
+// so the sample's Program.cs stays as users copy it.
+[assembly: HostingStartup(typeof(BenchmarkSwitches))]
 
 namespace ZeroDowntime.Sample;
 
 /// <summary>
-/// Switches of the sample that the benchmark (bench/) uses; none is set by default and none touches the library.
+/// Switches that only the benchmark's build of the sample has (bench/BenchSample: the sample's sources plus this file);
+/// none is set by default and none touches the library.
 /// <list type="bullet">
 /// <item><c>Sample:ReusePort=true</c> binds every TCP listener with <c>SO_REUSEPORT</c> (.NET's <c>ReuseAddress</c>
 /// on Linux), so that a second process can bind the same port while the first one still serves: the
@@ -15,11 +21,11 @@ namespace ZeroDowntime.Sample;
 /// request (event 1001), so that the benchmark can tell when a new version started serving.</item>
 /// </list>
 /// </summary>
-internal static partial class ReusePortBaseline
+internal sealed partial class BenchmarkSwitches : IHostingStartup
 {
-    public static WebApplicationBuilder UseBenchmarkSwitches(this WebApplicationBuilder builder)
+    public void Configure(IWebHostBuilder builder) => builder.ConfigureServices((context, services) =>
     {
-        var configuration = builder.Configuration;
+        var configuration = context.Configuration;
         if (configuration.GetValue("Sample:ReusePort", false))
         {
             if (configuration.GetValue("ZeroDowntime:Enabled", true))
@@ -27,16 +33,14 @@ internal static partial class ReusePortBaseline
                 throw new InvalidOperationException("Sample:ReusePort=true needs ZeroDowntime:Enabled=false: with handoffs enabled the library binds the listeners.");
             }
 
-            builder.Services.Configure<SocketTransportOptions>(options => options.CreateBoundListenSocket = BindWithReusePort);
+            services.Configure<SocketTransportOptions>(options => options.CreateBoundListenSocket = BindWithReusePort);
         }
 
         if (configuration.GetValue("Sample:LogFirstRequest", false))
         {
-            builder.Services.AddSingleton<IStartupFilter, FirstRequestLogger>();
+            services.AddSingleton<IStartupFilter, FirstRequestLogger>();
         }
-
-        return builder;
-    }
+    });
 
     private static Socket BindWithReusePort(EndPoint endpoint)
     {
