@@ -16,6 +16,6 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-dotnet publish samples/WebApi -c Release -o bench/out/sample --nologo -v quiet
+dotnet publish bench/BenchSample -c Release -o bench/out/sample --nologo -v quiet
 
 exec /usr/bin/python3 bench/fleet.py "$@"

@@ -17,7 +17,7 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-dotnet publish samples/WebApi -c Release -o bench/out/sample --nologo -v quiet
+dotnet publish bench/BenchSample -c Release -o bench/out/sample --nologo -v quiet
 dotnet publish bench/H2Client -c Release -o bench/out/h2client --nologo -v quiet
 
 # Debian's python3 (the one that python3-matplotlib is installed for).

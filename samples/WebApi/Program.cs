@@ -23,9 +23,16 @@ builder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();
 // NLog writes webapi.log to Logs:Directory (relative to the content root); the console logger stays as it is.
 builder.Configuration["Logs:Directory"] = Path.GetFullPath(builder.Configuration["Logs:Directory"] ?? "logs", builder.Environment.ContentRootPath);
 builder.Host.UseNLog();
+
+// Logs:ConsoleJson=true (the process-level tests set it) writes each console line as one JSON object carrying the event
+// id and name and the structured properties (ConsoleJsonFormatter.cs); without it the console is for humans.
+if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
+{
+    builder.Logging.AddConsoleJsonFormatter();
+}
+
 builder.Services.AddHostedService<SampleStartup>();
 builder.Services.AddHealthChecks().AddZeroDowntime();
-builder.UseBenchmarkSwitches();
 
 var app = builder.Build();
 

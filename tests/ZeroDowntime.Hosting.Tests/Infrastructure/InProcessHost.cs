@@ -14,9 +14,9 @@ namespace ZeroDowntime.Hosting.Tests.Infrastructure;
 /// </summary>
 internal sealed class InProcessHost : IAsyncDisposable
 {
-    private readonly ConcurrentQueue<string> _lines;
+    private readonly ConcurrentQueue<(EventId Event, string Line)> _lines;
 
-    private InProcessHost(WebApplication app, ConcurrentQueue<string> lines)
+    private InProcessHost(WebApplication app, ConcurrentQueue<(EventId Event, string Line)> lines)
     {
         App = app;
         _lines = lines;
@@ -24,7 +24,7 @@ internal sealed class InProcessHost : IAsyncDisposable
 
     public WebApplication App { get; }
 
-    public IReadOnlyCollection<string> Lines => _lines.ToArray();
+    public IReadOnlyCollection<string> Lines => _lines.Select(l => l.Line).ToArray();
 
     public static InProcessHost Create(string socketPath, int port, ITestOutputHelper output, string name)
     {
@@ -33,7 +33,7 @@ internal sealed class InProcessHost : IAsyncDisposable
         builder.Configuration["ZeroDowntime:ApplicationId"] = "WebApi"; // the sample's application id
         builder.Configuration["ZeroDowntime:IdleConnectionGracePeriod"] = "00:00:01";
         builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
-        var lines = new ConcurrentQueue<string>();
+        var lines = new ConcurrentQueue<(EventId Event, string Line)>();
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(new OutputLoggerProvider(output, name, lines));
         builder.WebHost.UseZeroDowntime();
@@ -42,9 +42,9 @@ internal sealed class InProcessHost : IAsyncDisposable
         return new InProcessHost(app, lines);
     }
 
-    /// <summary>Waits (bounded) for a line of the library with this event id.</summary>
-    public Task WaitForEventAsync(int eventId) =>
-        Until.TrueAsync(() => _lines.Any(l => l.Contains($"[{eventId}]", StringComparison.Ordinal)), $"in-process event {eventId}", TimeSpan.FromSeconds(30));
+    /// <summary>Waits (bounded) for an event of the library with this id and name (see <see cref="Events"/>).</summary>
+    public Task WaitForEventAsync(EventId expected) =>
+        Until.TrueAsync(() => _lines.Any(l => l.Event.Id == expected.Id && l.Event.Name == expected.Name), $"in-process event {expected.Id} {expected.Name}", TimeSpan.FromSeconds(30));
 
     public async ValueTask DisposeAsync()
     {
@@ -59,7 +59,7 @@ internal sealed class InProcessHost : IAsyncDisposable
         await App.DisposeAsync();
     }
 
-    private sealed class OutputLoggerProvider(ITestOutputHelper output, string name, ConcurrentQueue<string> lines) : ILoggerProvider
+    private sealed class OutputLoggerProvider(ITestOutputHelper output, string name, ConcurrentQueue<(EventId Event, string Line)> lines) : ILoggerProvider
     {
         public ILogger CreateLogger(string categoryName) => new OutputLogger(output, name, categoryName, lines);
 
@@ -68,7 +68,7 @@ internal sealed class InProcessHost : IAsyncDisposable
         }
     }
 
-    private sealed class OutputLogger(ITestOutputHelper output, string name, string category, ConcurrentQueue<string> lines) : ILogger
+    private sealed class OutputLogger(ITestOutputHelper output, string name, string category, ConcurrentQueue<(EventId Event, string Line)> lines) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
@@ -83,7 +83,7 @@ internal sealed class InProcessHost : IAsyncDisposable
             }
 
             string line = $"{logLevel}: {category}[{eventId.Id}] {formatter(state, exception)}{(exception is null ? "" : " " + exception.GetType().Name + ": " + exception.Message)}";
-            lines.Enqueue(line);
+            lines.Enqueue((eventId, line));
             try
             {
                 output.WriteLine($"[{name} in-process] {line}");

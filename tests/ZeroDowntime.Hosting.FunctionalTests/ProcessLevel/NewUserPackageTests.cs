@@ -1,0 +1,704 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.IO.Compression;
+using System.Reflection.Metadata;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using System.Xml.Linq;
+using Microsoft.Extensions.Logging;
+using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+
+namespace ZeroDowntime.Hosting.FunctionalTests;
+
+/// <summary>
+/// What a team that adopts the library does, with the packages that <c>dotnet pack</c> writes: <c>dotnet new web</c>
+/// in an empty folder, <c>dotnet add package</c> from a local source, the one line, publish, start, start the same
+/// build again under <c>ab -c 16</c>. The packages are packed once per run (<see cref="PackedPackages"/>) with a
+/// unique pre-release version and restored into an isolated NUGET_PACKAGES folder, so no cached copy is ever tested.
+/// </summary>
+public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOutputHelper output) : IClassFixture<PackedPackages>
+{
+    private const string AppName = "ShopApp";
+
+    private static readonly TimeSpan ToolTimeout = TimeSpan.FromSeconds(60);
+
+    /// <summary>Requests the test sends itself, before the handoff (to v1) and after v1 exited (to v2).</summary>
+    private const int Requests = 500;
+
+    [Fact]
+    public void Pack_Release_EachPackageHasMetadataReadmeLicenseDocsAndSymbolsWithEmbeddedSources()
+    {
+        output.WriteLine(packages.Log);
+        foreach (string id in PackedPackages.Ids)
+        {
+            string nupkg = packages.PackagePath(id, ".nupkg");
+            string snupkg = packages.PackagePath(id, ".snupkg");
+            output.WriteLine($"{Path.GetFileName(nupkg)}: {new FileInfo(nupkg).Length} bytes; {Path.GetFileName(snupkg)}: {new FileInfo(snupkg).Length} bytes");
+
+            using (var zip = ZipFile.OpenRead(nupkg))
+            {
+                var names = zip.Entries.Select(e => e.FullName).ToHashSet(StringComparer.Ordinal);
+                output.WriteLine("  " + string.Join(Environment.NewLine + "  ", zip.Entries.Select(e => $"{e.Length,8} {e.FullName}")));
+                foreach (string expected in new[] { "README.md", "LICENSE", "CHANGELOG.md", $"lib/net10.0/{id}.dll", $"lib/net10.0/{id}.xml" })
+                {
+                    Assert.Contains(expected, names);
+                }
+
+                Assert.DoesNotContain(names, n => n.EndsWith(".pdb", StringComparison.Ordinal));
+                var metadata = Nuspec(zip, id);
+                string Value(string name) => metadata.Elements().FirstOrDefault(e => e.Name.LocalName == name)?.Value ?? "";
+                Assert.Equal(packages.Version, Value("version"));
+                Assert.Equal("MIT", Value("license"));
+                Assert.Equal("expression", metadata.Elements().Single(e => e.Name.LocalName == "license").Attribute("type")?.Value);
+                Assert.Equal("README.md", Value("readme"));
+                Assert.False(string.IsNullOrWhiteSpace(Value("authors")), "no authors");
+                Assert.True(Value("description").Length > 50, "no description");
+                Assert.Contains("zero-downtime", Value("tags"), StringComparison.Ordinal);
+                Assert.Contains("CHANGELOG.md", Value("releaseNotes"), StringComparison.Ordinal);
+                // No repository URL exists yet: none is invented (no projectUrl, no repository url, no Source Link).
+                Assert.Empty(Value("projectUrl"));
+                Assert.Null(metadata.Elements().FirstOrDefault(e => e.Name.LocalName == "repository")?.Attribute("url"));
+            }
+
+            using (var zip = ZipFile.OpenRead(snupkg))
+            {
+                output.WriteLine("  " + string.Join(Environment.NewLine + "  ", zip.Entries.Select(e => $"{e.Length,8} {e.FullName}")));
+                var pdbEntry = zip.GetEntry($"lib/net10.0/{id}.pdb") ?? throw new InvalidOperationException($"{snupkg} has no lib/net10.0/{id}.pdb");
+                var (documents, embedded, unmapped, sourceLink) = ReadPdb(pdbEntry);
+                output.WriteLine($"  {id}.pdb: {documents} documents, {embedded} with embedded source, {documents - unmapped.Count} under /_/ (deterministic paths), Source Link: {sourceLink}; other paths: {string.Join(", ", unmapped)}");
+                Assert.True(documents > 3, $"only {documents} documents in the PDB");
+                Assert.Equal(documents, embedded);
+                Assert.Empty(unmapped);
+                Assert.False(sourceLink, "the PDB carries Source Link, but no repository URL exists");
+            }
+        }
+    }
+
+    [Fact]
+    public void PublicEntryPoints_AnyPlatform_CarryNoSupportedOSPlatformAttribute()
+    {
+        // Off Linux UseZeroDowntime() logs one warning and leaves Kestrel alone: callers on any platform need no guard.
+        var types = new[] { typeof(ZeroDowntimeWebHostBuilderExtensions), typeof(ZeroDowntime.Hosting.NLog.ZeroDowntimeNLogWebHostBuilderExtensions) };
+        foreach (var type in types)
+        {
+            var targets = new List<System.Reflection.ICustomAttributeProvider> { type.Assembly, type };
+            targets.AddRange(type.GetMethods(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static));
+            foreach (var target in targets)
+            {
+                Assert.Empty(target.GetCustomAttributes(typeof(System.Runtime.Versioning.SupportedOSPlatformAttribute), inherit: false));
+            }
+
+            output.WriteLine($"{type.FullName}: {targets.Count - 2} public method(s), no [SupportedOSPlatform] on them, the type or {type.Assembly.GetName().Name}");
+        }
+    }
+
+    [Fact]
+    public async Task NewWebApp_WithHostingPackage_SecondStartTakesOverUnderAb_NoFailedRequest()
+    {
+        var total = Stopwatch.StartNew();
+        using var scope = new TestScope();
+        string publish = await CreateAndPublishAsync(scope, withNLog: false);
+
+        await RunHandoffUnderAbAsync(scope, publish, total, (_, _, _) => Task.CompletedTask);
+    }
+
+    [Fact]
+    public async Task NewWebApp_WithNLogPackage_LogFileHandedOver_NoLineLost()
+    {
+        var total = Stopwatch.StartNew();
+        using var scope = new TestScope();
+        string publish = await CreateAndPublishAsync(scope, withNLog: true);
+
+        await RunHandoffUnderAbAsync(scope, publish, total, (v1, v2, answered) =>
+        {
+            string logs = Path.Combine(publish, "logs");
+            var files = Directory.GetFiles(logs, "*.log").Order(StringComparer.Ordinal).ToList();
+            output.WriteLine($"log files: {string.Join(", ", files.Select(f => $"{Path.GetFileName(f)} ({File.ReadAllLines(f).Length} lines)"))}");
+
+            // One file handed over: webapi.log is the new process's, one archive (its name carries the pid) the old one's.
+            Assert.Equal(2, files.Count);
+            string current = Path.Combine(logs, "webapi.log");
+            Assert.Contains(current, files);
+            string archive = files.Single(f => f != current);
+            Assert.Matches($@"^webapi\.\d{{4}}-\d\d-\d\dT\d\d-\d\d-\d\d\.{v1.Pid}\.log$", Path.GetFileName(archive));
+            var currentLines = LogLine.ReadAll(current);
+            var archiveLines = LogLine.ReadAll(archive);
+            Assert.All(currentLines, l => Assert.Equal(v2.Pid, l.Pid));
+            Assert.All(archiveLines, l => Assert.Equal(v1.Pid, l.Pid));
+
+            // The old process wrote its lines after the rename (drain, exit) into the archive; the new one's held
+            // start-up lines come first in webapi.log.
+            Assert.Contains(archiveLines, l => l.Message.StartsWith("Drain finished", StringComparison.Ordinal));
+            Assert.Contains("Found 1 NLog file target(s)", currentLines[0].Message, StringComparison.Ordinal);
+
+            // No line lost: each process numbers the requests it served, every number 1..n is in its file exactly once,
+            // and together they are at least every request that ab and the test's own client saw answered.
+            long served = 0;
+            foreach (var (name, lines) in new[] { ("v1", archiveLines), ("v2", currentLines) })
+            {
+                var numbers = lines.Select(l => ServedLine().Match(l.Message)).Where(m => m.Success)
+                    .Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
+                long max = numbers.Count == 0 ? 0 : numbers.Max();
+                output.WriteLine($"{name}: {numbers.Count} 'served' lines, highest number {max}");
+                Assert.True(numbers.Count > 0, $"{name} logged no request");
+                Assert.Equal(Enumerable.Range(1, (int)max).Select(n => (long)n), numbers.Order());
+                served += max;
+            }
+
+            Assert.True(served >= answered, $"{served} requests logged, but {answered} were answered");
+            Assert.Empty(Directory.GetFiles(logs, "*.held", new EnumerationOptions { AttributesToSkip = 0 }));
+            return Task.CompletedTask;
+        });
+    }
+
+    /// <summary>The steps of README's "Use it in your app": new project, package, the one line, the section, publish.</summary>
+    private async Task<string> CreateAndPublishAsync(TestScope scope, bool withNLog)
+    {
+        var step = Stopwatch.StartNew();
+        string project = Path.Combine(scope.Directory, AppName);
+        await packages.DotnetAsync(output, scope.Directory, "new", "web", "--name", AppName, "--output", project, "--no-restore", "--no-update-check");
+        // The local folder that dotnet pack wrote as a package source of the app, as README says (nuget.org, here
+        // its mirror, still serves the dependencies).
+        await packages.DotnetAsync(output, project, "new", "nugetconfig", "--no-update-check");
+        await packages.DotnetAsync(output, project, "nuget", "add", "source", packages.FeedDirectory, "-n", "zerodowntime", "--configfile", "nuget.config");
+
+        string program = Path.Combine(project, "Program.cs");
+        string code = File.ReadAllText(program);
+        const string CreateBuilder = "var builder = WebApplication.CreateBuilder(args);";
+        Assert.Contains(CreateBuilder, code, StringComparison.Ordinal);
+        var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(project, "appsettings.json")))!.AsObject();
+        settings["ZeroDowntime"] = new JsonObject
+        {
+            ["HandoffTimeout"] = "00:01:00",
+            ["DrainTimeout"] = "00:00:30",
+            ["IdleConnectionGracePeriod"] = "00:00:02",
+        };
+
+        if (!withNLog)
+        {
+            await packages.DotnetAsync(output, project, "add", "package", "ZeroDowntime.Hosting", "--version", packages.Version, "--no-restore");
+            code = "using ZeroDowntime.Hosting;\n" + code.Replace(CreateBuilder, CreateBuilder + "\nbuilder.WebHost.UseZeroDowntime();", StringComparison.Ordinal);
+        }
+        else
+        {
+            await packages.DotnetAsync(output, project, "add", "package", "ZeroDowntime.Hosting.NLog", "--version", packages.Version, "--no-restore");
+            await packages.DotnetAsync(output, project, "add", "package", "NLog.Web.AspNetCore", "--version", PackedPackages.NLogWebVersion, "--no-restore");
+            const string Route = "app.MapGet(\"/\", () => \"Hello World!\");";
+            Assert.Contains(Route, code, StringComparison.Ordinal);
+            code = "using NLog.Web;\nusing ZeroDowntime.Hosting;\nusing ZeroDowntime.Hosting.NLog;\n" + code
+                .Replace(CreateBuilder, CreateBuilder + "\nbuilder.WebHost.UseZeroDowntime().UseZeroDowntimeNLog();\nbuilder.Host.UseNLog();", StringComparison.Ordinal)
+                .Replace(Route, """
+                    long served = 0;
+                    app.MapGet("/", (ILogger<Program> logger) =>
+                    {
+                        logger.LogInformation("served {Number}", Interlocked.Increment(ref served));
+                        return "Hello World!";
+                    });
+                    """, StringComparison.Ordinal);
+            settings["NLog"] = JsonNode.Parse("""
+                {
+                  "throwConfigExceptions": true,
+                  "targets": {
+                    "file": {
+                      "type": "File",
+                      "fileName": "${basedir}/logs/webapi.log",
+                      "layout": "${longdate}|${processid}|${level:uppercase=true}|${logger}|${message:withexception=true}"
+                    }
+                  },
+                  "rules": [
+                    { "logger": "Microsoft.AspNetCore.*", "finalMinLevel": "Warn" },
+                    { "logger": "*", "minLevel": "Info", "writeTo": "file" }
+                  ]
+                }
+                """);
+        }
+
+        File.WriteAllText(program, code);
+        File.WriteAllText(Path.Combine(project, "appsettings.json"), settings.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
+        output.WriteLine("Program.cs:\n" + code);
+
+        await packages.DotnetAsync(output, project, "restore");
+        string publish = Path.Combine(scope.Directory, "publish");
+        await packages.DotnetAsync(output, project, "publish", "-c", "Release", "-o", publish, "--no-restore");
+        Assert.True(File.Exists(Path.Combine(publish, "ZeroDowntime.Hosting.dll")), "the published app has no ZeroDowntime.Hosting.dll");
+        string restored = Path.Combine(packages.NuGetPackagesDirectory, "zerodowntime.hosting", packages.Version.ToLowerInvariant());
+        Assert.True(Directory.Exists(restored), $"the package was not restored from this run's pack into {restored}");
+        output.WriteLine($"new project, packages, restore and publish: {step.Elapsed.TotalSeconds:0.0} s");
+        return publish;
+    }
+
+    /// <summary>Starts the published app, then the same build again under ab; the old one exits 0, the new one serves.</summary>
+    private async Task RunHandoffUnderAbAsync(TestScope scope, string publish, Stopwatch total, Func<PublishedApp, PublishedApp, long, Task> verify)
+    {
+        await using var v1 = PublishedApp.Start("v1", publish, scope, output);
+        await v1.WaitForEventAsync(Events.ServingHandoffSocket);
+        PublishedApp? v2 = null;
+        try
+        {
+            // A new connection per request (HTTP/1.0, no keep-alive); -r: count errors and carry on.
+            await using var ab = LoadTool.Start("ab", "-r", "-c", "16", "-t", "120", "-n", "100000000", "-s", "30", new Uri(scope.BaseUri, "/").ToString());
+            await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
+            // Some load on v1 first: the test's own requests, answered while ab runs alongside (the client and its
+            // keep-alive connection are gone before the handoff, so v1's drain has no idle connection to wait for).
+            await GetManyAsync(scope.BaseUri, Requests);
+
+            var handoff = Stopwatch.StartNew();
+            v2 = PublishedApp.Start("v2", publish, scope, output);
+            await v2.WaitForEventAsync(Events.Committed);
+            await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+            int oldExit = await v1.WaitForExitAsync(TimeSpan.FromSeconds(60));
+            output.WriteLine($"v1 (pid {v1.Pid}) exited {oldExit} {handoff.Elapsed.TotalMilliseconds:0} ms after v2 (pid {v2.Pid}) started");
+            Assert.Equal(0, oldExit);
+            await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
+            Assert.False(ab.HasExited, "ab stopped before the handoff was done: " + ab.Output);
+
+            // v1 is gone: whatever answers now is v2 (ab keeps running meanwhile).
+            await GetManyAsync(scope.BaseUri, Requests);
+
+            string text = await ab.InterruptAsync(ToolTimeout);
+            output.WriteLine(text);
+            var result = LoadTool.AbResult.Parse(text);
+            output.WriteLine($"ab -c 16: {result.Complete} complete, {result.Failed} failed, {result.Non2xx} non-2xx; the test's client: {Requests} answers from v1 before the handoff, {Requests} from v2 after v1 exited; v1 exit {oldExit}");
+            Assert.True(result.Complete > 100, $"ab completed only {result.Complete} requests");
+            Assert.True(result.Failed == 0 && result.Non2xx == 0, $"ab: {result}");
+            Assert.False(v2.HasExited, "v2 exited");
+
+            // Stop v2 as an operator would (SIGTERM: a plain shutdown, exit 0), so that its log is complete.
+            v2.Signal(Posix.SIGTERM);
+            Assert.Equal(0, await v2.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+            await verify(v1, v2, result.Complete + (2 * Requests));
+            output.WriteLine($"whole test: {total.Elapsed.TotalSeconds:0.0} s");
+        }
+        finally
+        {
+            if (v2 is not null)
+            {
+                await v2.DisposeAsync();
+            }
+        }
+    }
+
+    private static async Task GetManyAsync(Uri uri, int count)
+    {
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        for (int i = 0; i < count; i++)
+        {
+            using var response = await client.GetAsync(uri);
+            Assert.Equal("Hello World!", await response.Content.ReadAsStringAsync());
+        }
+    }
+
+    private static XElement Nuspec(ZipArchive zip, string id)
+    {
+        var entry = zip.GetEntry($"{id}.nuspec") ?? throw new InvalidOperationException($"no {id}.nuspec");
+        using var stream = entry.Open();
+        return XDocument.Load(stream).Root!.Elements().Single(e => e.Name.LocalName == "metadata");
+    }
+
+    private static (int Documents, int Embedded, List<string> Unmapped, bool SourceLink) ReadPdb(ZipArchiveEntry entry)
+    {
+        var embeddedSource = new Guid("0E8A571B-6926-466E-B4AD-8AB04611F5FE");
+        var sourceLink = new Guid("CC110556-A091-4D38-9FEC-25AB9A351A6A");
+        using var copy = new MemoryStream();
+        using (var stream = entry.Open())
+        {
+            stream.CopyTo(copy);
+        }
+
+        copy.Position = 0;
+        using var provider = MetadataReaderProvider.FromPortablePdbStream(copy);
+        var reader = provider.GetMetadataReader();
+        int documents = 0, embedded = 0;
+        var unmapped = new List<string>();
+        foreach (var handle in reader.Documents)
+        {
+            documents++;
+            string name = reader.GetString(reader.GetDocument(handle).Name);
+            unmapped.AddRange(name.StartsWith("/_/", StringComparison.Ordinal) ? [] : [name]);
+            foreach (var info in reader.GetCustomDebugInformation(handle))
+            {
+                embedded += reader.GetGuid(reader.GetCustomDebugInformation(info).Kind) == embeddedSource ? 1 : 0;
+            }
+        }
+
+        bool hasSourceLink = reader.GetCustomDebugInformation(EntityHandle.ModuleDefinition)
+            .Any(info => reader.GetGuid(reader.GetCustomDebugInformation(info).Kind) == sourceLink);
+        return (documents, embedded, unmapped, hasSourceLink);
+    }
+
+    [GeneratedRegex(@"^served (\d+)$")]
+    private static partial Regex ServedLine();
+
+    /// <summary>One line of the NLog layout <c>${longdate}|${processid}|${level}|${logger}|${message}</c>.</summary>
+    private sealed record LogLine(int Pid, string Message)
+    {
+        public static List<LogLine> ReadAll(string path) => File.ReadAllLines(path)
+            .Where(l => l.Length > 0)
+            .Select(l => l.Split('|', 5))
+            .Where(parts => parts.Length == 5)
+            .Select(parts => new LogLine(int.Parse(parts[1], CultureInfo.InvariantCulture), parts[4]))
+            .ToList();
+    }
+}
+
+/// <summary>
+/// The packages of this checkout, packed once per test run like a release (Release, ContinuousIntegrationBuild) but
+/// with a unique pre-release version, into a temporary folder that serves as the local package source; the build output
+/// of that pack goes to artifacts/&lt;run&gt;/ (ignored by git, removed afterwards), not to the repository's bin/obj. Consumers restore into their own
+/// NUGET_PACKAGES folder under it.
+/// </summary>
+public sealed class PackedPackages : IAsyncLifetime
+{
+    public const string NLogWebVersion = "6.3.0";
+
+    public static readonly string[] Ids = ["ZeroDowntime.Hosting", "ZeroDowntime.Hosting.NLog"];
+
+    private readonly StringBuilder _log = new();
+    private string? _artifacts;
+
+    public PackedPackages()
+    {
+        WorkDirectory = Path.Combine(Path.GetTempPath(), "zdt-pack-" + Guid.NewGuid().ToString("N")[..10]);
+        Version = $"0.1.0-ci.{DateTime.UtcNow:yyyyMMddHHmmss}.{Guid.NewGuid().ToString("N")[..8]}";
+    }
+
+    public string WorkDirectory { get; }
+
+    /// <summary>Version of this run's packages: Directory.Build.props's VersionPrefix and a unique suffix.</summary>
+    public string Version { get; }
+
+    public string FeedDirectory => Path.Combine(WorkDirectory, "feed");
+
+    public string NuGetPackagesDirectory => Path.Combine(WorkDirectory, "nuget-packages");
+
+    public string Log
+    {
+        get
+        {
+            lock (_log)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    public string PackagePath(string id, string extension) => Path.Combine(FeedDirectory, $"{id}.{Version}{extension}");
+
+    public async Task InitializeAsync()
+    {
+        Directory.CreateDirectory(FeedDirectory);
+        string root = RepositoryRoot();
+        string suffix = Version["0.1.0-".Length..];
+        var stopwatch = Stopwatch.StartNew();
+        // Build output under the repository's ignored artifacts/ folder (inside the source root, so that generated
+        // files get deterministic /_/ paths as in a release pack), never in the bin/obj folders other builds use.
+        _artifacts = Path.Combine(root, "artifacts", Path.GetFileName(WorkDirectory));
+        foreach (string id in Ids)
+        {
+            await DotnetAsync(null, root, "pack", Path.Combine(root, "src", id, id + ".csproj"), "-c", "Release", "-o", FeedDirectory,
+                "--artifacts-path", _artifacts, $"-p:VersionSuffix={suffix}", "-p:ContinuousIntegrationBuild=true");
+        }
+
+        Append($"packed {string.Join(", ", Ids)} {Version} in {stopwatch.Elapsed.TotalSeconds:0.0} s into {FeedDirectory}: " +
+            string.Join(", ", Directory.GetFiles(FeedDirectory).Order(StringComparer.Ordinal).Select(f => $"{Path.GetFileName(f)} ({new FileInfo(f).Length} bytes)")));
+        foreach (string id in Ids)
+        {
+            foreach (string extension in new[] { ".nupkg", ".snupkg" })
+            {
+                if (!File.Exists(PackagePath(id, extension)))
+                {
+                    throw new InvalidOperationException($"dotnet pack did not write {PackagePath(id, extension)}:\n{Log}");
+                }
+            }
+        }
+    }
+
+    public Task DisposeAsync()
+    {
+        foreach (string? directory in new[] { WorkDirectory, _artifacts })
+        {
+            try
+            {
+                if (directory is not null && Directory.Exists(directory))
+                {
+                    Directory.Delete(directory, recursive: true);
+                }
+            }
+            catch (IOException)
+            {
+            }
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Runs the dotnet CLI (bounded) in an environment like a new user's, except NUGET_PACKAGES, and without build
+    /// servers that would outlive the command; its output goes to the test log, and a non-zero exit fails.
+    /// </summary>
+    public async Task<string> DotnetAsync(ITestOutputHelper? output, string workingDirectory, params string[] arguments)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = workingDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        bool build = arguments[0] is "pack" or "restore" or "publish" or "build";
+        if (build)
+        {
+            info.ArgumentList.Add("-nodeReuse:false");
+            info.ArgumentList.Add("-p:UseSharedCompilation=false");
+            info.ArgumentList.Add("-p:UseRazorBuildServer=false");
+        }
+
+        // The test host's own MSBuild and VSTest variables belong to this build, not to the user's.
+        foreach (string key in info.Environment.Keys.Where(k => k.StartsWith("MSBuild", StringComparison.OrdinalIgnoreCase)
+                     || k.StartsWith("VSTEST", StringComparison.OrdinalIgnoreCase) || k.StartsWith("DOTNET_HOST_PATH", StringComparison.Ordinal)).ToList())
+        {
+            info.Environment.Remove(key);
+        }
+
+        info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
+        info.Environment["DOTNET_NOLOGO"] = "1";
+        info.Environment["DOTNET_SKIP_FIRST_TIME_EXPERIENCE"] = "1";
+        info.Environment["DOTNET_CLI_USE_MSBUILD_SERVER"] = "0";
+        info.Environment["MSBUILDDISABLENODEREUSE"] = "1";
+        if (arguments[0] != "pack")
+        {
+            info.Environment["NUGET_PACKAGES"] = NuGetPackagesDirectory;
+        }
+
+        var lines = new ConcurrentQueue<string>();
+        var stopwatch = Stopwatch.StartNew();
+        using var process = new Process { StartInfo = info };
+        process.OutputDataReceived += (_, e) => Add(e.Data);
+        process.ErrorDataReceived += (_, e) => Add(e.Data is null ? null : "stderr: " + e.Data);
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"dotnet {string.Join(' ', arguments)} did not finish within 4 minutes:\n{string.Join('\n', lines)}");
+        }
+
+        string text = string.Join('\n', lines);
+        string summary = $"dotnet {string.Join(' ', arguments)}: exit {process.ExitCode} in {stopwatch.Elapsed.TotalSeconds:0.0} s";
+        Write(output, summary);
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{summary}\n{text}");
+        }
+
+        return text;
+
+        void Add(string? line)
+        {
+            if (line is not null)
+            {
+                lines.Enqueue(line);
+                Write(output, "  " + line);
+            }
+        }
+    }
+
+    /// <summary>To the test's log, or (for the fixture's own commands) to <see cref="Log"/>.</summary>
+    private void Write(ITestOutputHelper? output, string line)
+    {
+        if (output is null)
+        {
+            Append(line);
+            return;
+        }
+
+        try
+        {
+            output.WriteLine(line);
+        }
+        catch (InvalidOperationException)
+        {
+        }
+    }
+
+    private void Append(string line)
+    {
+        lock (_log)
+        {
+            _log.AppendLine(line);
+        }
+    }
+
+    private static string RepositoryRoot()
+    {
+        var directory = new DirectoryInfo(AppContext.BaseDirectory);
+        while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Hosting.sln")))
+        {
+            directory = directory.Parent;
+        }
+
+        return directory?.FullName ?? throw new InvalidOperationException("Cannot find the repository root (Hosting.sln) above " + AppContext.BaseDirectory);
+    }
+}
+
+/// <summary>One process of the published new-user app, started like an operator would: <c>dotnet ShopApp.dll</c>.</summary>
+internal sealed class PublishedApp : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly string _name;
+    private readonly ITestOutputHelper _output;
+    private readonly Stopwatch _age = Stopwatch.StartNew();
+    private readonly Lock _lock = new();
+    private readonly List<string> _lines = [];
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Found)> _waiters = [];
+    private readonly TaskCompletionSource _exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private PublishedApp(Process process, string name, ITestOutputHelper output)
+    {
+        _process = process;
+        _name = name;
+        _output = output;
+    }
+
+    public int Pid => _process.Id;
+
+    public bool HasExited => _exited.Task.IsCompleted;
+
+    public static PublishedApp Start(string name, string publishDirectory, TestScope scope, ITestOutputHelper output)
+    {
+        var info = new ProcessStartInfo("dotnet")
+        {
+            WorkingDirectory = publishDirectory,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        info.ArgumentList.Add(Path.Combine(publishDirectory, "ShopApp.dll"));
+        info.ArgumentList.Add("--urls");
+        info.ArgumentList.Add($"http://127.0.0.1:{scope.Port}");
+        info.Environment.Remove("ASPNETCORE_URLS");
+        info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
+        info.Environment["ZeroDowntime__SocketPath"] = scope.SocketPath;
+        // Microsoft's json console formatter, one object per line: the tests match the library's events by id in the
+        // library's categories (a new user's app has no formatter of the sample's, which adds the event name).
+        info.Environment["Logging__Console__FormatterName"] = "json";
+        info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "O";
+        // The app's own per-request lines go to its log file, not to the console (and the test log).
+        info.Environment["Logging__Console__LogLevel__Program"] = "Warning";
+
+        var process = new Process { StartInfo = info, EnableRaisingEvents = true };
+        var app = new PublishedApp(process, name, output);
+        process.OutputDataReceived += (_, e) => app.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => app.OnLine(e.Data is null ? null : "stderr: " + e.Data);
+        process.Exited += (_, _) => app._exited.TrySetResult();
+        process.Start();
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return app;
+    }
+
+    /// <summary>Waits (bounded) for an event of the library with this id (in a ZeroDowntime.Hosting category).</summary>
+    public async Task<string> WaitForEventAsync(EventId expected, TimeSpan? timeout = null)
+    {
+        int eventId = expected.Id;
+        bool Match(string line) => FunctionalTests.Infrastructure.LogLine.Parse(line) is { } entry && entry.EventId == eventId &&
+            entry.Category?.StartsWith("ZeroDowntime.Hosting.", StringComparison.Ordinal) == true;
+        var found = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_lock)
+        {
+            string? existing = _lines.FirstOrDefault(Match);
+            if (existing is not null)
+            {
+                return existing;
+            }
+
+            _waiters.Add((Match, found));
+        }
+
+        var limit = timeout ?? TimeSpan.FromSeconds(30);
+        var winner = await Task.WhenAny(found.Task, _exited.Task, Task.Delay(limit));
+        if (winner == found.Task || (winner == _exited.Task && await Task.WhenAny(found.Task, Task.Delay(TimeSpan.FromSeconds(2))) == found.Task))
+        {
+            return await found.Task;
+        }
+
+        throw new TimeoutException(winner == _exited.Task
+            ? $"{_name} (pid {Pid}) exited with code {_process.ExitCode} before logging event {eventId}."
+            : $"{_name} (pid {Pid}) did not log event {eventId} within {limit.TotalSeconds:0} s.");
+    }
+
+    public async Task<int> WaitForExitAsync(TimeSpan timeout)
+    {
+        if (await Task.WhenAny(_exited.Task, Task.Delay(timeout)) != _exited.Task)
+        {
+            throw new TimeoutException($"{_name} (pid {Pid}) did not exit within {timeout.TotalSeconds:0} s.");
+        }
+
+        _process.WaitForExit();
+        return _process.ExitCode;
+    }
+
+    public void Signal(int signal) => Posix.Kill(Pid, signal);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!HasExited)
+        {
+            try
+            {
+                _process.Kill(entireProcessTree: true);
+                await WaitForExitAsync(TimeSpan.FromSeconds(10));
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or System.ComponentModel.Win32Exception)
+            {
+            }
+        }
+
+        _process.Dispose();
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _output.WriteLine($"[{_age.Elapsed.TotalSeconds,7:0.000}s {_name}] {FunctionalTests.Infrastructure.LogLine.Parse(line).Text}");
+        }
+        catch (InvalidOperationException)
+        {
+        }
+
+        lock (_lock)
+        {
+            _lines.Add(line);
+            for (int i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Match(line))
+                {
+                    _waiters[i].Found.TrySetResult(line);
+                    _waiters.RemoveAt(i);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+
+namespace ZeroDowntime.Hosting.FunctionalTests;
+
+/// <summary>Metrics, health and the drain on a plain shutdown (issue 11), with the real sample as OS processes.</summary>
+public sealed class ObservabilityTests(ITestOutputHelper output)
+{
+    // The drain on a plain shutdown: idle keep-alive connections are not closed under the client's next request
+    // (Kestrel's own stop would close them at once, racing it); they are answered with Connection: close.
+    [Fact]
+    public async Task PlainSigterm_IdleKeepAliveConnections_NextRequestAnsweredWithConnectionClose_ThenExit0()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:05");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        var connections = new List<RawHttpConnection>();
+        for (int i = 0; i < 8; i++)
+        {
+            var connection = await RawHttpConnection.ConnectAsync(scope.Port);
+            var response = await connection.GetAsync("/pid", TimeSpan.FromSeconds(30));
+            Assert.Equal(200, response.Status);
+            Assert.False(response.ConnectionClose);
+            connections.Add(connection);
+        }
+
+        v1.Signal(Posix.SIGTERM);
+        await v1.WaitForEventAsync(Events.DrainStarted);
+
+        // The listener is closed: a new connection is refused at once, not queued for nobody.
+        using (var late = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            var refused = await Assert.ThrowsAsync<SocketException>(() => late.ConnectAsync(IPAddress.Loopback, scope.Port));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
+
+        foreach (var connection in connections)
+        {
+            var response = await connection.GetAsync("/pid", TimeSpan.FromSeconds(30));
+            Assert.Equal(200, response.Status);
+            Assert.True(response.ConnectionClose);
+            Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), response.Body);
+            connection.Dispose();
+        }
+
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        Assert.False(File.Exists(scope.SocketPath), "the sole server removes its handoff socket");
+    }
+
+    // The shutdown delay: readiness says 503 while everything is still served; a second SIGTERM skips the rest.
+    [Fact]
+    public async Task ShutdownDelay_ReadyIs503WhileStillServing_SecondSigtermSkipsTheRest()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__ShutdownDelay", "00:02:00");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await GetFreshAsync(client, scope.BaseUri, "/health/ready")).StatusCode);
+
+        v1.Signal(Posix.SIGTERM);
+        await v1.WaitForEventAsync(Events.ShutdownDelayStarted);
+        using (var ready = await GetFreshAsync(client, scope.BaseUri, "/health/ready"))
+        {
+            Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        }
+
+        Assert.Equal(HttpStatusCode.OK, (await GetFreshAsync(client, scope.BaseUri, "/health/live")).StatusCode);
+        using (var served = await GetFreshAsync(client, scope.BaseUri, "/pid"))
+        {
+            Assert.Equal(HttpStatusCode.OK, served.StatusCode);
+            Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await served.Content.ReadAsStringAsync());
+        }
+
+        var secondSignal = Stopwatch.StartNew();
+        v1.Signal(Posix.SIGTERM);
+        await v1.WaitForEventAsync(Events.ShutdownDelaySkipped);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        output.WriteLine($"exited {secondSignal.ElapsedMilliseconds} ms after the second SIGTERM (the delay was 120 s)");
+        Assert.True(secondSignal.Elapsed < TimeSpan.FromSeconds(60), "the second SIGTERM must cut the 120 s delay short");
+    }
+
+    // Readiness follows the handoff: every probe (a new connection each) during a handoff lands on an accepting
+    // process and says 200, and so does the old process on a keep-alive connection it still serves while it drains:
+    // the node serves throughout. (A 503 there would take the node out of its load balancer at every deploy.)
+    [Fact]
+    public async Task Handoff_ReadinessProbes_Always200_OnNewConnectionsAndOnTheDrainingOldProcess()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__IdleConnectionGracePeriod", "00:00:05");
+        var v1 = await StartFirstAsync("v1", config, output);
+        using var held = await RawHttpConnection.ConnectAsync(scope.Port);
+        Assert.Equal(200, (await held.GetAsync("/health/ready", TimeSpan.FromSeconds(30))).Status);
+        await using var probes = HttpLoad.Start(new Uri(scope.BaseUri, "/health/ready"), workers: 2, newConnectionPerRequest: true);
+        await probes.WaitForMoreSuccessesAsync(50);
+
+        var v2 = SampleApp.Start("v2", config, output);
+        await using var _ = v2;
+        await v2.WaitForEventAsync(Events.Committed);
+        var draining = await held.GetAsync("/health/ready", TimeSpan.FromSeconds(30));
+        Assert.Equal(200, draining.Status);
+        Assert.True(draining.ConnectionClose, "the draining old process still says goodbye");
+        output.WriteLine($"v1 on its kept connection while draining: {draining.Status} {draining.Body}");
+
+        Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        await v1.DisposeAsync();
+        await probes.WaitForMoreSuccessesAsync(50);
+        await probes.StopAsync();
+        output.WriteLine($"probes: {probes}");
+        probes.AssertNoFailures();
+    }
+
+    // Metrics of the live sample, read from outside with the real dotnet-counters: generation 2 after one handoff.
+    [Fact]
+    public async Task DotnetCounters_AfterOneHandoff_GenerationIs2()
+    {
+        string tool = await DotnetCounters.InstallAsync(output);
+        using var scope = new TestScope();
+        var config = scope.Config();
+        var v1 = await StartFirstAsync("v1", config, output);
+        var (v2, oldExit) = await HandOverAsync(v1, "v2", config, output);
+        await using var _ = v2;
+        await v1.DisposeAsync();
+        Assert.Equal(0, oldExit);
+
+        var values = await DotnetCounters.CollectAsync(tool, v2.Pid, scope.Directory, output);
+        Assert.Equal(2, values.Single(v => v.Name == "zerodowntime.generation").Value);
+        Assert.Equal(1, values.Single(v => v.Name == "zerodowntime.listeners" && v.Tags.Contains("inherited", StringComparison.Ordinal)).Value);
+    }
+
+    private static Task<HttpResponseMessage> GetFreshAsync(HttpClient client, Uri baseUri, string path)
+    {
+        var request = new HttpRequestMessage(HttpMethod.Get, new Uri(baseUri, path));
+        request.Headers.ConnectionClose = true;
+        return client.SendAsync(request);
+    }
+}
+
+/// <summary>The real dotnet-counters tool (NuGet tool package), installed once per test run into a folder of its own.</summary>
+internal static class DotnetCounters
+{
+    private static readonly SemaphoreSlim s_install = new(1);
+    private static string? s_tool;
+
+    public static async Task<string> InstallAsync(ITestOutputHelper output)
+    {
+        await s_install.WaitAsync();
+        try
+        {
+            if (s_tool is not null)
+            {
+                return s_tool;
+            }
+
+            string folder = Path.Combine(Path.GetTempPath(), "zdt-tools-" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
+            string tool = Path.Combine(folder, "dotnet-counters");
+            if (!File.Exists(tool))
+            {
+                string result = await RunAsync("dotnet", ["tool", "install", "dotnet-counters", "--version", "10.0.750501", "--tool-path", folder], TimeSpan.FromMinutes(5));
+                output.WriteLine(result);
+            }
+
+            return s_tool = tool;
+        }
+        finally
+        {
+            s_install.Release();
+        }
+    }
+
+    /// <summary>Reads the ZeroDowntime.Hosting meter of a live process for a few seconds; the last value of each series.</summary>
+    public static async Task<IReadOnlyList<(string Name, string Tags, double Value)>> CollectAsync(string tool, int pid, string directory, ITestOutputHelper output)
+    {
+        string file = Path.Combine(directory, "counters.json");
+        string result = await RunAsync(tool, ["collect", "-p", pid.ToString(CultureInfo.InvariantCulture), "--counters", "ZeroDowntime.Hosting",
+            "--format", "json", "-o", file, "--refresh-interval", "1", "--duration", "00:00:00:04"], TimeSpan.FromMinutes(1));
+        output.WriteLine(result);
+        using var document = JsonDocument.Parse(await File.ReadAllTextAsync(file));
+        var last = new Dictionary<(string, string), double>();
+        foreach (var e in document.RootElement.GetProperty("Events").EnumerateArray())
+        {
+            string name = e.GetProperty("name").GetString()!;
+            int unit = name.IndexOf(" (", StringComparison.Ordinal); // "zerodowntime.generation ({generation})"
+            name = unit < 0 ? name : name[..unit];
+            string tags = e.TryGetProperty("tags", out var t) ? t.GetString() ?? "" : "";
+            last[(name, tags)] = e.GetProperty("value").GetDouble();
+        }
+
+        var values = last.Select(kv => (kv.Key.Item1, kv.Key.Item2, kv.Value)).ToArray();
+        foreach (var (name, tags, value) in values)
+        {
+            output.WriteLine($"dotnet-counters: {name} [{tags}] = {value}");
+        }
+
+        return values;
+    }
+
+    private static async Task<string> RunAsync(string file, string[] arguments, TimeSpan timeout)
+    {
+        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string argument in arguments)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        using var process = Process.Start(info)!;
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        var stderr = process.StandardError.ReadToEndAsync();
+        using var deadline = new CancellationTokenSource(timeout);
+        await process.WaitForExitAsync(deadline.Token);
+        string text = $"{file} {string.Join(' ', arguments)}: exit {process.ExitCode}\n{await stdout}{await stderr}";
+        return process.ExitCode == 0 ? text : throw new InvalidOperationException(text);
+    }
+}
