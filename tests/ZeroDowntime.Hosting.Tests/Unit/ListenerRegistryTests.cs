@@ -52,12 +52,12 @@ public sealed class ListenerRegistryTests : IDisposable
         int count = predecessor.SendActiveListeners(listeners =>
         {
             sent = listeners.Select(l => l.Describe()).ToArray();
-            FdPassing.Send(far, [1], listeners.Select(l => l.Fd).ToArray());
+            FdPassing.Send(far, [1], listeners.Select(l => l.Fd).ToArray(), TimeSpan.FromSeconds(5), TimeProvider.System);
         });
         Assert.Equal(1, count);
         await near.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None).AsTask().WaitAsync(Bounded);
         var received = new List<int>();
-        Assert.Equal(1, FdPassing.TryReceive(near, new byte[4], received));
+        Assert.Equal(new ReceiveResult(ReceiveStatus.Data, 1), FdPassing.Receive(near, new byte[4], received));
 
         var successor = Registry();
         successor.AddInherited(Environment.ProcessId, sent, received);
