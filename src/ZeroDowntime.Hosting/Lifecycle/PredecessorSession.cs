@@ -6,59 +6,6 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Lifecycle;
 
-/// <summary>The running process's side of one handoff, one per greeting successor: the third machine of docs/architecture.md.</summary>
-internal enum PredecessorSessionState
-{
-    /// <summary>A valid Hello arrived; the checks (version, application, role, slot) decide.</summary>
-    Greeting,
-
-    /// <summary>Refused with a reason; nothing was sent.</summary>
-    Refused,
-
-    /// <summary>The listeners were sent; waiting for Ready within HandoffTimeout.</summary>
-    Negotiating,
-
-    /// <summary>The successor failed, vanished, broke the protocol or was not ready in time: this process serves on.</summary>
-    Failed,
-
-    /// <summary>Ready: the gate is closed and the participants release, before the successor hears Committed.</summary>
-    Committing,
-
-    /// <summary>A plain shutdown began first: the successor is told Abandoned; this process hands over to nobody.</summary>
-    Cancelled,
-
-    /// <summary>A participant overran its release: nothing is committed, this process serves again.</summary>
-    Abandoned,
-
-    /// <summary>Committed: draining, watching the successor's heartbeats.</summary>
-    Draining,
-
-    /// <summary>The successor sent Release: finish the drain and never resume.</summary>
-    Released,
-
-    /// <summary>The successor was lost after the commit: Revoked sent, this process serves again.</summary>
-    Resumed,
-
-    /// <summary>The drain is over and the successor confirmed that it serves: this process exits 0.</summary>
-    Completed,
-}
-
-/// <summary>What moves <see cref="PredecessorSessionState"/>.</summary>
-internal enum PredecessorSessionTrigger
-{
-    Refused,
-    ListenersSent,
-    SuccessorFailed,
-    ReadyTimedOut,
-    Ready,
-    ShutdownWon,
-    ParticipantOverran,
-    CommittedSent,
-    SuccessorReleased,
-    SuccessorLost,
-    Drained,
-}
-
 /// <summary>
 /// One successor's handoff, seen from the running process: send it the listeners, commit when it is ready, drain,
 /// and serve again if it fails or is lost. One at a time holds the handoff slot (<see cref="ProcessRole.HandingOver"/>).

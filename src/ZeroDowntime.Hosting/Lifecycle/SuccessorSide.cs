@@ -7,86 +7,6 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Lifecycle;
 
-/// <summary>The new process's side of one handoff: the second machine of docs/architecture.md.</summary>
-internal enum SuccessorState
-{
-    /// <summary>Looking for a predecessor on the handoff socket (StartingAsync).</summary>
-    Probing,
-
-    /// <summary>Refused by the process on the socket, or refusing it (another uid): start-up fails.</summary>
-    Refused,
-
-    /// <summary>No predecessor, or it has exited: this process serves alone and watches nobody.</summary>
-    Alone,
-
-    /// <summary>Has the listeners (adopted by key); the host starts on them with its gate closed.</summary>
-    TakingOver,
-
-    /// <summary>Started, gate open, Ready sent: accepts beside the predecessor until it commits.</summary>
-    AwaitingCommit,
-
-    /// <summary>Committed: the server, heart-beating to the predecessor while that one drains.</summary>
-    Owner,
-
-    /// <summary>This process has told its draining predecessor to finish and never resume (Release).</summary>
-    Released,
-
-    /// <summary>Abandoned before the commit, or revoked after it: drains what it accepted and exits 77.</summary>
-    Abandoned,
-
-    /// <summary>Stopped or failed before the commit; the predecessor was told (Failed) and serves on.</summary>
-    Stopped,
-}
-
-/// <summary>What moves <see cref="SuccessorState"/>.</summary>
-internal enum SuccessorTrigger
-{
-    /// <summary>No socket file, or a stale one (ECONNREFUSED): a first start.</summary>
-    NoPredecessor,
-
-    /// <summary>The running process just handed over to another (retry briefly), or speaks an older version (greet in it).</summary>
-    AskAgain,
-
-    /// <summary>Refused (busy, application, version), or the peer runs as another uid (exits 75, 76 or 78).</summary>
-    Refused,
-
-    /// <summary>A Welcome with as many descriptors as listeners.</summary>
-    Welcomed,
-
-    /// <summary>Start-up threw, or the process exits before the commit: Failed is sent as last words.</summary>
-    Failed,
-
-    /// <summary>The host began to stop (SIGTERM) before the commit: Failed is sent at once, the gate closes.</summary>
-    HostStopping,
-
-    /// <summary>An Abandoned was waiting when the host had started: exit 77 without accepting anything.</summary>
-    AbandonedWhileStarting,
-
-    /// <summary>The host has started: the gate opens and Ready is sent.</summary>
-    ReadySent,
-
-    /// <summary>The predecessor committed: acquire, heartbeat, serve the handoff socket.</summary>
-    Committed,
-
-    /// <summary>The predecessor's connection ended before its answer: it died; carry on alone.</summary>
-    PredecessorVanished,
-
-    /// <summary>The predecessor abandoned the handoff (this process was too slow, or a release overran).</summary>
-    Abandoned,
-
-    /// <summary>No answer to Ready within HandoffTimeout + 5 s: the predecessor is frozen, so this process gives up.</summary>
-    CommitTimedOut,
-
-    /// <summary>The predecessor took this process for lost and serves again (exit 77).</summary>
-    Revoked,
-
-    /// <summary>The predecessor ended its drain and exited (end of stream).</summary>
-    PredecessorExited,
-
-    /// <summary>This process stops in order, or commits to a successor of its own: it sends Release.</summary>
-    ReleasedPredecessor,
-}
-
 /// <summary>
 /// The successor's side: take the listeners over before Kestrel binds, say Ready once the host has started, own them
 /// after the commit, and heartbeat to the draining predecessor until it exits or this process releases it.
@@ -284,155 +204,24 @@ internal sealed class SuccessorSide : IDisposable
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
     {
         long start = _process.Time.GetTimestamp();
-        ushort version = HandoffProtocol.Version;
-        for (int attempt = 1; ; attempt++)
+        if (await new PredecessorProbe(_process, Machine).FindAsync(path, cancellationToken) is not var (channel, welcome))
         {
-            HandoffChannel channel;
-            try
-            {
-                channel = await HandoffChannel.ConnectAsync(path, ReadTimeout, _process.Time, cancellationToken);
-            }
-            catch (HandoffChannelException ex) when (ex.Error is HandoffChannelError.NoServer or HandoffChannelError.Refused)
-            {
-                if (ex.Error == HandoffChannelError.Refused)
-                {
-                    _logger.StaleSocket(path);
-                }
-                else
-                {
-                    _logger.NoPredecessor(path);
-                }
-
-                Machine.TryFire(SuccessorTrigger.NoPredecessor);
-                return false;
-            }
-            catch (HandoffChannelException ex)
-            {
-                Machine.TryFire(SuccessorTrigger.Refused);
-                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
-                    ex.Error == HandoffChannelError.TimedOut
-                        ? $"The process serving {path} did not accept the handoff connection within {ReadTimeout.TotalSeconds:0} s."
-                        : ex.Message);
-            }
-
-            try
-            {
-                switch (await GreetAsync(channel, path, version, cancellationToken))
-                {
-                    case (WelcomeMessage welcome, _):
-                        _channel = channel;
-                        Machine.TryFire(SuccessorTrigger.Welcomed);
-                        _process.Role.TryFire(RoleTrigger.PredecessorFound);
-                        _process.Lifetime.IsSuccessor = true;
-                        ProcessExitHooks.PendingHandoff = this;
-                        PredecessorPid = welcome.ProcessId;
-                        AdoptGeneration(welcome);
-                        _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _process.Time.GetElapsedTime(start).TotalMilliseconds);
-                        TakeoverEvent("listeners received");
-                        _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
-                        _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
-                        await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
-                        return true;
-                    case (null, ushort older):
-                        // The running process was built from an earlier release: greet it again in its own version.
-                        channel.Dispose();
-                        Machine.TryFire(SuccessorTrigger.AskAgain);
-                        _logger.SpeakingOlderVersion(channel.PeerProcessId, older, HandoffProtocol.Version);
-                        version = older;
-                        continue;
-                }
-            }
-            catch
-            {
-                channel.Dispose();
-                throw;
-            }
-
-            // The process on the path has just committed to another successor, which is about to take the path
-            // over (it renames its own socket there within moments). Ask again, briefly.
-            channel.Dispose();
-            if (attempt >= 20)
-            {
-                Machine.TryFire(SuccessorTrigger.Refused);
-                throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
-                    $"The process serving {path} kept saying it had handed over, and no successor took the path over.");
-            }
-
-            Machine.TryFire(SuccessorTrigger.AskAgain);
-            await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), _process.Time, cancellationToken);
-        }
-    }
-
-    /// <summary>
-    /// Returns the welcome; or no welcome when the predecessor has just handed over to another process (ask again),
-    /// with the older version it speaks when it does not speak <paramref name="version"/> (greet again in that one).
-    /// </summary>
-    private async Task<(WelcomeMessage? Welcome, ushort? OlderVersion)> GreetAsync(HandoffChannel channel, string path, ushort version, CancellationToken cancellationToken)
-    {
-        uint me = Libc.geteuid();
-        if (channel.PeerUserId != me)
-        {
-            string reason = $"the process listening on it runs as uid {channel.PeerUserId}, not as this user (uid {me})";
-            _logger.PredecessorUntrusted(path, reason);
-            throw Refusal(ZeroDowntimeExitCodes.InvalidConfiguration, $"Refusing to take sockets from {path}: {reason}.");
+            return false;
         }
 
-        _logger.PredecessorFound(channel.PeerProcessId, path);
-        await FaultInjection.PauseIfRequestedAsync("after-connect", _logger, cancellationToken);
-
-        var fds = new List<int>();
-        HandoffMessage answer;
-        try
-        {
-            channel.Send(new HelloMessage(version, Environment.ProcessId, _process.Options.ApplicationId!));
-            answer = await channel.ReadAsync(ReadTimeout, cancellationToken, fds);
-        }
-        catch (HandoffChannelException ex) when (ex.Error != HandoffChannelError.Closed)
-        {
-            _logger.TakeoverFailed(ex.Message, null);
-            throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"The process serving {path} did not answer the greeting properly: {ex.Message}", ex);
-        }
-        catch (HandoffChannelException ex)
-        {
-            _logger.TakeoverFailed($"the process serving {path} closed the connection instead of a welcome", null);
-            throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"The process serving {path} closed the connection instead of a welcome.", ex);
-        }
-
-        switch (answer)
-        {
-            case WelcomeMessage welcome when welcome.Version != version:
-                FdPassing.CloseAll(fds);
-                _logger.ProtocolVersionMismatch(welcome.ProcessId, welcome.Version, version);
-                throw Refusal(ZeroDowntimeExitCodes.ProtocolVersionMismatch, $"Predecessor answered in handoff protocol v{welcome.Version} to a greeting in v{version}.");
-            case WelcomeMessage welcome when fds.Count != welcome.Listeners.Count:
-                FdPassing.CloseAll(fds);
-                throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"Predecessor announced {welcome.Listeners.Count} listeners but sent {fds.Count} descriptors.");
-            case WelcomeMessage welcome:
-                _process.Registry.AddInherited(welcome.ProcessId, welcome.Listeners, fds);
-                return (welcome, null);
-            case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
-                return (null, null);
-            case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused
-                when refused.Version >= HandoffProtocol.MinimumVersion && refused.Version < version:
-                return (null, refused.Version);
-            case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
-                _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
-                _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
-                throw Refusal(ZeroDowntimeExitCodes.ProtocolVersionMismatch, $"Predecessor refused the handoff: {refused.Detail}");
-            case RefusedMessage refused:
-                _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
-                _logger.RefusedByPredecessor(channel.PeerProcessId, refused.Reason.ToString(), refused.Detail);
-                throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
-            default:
-                _logger.TakeoverFailed($"the process serving {path} answered {answer.Type} instead of a welcome", null);
-                throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"The process serving {path} answered {answer.Type} instead of a welcome.");
-        }
-    }
-
-    private ZeroDowntimeStartupException Refusal(int exitCode, string message, Exception? inner = null)
-    {
-        Machine.TryFire(SuccessorTrigger.Refused);
-        return inner is null ? new ZeroDowntimeStartupException(exitCode, message) : new ZeroDowntimeStartupException(exitCode, message, inner);
+        _channel = channel;
+        Machine.TryFire(SuccessorTrigger.Welcomed);
+        _process.Role.TryFire(RoleTrigger.PredecessorFound);
+        _process.Lifetime.IsSuccessor = true;
+        ProcessExitHooks.PendingHandoff = this;
+        PredecessorPid = welcome.ProcessId;
+        AdoptGeneration(welcome);
+        _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _process.Time.GetElapsedTime(start).TotalMilliseconds);
+        TakeoverEvent("listeners received");
+        _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
+        _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
+        await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
+        return true;
     }
 
     /// <summary>

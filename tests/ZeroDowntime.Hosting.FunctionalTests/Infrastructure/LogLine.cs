@@ -66,7 +66,11 @@ internal sealed record LogLine(string Text, int? EventId, string? EventName, str
             string? level = Field("LogLevel"), category = Field("Category"), message = Field("Message"), exception = Field("Exception");
             string text = $"{(timestamp is { } t ? t.ToString("HH:mm:ss.fff ", CultureInfo.InvariantCulture) : "")}{Short(level)}: {category}[{eventId}] {message}" +
                 (exception is null ? "" : " " + exception.ReplaceLineEndings(" "));
-            return new LogLine(text, eventId, Field("EventName"), category, level, message, exception, timestamp, state);
+            // Microsoft's own json formatter (an earlier build of the sample, a new user's app) writes no EventName: the
+            // library's events have stable ids, so the name is the one Events gives that id.
+            string? eventName = Field("EventName")
+                ?? (eventId is { } known && category?.StartsWith("ZeroDowntime.Hosting", StringComparison.Ordinal) == true ? Tests.Infrastructure.Events.NameOf(known) : null);
+            return new LogLine(text, eventId, eventName, category, level, message, exception, timestamp, state);
         }
         catch (JsonException)
         {

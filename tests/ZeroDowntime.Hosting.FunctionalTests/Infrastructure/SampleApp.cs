@@ -87,6 +87,13 @@ internal sealed class SampleApp : IAsyncDisposable
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment["Logs__ConsoleJson"] = "true";
+        if (config.SampleDirectory is not null)
+        {
+            // A sample built from an earlier commit (ProtocolCompatibilityTests) has no Logs:ConsoleJson: it logs JSON
+            // through Microsoft's formatter, which carries the event id only (LogLine takes the name from Events).
+            info.Environment["Logging__Console__FormatterName"] = "json";
+        }
+
         info.Environment["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         info.Environment["ZeroDowntime__SocketPath"] = config.SocketPath;
         info.Environment["Logs__Directory"] = Path.Combine(Path.GetDirectoryName(config.SocketPath)!, "logs");

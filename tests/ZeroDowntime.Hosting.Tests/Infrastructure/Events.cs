@@ -9,6 +9,17 @@ namespace ZeroDowntime.Hosting.Tests.Infrastructure;
 /// </summary>
 internal static class Events
 {
+    private static readonly Lazy<Dictionary<int, string>> s_names = new(() => typeof(Events)
+        .GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+        .Where(f => f.FieldType == typeof(EventId))
+        .Select(f => (EventId)f.GetValue(null)!)
+        .Where(e => e.Id < 1000)
+        .GroupBy(e => e.Id)
+        .ToDictionary(g => g.Key, g => g.First().Name!));
+
+    /// <summary>The name of the library's event <paramref name="id"/> (for output that carries the id only), or null.</summary>
+    public static string? NameOf(int id) => s_names.Value.GetValueOrDefault(id);
+
     public static readonly EventId NoPredecessor = new(4, nameof(NoPredecessor));
 
     public static readonly EventId StaleSocket = new(5, nameof(StaleSocket));
