@@ -1,7 +1,6 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Diagnostics;
-using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
 

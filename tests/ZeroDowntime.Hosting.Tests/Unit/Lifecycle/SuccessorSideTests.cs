@@ -54,11 +54,7 @@ public sealed class SuccessorSideComponentTests
     {
         await using var process = new InProcessCoordinator(handoffTimeout: TimeSpan.FromSeconds(20));
         using var predecessor = new ScriptedPredecessor(process.SocketPath);
-        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting.WaitAsync(Bound);
-        process.Application.Start();
-        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        using var channel = await AwaitingCommitAsync(process, predecessor);
 
         var wait = TimeSpan.FromSeconds(20) + SuccessorSide.ReadTimeout;
         await process.Time.WaitForTimerAsync(wait, Bound);
@@ -76,11 +72,7 @@ public sealed class SuccessorSideComponentTests
     {
         await using var process = new InProcessCoordinator();
         using var predecessor = new ScriptedPredecessor(process.SocketPath);
-        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting.WaitAsync(Bound);
-        process.Application.Start();
-        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        using var channel = await AwaitingCommitAsync(process, predecessor);
 
         process.Application.BeginStopping();
 
@@ -135,11 +127,7 @@ public sealed class SuccessorSideComponentTests
     {
         await using var process = new InProcessCoordinator();
         using var predecessor = new ScriptedPredecessor(process.SocketPath);
-        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting.WaitAsync(Bound);
-        process.Application.Start();
-        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        using var channel = await AwaitingCommitAsync(process, predecessor);
         channel.Send(new CommittedMessage());
         Assert.IsType<HeartbeatMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
 
@@ -149,6 +137,17 @@ public sealed class SuccessorSideComponentTests
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
         Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
         Assert.False(process.Gate.IsOpen);
+    }
+
+    /// <summary>Starts the process as the successor of <paramref name="predecessor"/> and reads its Ready.</summary>
+    private static async Task<HandoffChannel> AwaitingCommitAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
+    {
+        var starting = process.Coordinator.StartingAsync(CancellationToken.None);
+        var channel = await predecessor.WelcomeAsync();
+        await starting.WaitAsync(Bound);
+        process.Application.Start();
+        Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        return channel;
     }
 
     [Fact]
