@@ -198,7 +198,10 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             _registry.CloseUnusedInherited();
             _metrics.Generation = 1;
             process.FirstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            await process.BecomeOwnerAsync(RoleTrigger.StartedAlone, HandoffAcquireReason.FirstStart, process.Participants.All, "Serving");
+            if (process.Role.TryFire(RoleTrigger.StartedAlone))
+            {
+                await process.BecomeOwnerAsync(HandoffAcquireReason.FirstStart, process.Participants.All, "Serving", HandoffSocketStep.Serve);
+            }
         }
         catch (Exception ex) when (process.ShutdownToken.IsCancellationRequested)
         {

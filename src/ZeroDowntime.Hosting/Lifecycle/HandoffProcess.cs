@@ -92,7 +92,8 @@ internal sealed class HandoffProcess : IDisposable
     /// True when no other live process may serve these listeners, so that a shutdown may remove the Unix socket files:
     /// this process serves alone and no successor holds the listeners it was sent.
     /// </summary>
-    public bool IsSoleServer => Role.State is ProcessRole.Owner or ProcessRole.ShuttingDown && LatestSession is not { SharesListeners: true };
+    public bool IsSoleServer => Role.State is ProcessRole.Owner or ProcessRole.HandingOver or ProcessRole.ShuttingDown
+        && LatestSession is not { SharesListeners: true };
 
     /// <summary>Where the handoff socket's connections go (set once by the coordinator).</summary>
     public void ServeConnectionsWith(Func<System.Net.Sockets.Socket, Task> handleConnection) => _handleConnection = handleConnection;
@@ -113,44 +114,52 @@ internal sealed class HandoffProcess : IDisposable
     }
 
     /// <summary>
-    /// Becomes the one server of the listeners along <paramref name="trigger"/>; false (and nothing done) when the role
-    /// has no such arrow now (a racing event won). In this order: the gate opens first (nobody else accepts), then the
-    /// participants acquire (a successor's only after its predecessor released), then systemd hears the new main
-    /// process, and last the handoff socket is served, so that a next version finds a process that owns everything.
+    /// What a process does when it has become the one server of the listeners; the caller has moved the role already,
+    /// in the same step as its own machine's decision, so that no racing event finds a half-owner. Then:
+    /// <list type="number">
+    /// <item>the gate opens (on a first start only after the participants acquired: as before, the first request finds
+    /// the log file owned; clients wait those few ms in the kernel's queue; a successor's gate is open already, and a
+    /// resuming process reopens at once, because nobody else accepts);</item>
+    /// <item>the participants acquire (a successor's only after its predecessor released);</item>
+    /// <item>systemd hears the new main process;</item>
+    /// <item>last the handoff socket, so that a next version finds a process that owns everything.</item>
+    /// </list>
     /// </summary>
-    /// <param name="trigger">The arrow of the role: StartedAlone, TookOver or Resumed.</param>
     /// <param name="reason">What the participants are told.</param>
     /// <param name="participants">Who acquires: all of them, or only those released for a handoff that did not complete.</param>
     /// <param name="status">The STATUS= line for systemd.</param>
-    /// <param name="reServeSocket">Bind the handoff socket again: a successor that was lost may have renamed its own over the path.</param>
-    public async Task<bool> BecomeOwnerAsync(RoleTrigger trigger, HandoffAcquireReason reason, IReadOnlyList<IHandoffParticipant> participants,
-        string status, bool reServeSocket = false)
+    /// <param name="socket">What to do with the handoff socket.</param>
+    public async Task BecomeOwnerAsync(HandoffAcquireReason reason, IReadOnlyList<IHandoffParticipant> participants, string status,
+        HandoffSocketStep socket)
     {
-        if (!Role.TryFire(trigger))
+        Interlocked.Exchange(ref _servingSinceUnixMilliseconds, Time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (reason == HandoffAcquireReason.FirstStart)
         {
-            return false;
+            await Participants.AcquireAsync(reason, participants, ShutdownToken);
+            OpenGate();
+        }
+        else
+        {
+            OpenGate();
+            await Participants.AcquireAsync(reason, participants, ShutdownToken);
         }
 
-        Interlocked.Exchange(ref _servingSinceUnixMilliseconds, Time.GetUtcNow().ToUnixTimeMilliseconds());
-        OpenGate();
-        await Participants.AcquireAsync(reason, participants, ShutdownToken);
         if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
         {
             Registry.RemoveUnusedInheritedUnixFiles();
         }
 
         NotifySocket.MainProcess(status);
-        if (reServeSocket)
+        switch (socket)
         {
-            Server.Stop(removeFile: false);
+            case HandoffSocketStep.Serve:
+                StartHandoffServer();
+                break;
+            case HandoffSocketStep.ServeAgain:
+                Server.Stop(removeFile: false);
+                StartHandoffServer();
+                break;
         }
-
-        if (!Server.IsServing)
-        {
-            StartHandoffServer();
-        }
-
-        return true;
     }
 
     /// <summary>The drain after the goodbye; false when <paramref name="successorLost"/> cut it short.</summary>
@@ -185,4 +194,17 @@ internal sealed class HandoffProcess : IDisposable
             Logger.HandoffServerFailed(ex);
         }
     }
+}
+
+/// <summary>What <see cref="HandoffProcess.BecomeOwnerAsync"/> does with the handoff socket.</summary>
+internal enum HandoffSocketStep
+{
+    /// <summary>Serve it: a first start, or a successor that now owns the listeners.</summary>
+    Serve,
+
+    /// <summary>Bind it again: a successor that was lost after the commit may have renamed its own over the path.</summary>
+    ServeAgain,
+
+    /// <summary>Keep it as it is: the handoff was abandoned before any successor served the path.</summary>
+    Keep,
 }

@@ -24,9 +24,6 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger, Tim
     private Task _acceptLoop = Task.CompletedTask;
     private (ulong Inode, uint DevMajor, uint DevMinor)? _identity;
 
-    /// <summary>True from <see cref="Start"/> to <see cref="Stop"/>.</summary>
-    public bool IsServing => Volatile.Read(ref _listener) is not null;
-
     public void Start(Func<Socket, Task> handleConnection)
     {
         // A random name: nobody can occupy it in advance (in a sticky directory another user could squat a

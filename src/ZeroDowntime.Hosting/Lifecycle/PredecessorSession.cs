@@ -100,9 +100,10 @@ internal sealed class PredecessorSession
         }
         finally
         {
-            // Still the server after a handoff that did not get to the commit: the slot is free again. After the
-            // commit (or a shutdown that began first) there is no such arrow and nothing changes.
-            _process.Role.TryFire(RoleTrigger.HandoffFailed);
+            // Still (or again) the server: the slot is free now, and not before (a resuming process re-acquires and
+            // tells this successor Abandoned first, so that no next successor's release can overlap it). After the
+            // commit, or when a shutdown began first, there is no such arrow and nothing changes.
+            _process.Role.TryFire(RoleTrigger.HandoffEnded);
         }
     }
 
@@ -284,8 +285,11 @@ internal sealed class PredecessorSession
         activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
         _channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
         _process.Lifetime.Resume();
-        await _process.BecomeOwnerAsync(RoleTrigger.Resumed, HandoffAcquireReason.Reclaimed, _process.Participants.All,
-            $"Serving again; successor pid {_pid} was lost", reServeSocket: true);
+        if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
+        {
+            await _process.BecomeOwnerAsync(HandoffAcquireReason.Reclaimed, _process.Participants.All,
+                $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
+        }
     }
 
     /// <summary>
@@ -314,8 +318,11 @@ internal sealed class PredecessorSession
         string reason = HandoffProtocol.FitText(overrun.IsCompleted
             ? $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit"
             : $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit and is still running");
-        await _process.BecomeOwnerAsync(RoleTrigger.Resumed, HandoffAcquireReason.Reclaimed, overrun.IsCompleted ? released : released[..^1],
-            $"Serving; the handoff to pid {_pid} was abandoned at the commit");
+        if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
+        {
+            await _process.BecomeOwnerAsync(HandoffAcquireReason.Reclaimed, overrun.IsCompleted ? released : released[..^1],
+                $"Serving; the handoff to pid {_pid} was abandoned at the commit", HandoffSocketStep.Keep);
+        }
         _channel.TrySend(new AbandonedMessage(reason));
         _logger.HandoffAbandonedAtCommit(_pid, reason);
         _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);

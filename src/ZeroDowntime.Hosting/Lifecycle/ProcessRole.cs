@@ -12,7 +12,10 @@ internal enum ProcessRole
     /// <summary>The one server of the listeners (first start, committed, predecessor vanished, or serving again).</summary>
     Owner,
 
-    /// <summary>The owner, with a successor in its one handoff slot: listeners sent, waiting for it to be ready.</summary>
+    /// <summary>
+    /// The owner, with a successor's session in its one handoff slot: listeners sent and waiting for Ready, or serving
+    /// again after a handoff that did not complete until that session has finished.
+    /// </summary>
     HandingOver,
 
     /// <summary>Committed to a successor: no longer accepts, drains.</summary>
@@ -43,13 +46,19 @@ internal enum RoleTrigger
     /// <summary>A successor's valid greeting took the handoff slot.</summary>
     SuccessorGreeted,
 
-    /// <summary>The successor failed, vanished or timed out before it was ready: the slot is free again.</summary>
-    HandoffFailed,
+    /// <summary>
+    /// The session ended without a handover (the successor failed, vanished or timed out before Ready, or the process
+    /// serves again after it): the slot is free.
+    /// </summary>
+    HandoffEnded,
 
     /// <summary>The successor is ready: the gate closes, the resources are released, Committed follows.</summary>
     CommitStarted,
 
-    /// <summary>The handoff did not complete after all (a participant overran at the commit, or the successor was lost after it).</summary>
+    /// <summary>
+    /// The handoff did not complete after all (a participant overran at the commit, or the successor was lost after
+    /// it): this process serves again, and its session keeps the slot until it has finished.
+    /// </summary>
     Resumed,
 
     /// <summary>SIGTERM or StopApplication while this process serves alone (with DrainOnShutdown).</summary>
@@ -68,12 +77,13 @@ internal static class ProcessRoles
         (ProcessRole.Successor, RoleTrigger.TookOver, ProcessRole.Owner),
         (ProcessRole.Successor, RoleTrigger.Withdrew, ProcessRole.Leaving),
         (ProcessRole.Owner, RoleTrigger.SuccessorGreeted, ProcessRole.HandingOver),
-        (ProcessRole.HandingOver, RoleTrigger.HandoffFailed, ProcessRole.Owner),
+        (ProcessRole.HandingOver, RoleTrigger.HandoffEnded, ProcessRole.Owner),
         (ProcessRole.HandingOver, RoleTrigger.CommitStarted, ProcessRole.HandedOver),
-        (ProcessRole.HandedOver, RoleTrigger.Resumed, ProcessRole.Owner),
+        (ProcessRole.HandedOver, RoleTrigger.Resumed, ProcessRole.HandingOver),
         (ProcessRole.Owner, RoleTrigger.ShutdownBegan, ProcessRole.ShuttingDown),
         (ProcessRole.HandingOver, RoleTrigger.ShutdownBegan, ProcessRole.ShuttingDown),
         (ProcessRole.Owner, RoleTrigger.Revoked, ProcessRole.Leaving),
         (ProcessRole.HandingOver, RoleTrigger.Revoked, ProcessRole.Leaving),
-        (ProcessRole.ShuttingDown, RoleTrigger.Revoked, ProcessRole.Leaving));
+        (ProcessRole.ShuttingDown, RoleTrigger.Revoked, ProcessRole.Leaving),
+        (ProcessRole.HandedOver, RoleTrigger.Revoked, ProcessRole.Leaving));
 }

@@ -107,10 +107,25 @@ internal sealed class SuccessorSide : IDisposable
         }
 
         _process.OpenGate();
-        HandoffMessage answer;
         try
         {
             channel.Send(new ReadyMessage());
+        }
+        catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.TimedOut)
+        {
+            // The predecessor does not read (frozen): it may wake up as the server it still is, so do not take over.
+            await AbandonAsync(SuccessorTrigger.CommitTimedOut, $"pid {PredecessorPid} did not read Ready: {ex.Message}");
+            return;
+        }
+        catch (HandoffChannelException ex)
+        {
+            await CarryOnAloneAsync(channel, ex.Message);
+            return;
+        }
+
+        HandoffMessage answer;
+        try
+        {
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, PredecessorPid);
             TakeoverEvent("ready sent");
             await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _process.HostStoppingToken);
@@ -279,6 +294,9 @@ internal sealed class SuccessorSide : IDisposable
             return; // too late: this process began to stop first and said so; the predecessor serves on
         }
 
+        // The role in the same step, before anything can race it (a SIGTERM must find an owner to shut down, a
+        // revocation a role to leave).
+        _process.Role.TryFire(RoleTrigger.TookOver);
         ProcessExitHooks.PendingHandoff = null;
         _logger.Committed(PredecessorPid, ProcessClock.Age.TotalMilliseconds);
         _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
@@ -288,8 +306,8 @@ internal sealed class SuccessorSide : IDisposable
 
         // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
         _watch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
-        await _process.BecomeOwnerAsync(RoleTrigger.TookOver, HandoffAcquireReason.PredecessorReleased, _process.Participants.All,
-            $"Serving; took over from pid {PredecessorPid}");
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorReleased, _process.Participants.All,
+            $"Serving; took over from pid {PredecessorPid}", HandoffSocketStep.Serve);
     }
 
     /// <summary>The connection broke before the predecessor answered: the kernel closed it because the predecessor died.</summary>
@@ -300,12 +318,13 @@ internal sealed class SuccessorSide : IDisposable
             return;
         }
 
+        _process.Role.TryFire(RoleTrigger.TookOver);
         ProcessExitHooks.PendingHandoff = null;
         EndTakeover(null);
         _logger.PredecessorVanished(PredecessorPid, why);
         channel.Dispose();
-        await _process.BecomeOwnerAsync(RoleTrigger.TookOver, HandoffAcquireReason.PredecessorVanished, _process.Participants.All,
-            $"Serving; predecessor pid {PredecessorPid} vanished during the handoff");
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorVanished, _process.Participants.All,
+            $"Serving; predecessor pid {PredecessorPid} vanished during the handoff", HandoffSocketStep.Serve);
     }
 
     /// <summary>

@@ -161,6 +161,87 @@ public sealed class PredecessorSessionTests
         Assert.Equal(Environment.ProcessId, status.SuccessorPid);
     }
 
+    [Fact]
+    public async Task Abandoned_ParticipantOverranAtTheCommit_NextSuccessorIsBusyUntilTheSessionHasReacquiredAndSaidSo()
+    {
+        var participant = new GatedParticipant();
+        await using var process = new InProcessCoordinator(participants: [participant]);
+        await process.StartAloneAsync();
+        await participant.Acquired.Task.WaitAsync(Bound); // FirstStart
+        participant.Reset();
+        using var first = await process.GreetAsync();
+        first.Send(new ReadyMessage());
+
+        await participant.Releasing.Task.WaitAsync(Bound);
+        await process.Time.WaitForTimerAsync(ParticipantRunner.Timeout, Bound);
+        process.Time.Advance(ParticipantRunner.Timeout); // the release overran its 5 s
+        participant.FinishRelease.SetResult();
+        await participant.Acquiring.Task.WaitAsync(Bound); // serving again: re-acquiring (Reclaimed), held by the test
+
+        // The race of the review: the slot must still be taken, or this successor's commit could release the participant
+        // while the reclaim still runs.
+        using (var second = await process.ConnectAsync())
+        {
+            second.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, process.Options.ApplicationId!));
+            Assert.Equal(RefusalReason.Busy, Assert.IsType<RefusedMessage>(await second.ReadAsync(Bound, CancellationToken.None)).Reason);
+        }
+
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+        participant.FinishAcquire.SetResult();
+        Assert.IsType<AbandonedMessage>(await first.ReadAsync(Bound, CancellationToken.None));
+        await WaitForRoleAsync(process, ProcessRole.Owner);
+        Assert.Equal(HandoffAcquireReason.Reclaimed, participant.LastReason);
+        Assert.True(process.Gate.IsOpen);
+    }
+
+    /// <summary>A participant whose release and acquire the test holds and lets go.</summary>
+    private sealed class GatedParticipant : IHandoffParticipant
+    {
+        public TaskCompletionSource Acquired { get; private set; } = New();
+
+        public TaskCompletionSource Acquiring { get; private set; } = New();
+
+        public TaskCompletionSource FinishAcquire { get; private set; } = New();
+
+        public TaskCompletionSource Releasing { get; } = New();
+
+        public TaskCompletionSource FinishRelease { get; } = New();
+
+        public HandoffAcquireReason? LastReason { get; private set; }
+
+        private bool _holdAcquire;
+
+        public void Reset()
+        {
+            Acquired = New();
+            Acquiring = New();
+            FinishAcquire = New();
+            _holdAcquire = true;
+        }
+
+        public async Task AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken)
+        {
+            LastReason = reason;
+            Acquiring.TrySetResult();
+            if (_holdAcquire)
+            {
+                await FinishAcquire.Task.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+            }
+
+            Acquired.TrySetResult();
+        }
+
+        public async Task ReleaseAsync(CancellationToken cancellationToken)
+        {
+            Releasing.TrySetResult();
+            await FinishRelease.Task.WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None);
+        }
+
+        public Task AbandonAsync(string reason, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        private static TaskCompletionSource New() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
     internal static async Task WaitForRoleAsync(InProcessCoordinator process, ProcessRole role)
     {
         // The role changes on the coordinator's own thread right after the message the test just read; the log line
