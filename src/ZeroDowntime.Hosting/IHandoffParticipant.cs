@@ -45,8 +45,17 @@ public enum HandoffAcquireReason
     PredecessorVanished,
 
     /// <summary>
-    /// This process had released the resources for a handoff that did not complete (it was abandoned at the commit,
-    /// or the successor was lost after it): it owns them again.
+    /// This process had released the resources at the commit point and the successor was lost after it heard
+    /// Committed: the successor may have acquired and used them, so this process owns them again but must not assume
+    /// they are as it left them (a log file handoff keeps writing to its archive name).
     /// </summary>
     Reclaimed,
+
+    /// <summary>
+    /// This process had released the resources at the commit point, but the commit never reached the successor (a
+    /// participant overran its release, or the connection broke before Committed was sent): no successor ever acquired
+    /// them, so this process takes them back exactly as it released them (a log file handoff moves back to the
+    /// original name).
+    /// </summary>
+    NotCommitted,
 }

@@ -28,7 +28,7 @@ internal sealed class ParticipantRunner(IEnumerable<IHandoffParticipant> partici
             {
                 await work.WaitAsync(Timeout, time);
             }
-            catch (TimeoutException ex) when (!work.IsCompleted)
+            catch (TimeoutException ex) when (!ReferenceEquals(ex, work.Exception?.GetBaseException()))
             {
                 logger.ParticipantFailed(stage, ex);
                 _ = work.ContinueWith(static (t, state) => ((ILogger)state!).ParticipantFailed("late", t.Exception!.GetBaseException()), logger,
@@ -60,8 +60,12 @@ internal sealed class ParticipantRunner(IEnumerable<IHandoffParticipant> partici
             {
                 await release.WaitAsync(Timeout, time, CancellationToken.None);
             }
-            catch (TimeoutException) when (!release.IsCompleted)
+            catch (TimeoutException ex) when (!ReferenceEquals(ex, release.Exception?.GetBaseException()))
             {
+                // The one place that decides a release that ends at its deadline: WaitAsync throws only when the timer
+                // fired before the release completed, so the deadline won and this is an overrun, even if the release
+                // has completed by the time this line runs (re-checking IsCompleted here made the outcome depend on
+                // thread-pool timing). The caller then does not commit and acquires again what was released.
                 logger.ParticipantOverran(participant.GetType().Name, Timeout);
                 return release;
             }

@@ -246,7 +246,8 @@ internal sealed class PredecessorSession
         using var lost = new CancellationTokenSource();
         var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
-        if (_channel.TrySend(new CommittedMessage()))
+        bool committedSent = _channel.TrySend(new CommittedMessage());
+        if (committedSent)
         {
             Machine.TryFire(PredecessorSessionTrigger.CommittedSent);
             _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
@@ -287,8 +288,10 @@ internal sealed class PredecessorSession
         _process.Lifetime.Resume();
         if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
         {
-            await _process.BecomeOwnerAsync(HandoffAcquireReason.Reclaimed, _process.Participants.All,
-                $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
+            // Committed never went out: no successor acquired anything, so the participants take back exactly what
+            // they released. Otherwise the successor may have used the resources before it was lost.
+            await _process.BecomeOwnerAsync(committedSent ? HandoffAcquireReason.Reclaimed : HandoffAcquireReason.NotCommitted,
+                _process.Participants.All, $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
         }
     }
 
@@ -320,7 +323,7 @@ internal sealed class PredecessorSession
             : $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit and is still running");
         if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
         {
-            await _process.BecomeOwnerAsync(HandoffAcquireReason.Reclaimed, overrun.IsCompleted ? released : released[..^1],
+            await _process.BecomeOwnerAsync(HandoffAcquireReason.NotCommitted, overrun.IsCompleted ? released : released[..^1],
                 $"Serving; the handoff to pid {_pid} was abandoned at the commit", HandoffSocketStep.Keep);
         }
         _channel.TrySend(new AbandonedMessage(reason));

@@ -176,7 +176,7 @@ public sealed class PredecessorSessionTests
         await process.Time.WaitForTimerAsync(ParticipantRunner.Timeout, Bound);
         process.Time.Advance(ParticipantRunner.Timeout); // the release overran its 5 s
         participant.FinishRelease.SetResult();
-        await participant.Acquiring.Task.WaitAsync(Bound); // serving again: re-acquiring (Reclaimed), held by the test
+        await participant.Acquiring.Task.WaitAsync(Bound); // serving again: re-acquiring (NotCommitted), held by the test
 
         // The race of the review: the slot must still be taken, or this successor's commit could release the participant
         // while the reclaim still runs.
@@ -190,7 +190,7 @@ public sealed class PredecessorSessionTests
         participant.FinishAcquire.SetResult();
         Assert.IsType<AbandonedMessage>(await first.ReadAsync(Bound, CancellationToken.None));
         await WaitForRoleAsync(process, ProcessRole.Owner);
-        Assert.Equal(HandoffAcquireReason.Reclaimed, participant.LastReason);
+        Assert.Equal(HandoffAcquireReason.NotCommitted, participant.LastReason);
         Assert.True(process.Gate.IsOpen);
     }
 
