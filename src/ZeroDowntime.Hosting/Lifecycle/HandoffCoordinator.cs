@@ -28,6 +28,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly ILogger _logger;
     private readonly ZeroDowntimeMetrics _metrics;
     private readonly TimeProvider _time;
+    private readonly NotifySocketClient _notifySocket;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
     private readonly CancellationTokenSource _skipShutdownDelay = new();
@@ -48,7 +49,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         IEnumerable<IHandoffParticipant> participants,
         ILogger<HandoffCoordinator> logger,
         ZeroDowntimeMetrics metrics,
-        TimeProvider? time = null)
+        TimeProvider? time = null,
+        NotifySocketClient? notifySocket = null)
     {
         _optionsAccessor = options;
         _registry = registry;
@@ -60,6 +62,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _logger = logger;
         _metrics = metrics;
         _time = time ?? TimeProvider.System;
+        _notifySocket = notifySocket ?? new NotifySocketClient();
     }
 
     /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
@@ -73,7 +76,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         SocketPathGuard.EnsureSafe(path);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
             new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
-            new HandoffSocketServer(path, _logger, _time), new NotifySocketClient(), _metrics, _logger, _time);
+            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time);
         process.ServeConnectionsWith(HandleConnectionAsync);
         _upgrades = new UpgradeRunner(process);
         _upgrades.InstallSignals();

@@ -17,6 +17,7 @@ internal sealed class HandoffProcess : IDisposable
     private readonly IHostApplicationLifetime _applicationLifetime;
     private readonly CancellationTokenSource _shutdown = new();
     private readonly CancellationTokenSource _hostStopping = new();
+    private readonly Lock _ownership = new();
     private long _servingSinceUnixMilliseconds;
     private Func<System.Net.Sockets.Socket, Task>? _handleConnection;
 
@@ -144,21 +145,48 @@ internal sealed class HandoffProcess : IDisposable
             await Participants.AcquireAsync(reason, participants, ShutdownToken);
         }
 
-        if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
+        // The acquisition took time (up to 5 s a participant, more if this process froze): the predecessor may have
+        // revoked this process meanwhile and serve again. Then this process must not claim anything shared: not the
+        // Unix files, not MAINPID (systemd would follow a process that is about to exit 77), not the handoff socket
+        // (the next deploy would find a dead one). The check and the claims are one step under the lock that the
+        // revocation takes too, so a revocation read now waits until the claims are made, and is then seen by the
+        // predecessor's own MAINPID, which it sends after its Revoked.
+        lock (_ownership)
         {
-            Registry.RemoveUnusedInheritedUnixFiles();
-        }
+            if (Role.State == ProcessRole.Leaving)
+            {
+                Logger.OwnershipWithdrawn(status);
+                return;
+            }
 
-        NotifySocket.MainProcess(status);
-        switch (socket)
+            if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
+            {
+                Registry.RemoveUnusedInheritedUnixFiles();
+            }
+
+            NotifySocket.MainProcess(status);
+            switch (socket)
+            {
+                case HandoffSocketStep.Serve:
+                    StartHandoffServer();
+                    break;
+                case HandoffSocketStep.ServeAgain:
+                    Server.Stop(removeFile: false);
+                    StartHandoffServer();
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// This process's predecessor took it for lost and serves again: the role becomes Leaving, in one step with
+    /// <see cref="BecomeOwnerAsync"/>'s claims (see there). False when the role had no such arrow.
+    /// </summary>
+    public bool Revoke()
+    {
+        lock (_ownership)
         {
-            case HandoffSocketStep.Serve:
-                StartHandoffServer();
-                break;
-            case HandoffSocketStep.ServeAgain:
-                Server.Stop(removeFile: false);
-                StartHandoffServer();
-                break;
+            return Role.TryFire(RoleTrigger.Revoked);
         }
     }
 

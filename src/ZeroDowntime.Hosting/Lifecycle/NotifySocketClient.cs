@@ -15,10 +15,12 @@ internal sealed class NotifySocketClient
     private readonly string? _socketPath;
 
     public NotifySocketClient()
+        : this(Environment.GetEnvironmentVariable("NOTIFY_SOCKET"))
     {
-        string? socketPath = Environment.GetEnvironmentVariable("NOTIFY_SOCKET");
-        _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
     }
+
+    /// <summary>A client of the given socket (the test seam: tests listen on a datagram socket of their own).</summary>
+    internal NotifySocketClient(string? socketPath) => _socketPath = string.IsNullOrEmpty(socketPath) ? null : socketPath;
 
     /// <summary>The <c>NOTIFY_SOCKET</c> this process was given (read at start: a successor it starts gets it too).</summary>
     public string? SocketPath => _socketPath;

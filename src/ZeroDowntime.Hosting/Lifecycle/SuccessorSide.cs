@@ -377,7 +377,7 @@ internal sealed class SuccessorSide : IDisposable
             var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
             if (message is RevokedMessage revoked && Machine.TryFire(SuccessorTrigger.Revoked))
             {
-                _process.Role.TryFire(RoleTrigger.Revoked);
+                _process.Revoke();
                 _logger.HandoffRevoked(PredecessorPid, revoked.Reason);
                 _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
                 _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);

@@ -159,6 +159,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(73, LogLevel.Error, "An application callback on IZeroDowntimeLifetime.Draining threw; the drain goes on", EventName = "DrainingCallbackFailed")]
     public static partial void DrainingCallbackFailed(this ILogger logger, Exception exception);
 
+    [LoggerMessage(100, LogLevel.Warning, "Revoked by the predecessor while becoming the owner: this process claims nothing ({Status} not announced, the handoff socket not served) and exits", EventName = "OwnershipWithdrawn")]
+    public static partial void OwnershipWithdrawn(this ILogger logger, string status);
+
     [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
     public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);
 

@@ -126,7 +126,7 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("zd-component-").FullName;
     private readonly int _exitCodeBefore = Environment.ExitCode;
 
-    public InProcessCoordinator(TimeSpan? handoffTimeout = null, IEnumerable<IHandoffParticipant>? participants = null)
+    public InProcessCoordinator(TimeSpan? handoffTimeout = null, IEnumerable<IHandoffParticipant>? participants = null, string? notifySocketPath = null)
     {
         Options = new ZeroDowntimeOptions
         {
@@ -142,7 +142,8 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         var registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
         Gate = new AcceptGate();
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
-            Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry), Time);
+            Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry), Time,
+            new NotifySocketClient(notifySocketPath));
     }
 
     public ZeroDowntimeOptions Options { get; }

@@ -1,5 +1,6 @@
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
@@ -137,6 +138,49 @@ public sealed class SuccessorSideComponentTests
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
         Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
         Assert.False(process.Gate.IsOpen);
+    }
+
+    [Fact]
+    public async Task AwaitingCommit_Committed_AnnouncesItselfAsTheMainProcess()
+    {
+        using var notify = new NotifySocketListener();
+        await using var process = new InProcessCoordinator(notifySocketPath: notify.Path);
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await AwaitingCommitAsync(process, predecessor);
+
+        channel.Send(new CommittedMessage());
+
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ServingHandoffSocket", Bound);
+        Assert.Contains(notify.ReceivedSoFar(), m => m.StartsWith($"MAINPID={Environment.ProcessId}\nREADY=1", StringComparison.Ordinal));
+    }
+
+    // Issue 18 item 5: revoked while its participants acquire (the predecessor heard no heartbeat for 5 s), the
+    // successor used to go on to MAINPID, READY=1 and its own handoff socket over the path the old process serves again.
+    [Fact]
+    public async Task Owner_RevokedWhileAcquiring_ClaimsNothingAndExits77()
+    {
+        using var notify = new NotifySocketListener();
+        var participant = new GatedParticipant();
+        participant.Reset(); // hold the acquisition
+        await using var process = new InProcessCoordinator(participants: [participant], notifySocketPath: notify.Path);
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        ulong predecessorSocket = Interop.Libc.TryStat(process.SocketPath)!.Value.Inode;
+        using var channel = await AwaitingCommitAsync(process, predecessor);
+        channel.Send(new CommittedMessage());
+        await participant.Acquiring.Task.WaitAsync(Bound);
+        Assert.Equal(HandoffAcquireReason.PredecessorReleased, participant.LastReason);
+
+        channel.Send(new RevokedMessage("no heartbeat for 5 s"));
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+        participant.FinishAcquire.SetResult();
+
+        // Whichever comes: the claims withdrawn, or (the defect) the handoff socket served.
+        var outcome = await process.Logger.WaitForAsync(e => e.EventId.Name is "OwnershipWithdrawn" or "ServingHandoffSocket", Bound);
+        Assert.Equal("OwnershipWithdrawn", outcome.EventId.Name);
+        Assert.DoesNotContain(notify.ReceivedSoFar(), m => m.Contains("MAINPID=", StringComparison.Ordinal));
+        Assert.Equal(predecessorSocket, Interop.Libc.TryStat(process.SocketPath)!.Value.Inode);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
     }
 
     /// <summary>Starts the process as the successor of <paramref name="predecessor"/> and reads its Ready.</summary>
