@@ -122,6 +122,14 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             return;
         }
 
+        // The service is being stopped: a predecessor that still drains must neither serve again should this process
+        // die during its drain, nor keep its copies of the listeners, which would queue connections that nobody
+        // serves once this process stops listening. Release it first (it closes its copies at once).
+        if (_successor is { } side)
+        {
+            await side.ReleasePredecessorAsync();
+        }
+
         var options = process.Options;
         _lifetime.BeginShutdown();
         using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");

@@ -73,6 +73,14 @@ internal sealed class PredecessorSession
         try
         {
             long greeted = _process.Time.GetTimestamp();
+            if (_ownPredecessor is not null && !await _ownPredecessor.ReleasePredecessorAsync())
+            {
+                // Revoked by its own predecessor, which serves again: this process hands nothing on. The successor
+                // is refused as by any process that no longer serves, and greets whoever serves the path next.
+                Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} was revoked by its own predecessor, which serves again");
+                return;
+            }
+
             int count = _process.Registry.SendActiveListeners(listeners => _channel.Send(
                 new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => l.Describe()).ToArray(),
                     _process.Metrics.Generation, _process.FirstStartUnixMilliseconds),
@@ -217,10 +225,13 @@ internal sealed class PredecessorSession
         // A plain shutdown that began meanwhile wins: this process is stopping, so it hands over to nobody.
         if (!_process.Role.TryFire(RoleTrigger.CommitStarted))
         {
+            string why = _process.Role.State == ProcessRole.Leaving
+                ? "the running process was revoked by its own predecessor, which serves again"
+                : "the running process is shutting down";
             Machine.TryFire(PredecessorSessionTrigger.ShutdownWon);
-            _channel.TrySend(new AbandonedMessage("the running process is shutting down"));
+            _channel.TrySend(new AbandonedMessage(why));
             _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
-            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, "the running process began to shut down");
+            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, why);
             return;
         }
 
@@ -232,13 +243,6 @@ internal sealed class PredecessorSession
             await AbandonAtCommitAsync(readyAt, released, overrun);
             activity?.SetStatus(ActivityStatusCode.Error, "abandoned at the commit");
             return;
-        }
-
-        // This process may itself still be the successor of a draining predecessor: release it before the successor
-        // hears Committed, so that from now on nothing can make that older generation serve again.
-        if (_ownPredecessor is not null)
-        {
-            await _ownPredecessor.ReleasePredecessorAsync();
         }
 
         // Goodbye on every response from now on, before the successor can log that it serves alone.
@@ -354,6 +358,13 @@ internal sealed class PredecessorSession
                 {
                     Machine.TryFire(PredecessorSessionTrigger.SuccessorReleased);
                     confirmed.TrySetResult();
+
+                    // Never serving again: this process's copies of the listeners go at once (the successor holds
+                    // its own), so that no endpoint that the successors dropped or closed keeps a queue here that
+                    // nobody serves. Closing the connection answers the Release: a Revoked could no longer follow.
+                    _process.Registry.StopListening();
+                    _channel.Dispose();
+                    _logger.PredecessorReleasedBySuccessor(_pid);
                     return null;
                 }
 

@@ -18,6 +18,13 @@ internal sealed class SuccessorSide : IDisposable
     /// <summary>How often a successor tells its draining predecessor that it is alive.</summary>
     internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(1);
 
+    /// <summary>
+    /// How long a Release waits for the predecessor's answer: this build closes the connection at once (or a Revoked
+    /// that crossed the Release arrives first); a build of before this rule keeps it open until it exits, and is
+    /// taken as released after this wait.
+    /// </summary>
+    internal static readonly TimeSpan ReleaseAnswerTimeout = TimeSpan.FromSeconds(2);
+
     public static readonly TransitionTable<SuccessorState, SuccessorTrigger> Table = new(SuccessorState.Probing,
         (SuccessorState.Probing, SuccessorTrigger.NoPredecessor, SuccessorState.Alone),
         (SuccessorState.Probing, SuccessorTrigger.AskAgain, SuccessorState.Probing),
@@ -35,7 +42,8 @@ internal sealed class SuccessorSide : IDisposable
         (SuccessorState.AwaitingCommit, SuccessorTrigger.Failed, SuccessorState.Stopped),
         (SuccessorState.Owner, SuccessorTrigger.Revoked, SuccessorState.Abandoned),
         (SuccessorState.Owner, SuccessorTrigger.PredecessorExited, SuccessorState.Alone),
-        (SuccessorState.Owner, SuccessorTrigger.ReleasedPredecessor, SuccessorState.Released));
+        (SuccessorState.Owner, SuccessorTrigger.ReleasedPredecessor, SuccessorState.Released),
+        (SuccessorState.Released, SuccessorTrigger.Revoked, SuccessorState.Abandoned));
 
     private readonly HandoffProcess _process;
     private readonly ILogger _logger;
@@ -196,21 +204,22 @@ internal sealed class SuccessorSide : IDisposable
     }
 
     /// <summary>
-    /// Called when this process commits to its own successor, before that successor hears it: the predecessor that
-    /// may still drain is told Release and the channel closed, so that it never resumes whatever happens to this
-    /// process from now on (the successor serves). A predecessor that lost this process before it committed onward
-    /// still resumes, as it must.
+    /// Called when a successor of this process greets it, before that successor is sent anything: the predecessor that
+    /// may still drain is told Release, so that from now on at most one older generation can ever serve again, and
+    /// it is this process (docs/architecture.md, "One fallback at a time"). Without this, a predecessor that saw this
+    /// process die while its successor started would resume beside that successor. Returns false when the
+    /// predecessor had revoked this process first (its Revoked crossed the Release): this process is leaving and
+    /// must hand nothing on.
     /// </summary>
-    public async Task ReleasePredecessorAsync()
+    public async Task<bool> ReleasePredecessorAsync()
     {
-        if (_watch.IsCompleted)
+        if (!_watch.IsCompleted)
         {
-            return;
+            await _releasePredecessor.CancelAsync();
+            await _watch;
         }
 
-        await _releasePredecessor.CancelAsync();
-        await _watch;
-        _logger.ToldPredecessorStopping(PredecessorPid);
+        return Machine.State != SuccessorState.Abandoned;
     }
 
     public void Dispose() => _releasePredecessor.Dispose();
@@ -377,10 +386,7 @@ internal sealed class SuccessorSide : IDisposable
             var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
             if (message is RevokedMessage revoked && Machine.TryFire(SuccessorTrigger.Revoked))
             {
-                _process.Revoke();
-                _logger.HandoffRevoked(PredecessorPid, revoked.Reason);
-                _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
-                _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+                OnRevoked(revoked.Reason);
             }
             else if (Machine.TryFire(SuccessorTrigger.PredecessorExited))
             {
@@ -404,13 +410,49 @@ internal sealed class SuccessorSide : IDisposable
         {
             await done.CancelAsync();
             await heartbeats;
-            if (stoppingInOrder)
+            if (stoppingInOrder && channel.TrySend(new ReleaseMessage()))
             {
-                channel.TrySend(new ReleaseMessage());
+                await AwaitReleaseAnswerAsync(channel);
             }
 
             channel.Dispose();
         }
+    }
+
+    /// <summary>
+    /// After Release: the predecessor closes the connection (released), or its Revoked crossed the Release on the wire
+    /// (it had taken this process for lost and serves again: this process was revoked, whatever it meant to do).
+    /// </summary>
+    private async Task AwaitReleaseAnswerAsync(HandoffChannel channel)
+    {
+        HandoffMessage answer;
+        try
+        {
+            answer = await channel.ReadAsync(ReleaseAnswerTimeout, CancellationToken.None);
+        }
+        catch (HandoffChannelException ex)
+        {
+            // Closed: released. Timed out: a predecessor of an earlier build, which keeps the connection until it exits.
+            _logger.ToldPredecessorStopping(PredecessorPid, ex.Error == HandoffChannelError.TimedOut ? "no answer (an earlier build)" : "it closed the connection");
+            return;
+        }
+
+        if (answer is RevokedMessage revoked && Machine.TryFire(SuccessorTrigger.Revoked))
+        {
+            OnRevoked(revoked.Reason);
+            return;
+        }
+
+        _logger.ToldPredecessorStopping(PredecessorPid, $"it answered {answer.Type}");
+    }
+
+    /// <summary>The predecessor took this process for lost and serves again: leave, claiming nothing, exit 77.</summary>
+    private void OnRevoked(string reason)
+    {
+        _process.Revoke();
+        _logger.HandoffRevoked(PredecessorPid, reason);
+        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
+        _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
     }
 
     private void TakeoverEvent(string phase) => _takeover?.AddEvent(new ActivityEvent(phase));

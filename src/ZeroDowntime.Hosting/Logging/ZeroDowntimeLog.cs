@@ -138,8 +138,8 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(16, LogLevel.Information, "First connection accepted {ElapsedMs:0} ms after process start", EventName = "FirstConnectionAccepted")]
     public static partial void FirstConnectionAccepted(this ILogger logger, double elapsedMs);
 
-    [LoggerMessage(30, LogLevel.Information, "Committed to the next version: told predecessor pid {ProcessId} to finish its drain and never serve again", EventName = "ToldPredecessorStopping")]
-    public static partial void ToldPredecessorStopping(this ILogger logger, int processId);
+    [LoggerMessage(30, LogLevel.Information, "Released predecessor pid {ProcessId} (a successor greets this process, or it stops in order): it finishes its drain and never serves again; {Answer}", EventName = "ToldPredecessorStopping")]
+    public static partial void ToldPredecessorStopping(this ILogger logger, int processId, string answer);
 
     [LoggerMessage(31, LogLevel.Warning, "Stopping before the commit: told predecessor pid {ProcessId} at once, so that it serves on", EventName = "StoppingBeforeCommit")]
     public static partial void StoppingBeforeCommit(this ILogger logger, int processId);
@@ -161,6 +161,9 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(100, LogLevel.Warning, "Revoked by the predecessor while becoming the owner: this process claims nothing ({Status} not announced, the handoff socket not served) and exits", EventName = "OwnershipWithdrawn")]
     public static partial void OwnershipWithdrawn(this ILogger logger, string status);
+
+    [LoggerMessage(101, LogLevel.Information, "Released by successor pid {ProcessId}: finishing the drain, never serving again; this process's copies of the listening sockets are closed", EventName = "ReleasedBySuccessor")]
+    public static partial void PredecessorReleasedBySuccessor(this ILogger logger, int processId);
 
     [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
     public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);

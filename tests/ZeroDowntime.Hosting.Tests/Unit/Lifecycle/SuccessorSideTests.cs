@@ -183,6 +183,109 @@ public sealed class SuccessorSideComponentTests
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
     }
 
+    // Issue 18 item 1: one fallback at a time. A successor of this process greets it while the predecessor still
+    // drains: the predecessor is released (and answers by closing) before the successor receives anything, so that it
+    // can never resume beside that successor should this process die now.
+    [Fact]
+    public async Task Owner_SuccessorGreets_ReleasesTheDrainingPredecessorBeforeSendingTheListeners()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await CommittedAsync(process, predecessor);
+
+        var greeting = process.GreetAsync();
+        await ReadReleaseAsync(channel);
+        Assert.False(greeting.IsCompleted, "the listeners go out only once the predecessor has answered the Release");
+
+        channel.Dispose(); // this build's answer: the connection closes
+        using var successor = await greeting.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+        Assert.Single(process.Logger.Named("ToldPredecessorStopping"));
+    }
+
+    // Issue 18 items 1 and 6: the predecessor had taken this process for lost (no heartbeat for 5 s) and its Revoked
+    // crossed the Release on the wire. This process must hand nothing on: the successor is refused and greets the
+    // predecessor, which serves the path again; this process leaves with 77.
+    [Fact]
+    public async Task Owner_RevokedAcrossTheRelease_RefusesTheSuccessorAndExits77()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await CommittedAsync(process, predecessor);
+
+        var greeting = process.ConnectAsync();
+        using var successor = await greeting.WaitAsync(Bound);
+        successor.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, process.Options.ApplicationId!));
+        await ReadReleaseAsync(channel);
+        channel.Send(new RevokedMessage("no heartbeat for 5 s"));
+
+        var refused = Assert.IsType<RefusedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        Assert.Equal(RefusalReason.AlreadyHandedOver, refused.Reason);
+        Assert.Contains("revoked", refused.Detail, StringComparison.Ordinal);
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
+        Assert.False(process.Gate.IsOpen);
+    }
+
+    // A predecessor of an earlier build keeps the connection open after a Release until it exits: the successor gets
+    // the listeners after the answer timeout, on the fake clock.
+    [Fact]
+    public async Task Owner_SuccessorGreetsAndAnEarlierBuildDoesNotAnswerTheRelease_WelcomesAfterTheAnswerTimeout()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await CommittedAsync(process, predecessor);
+
+        var greeting = process.GreetAsync();
+        await ReadReleaseAsync(channel);
+        await process.Time.WaitForTimerAsync(SuccessorSide.ReleaseAnswerTimeout, Bound);
+        Assert.False(greeting.IsCompleted);
+        process.Time.Advance(SuccessorSide.ReleaseAnswerTimeout);
+
+        using var successor = await greeting.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.HandingOver, process.Coordinator.Role);
+    }
+
+    // A plain shutdown releases a predecessor that still drains, so that it neither resumes nor keeps its copies of
+    // the listeners (issue 18 item 3: a port kept listening in the old process after the new one got SIGTERM).
+    [Fact]
+    public async Task Owner_PlainShutdown_ReleasesTheDrainingPredecessorFirst()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await CommittedAsync(process, predecessor);
+
+        var stopping = process.Coordinator.StoppingAsync(CancellationToken.None);
+        await ReadReleaseAsync(channel);
+        channel.Dispose();
+
+        await stopping.WaitAsync(Bound);
+        Assert.Equal(ProcessRole.ShuttingDown, process.Coordinator.Role);
+    }
+
+    /// <summary>Reads the successor's frames (heartbeats) until its Release.</summary>
+    private static async Task ReadReleaseAsync(HandoffChannel channel)
+    {
+        HandoffMessage message;
+        do
+        {
+            message = await channel.ReadAsync(Bound, CancellationToken.None);
+        }
+        while (message is HeartbeatMessage);
+
+        Assert.IsType<ReleaseMessage>(message);
+    }
+
+    /// <summary>Takes over from <paramref name="predecessor"/>, which commits; returns once this process serves.</summary>
+    private static async Task<HandoffChannel> CommittedAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
+    {
+        var channel = await AwaitingCommitAsync(process, predecessor);
+        channel.Send(new CommittedMessage());
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ServingHandoffSocket", Bound);
+        return channel;
+    }
+
     /// <summary>Starts the process as the successor of <paramref name="predecessor"/> and reads its Ready.</summary>
     private static async Task<HandoffChannel> AwaitingCommitAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
     {
