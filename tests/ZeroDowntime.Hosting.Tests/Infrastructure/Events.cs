@@ -84,6 +84,12 @@ internal static class Events
 
     public static readonly EventId SuccessorLost = new(47, nameof(SuccessorLost));
 
+    public static readonly EventId ToldPredecessorStopping = new(30, nameof(ToldPredecessorStopping));
+
+    public static readonly EventId OwnershipWithdrawn = new(100, nameof(OwnershipWithdrawn));
+
+    public static readonly EventId ReleasedBySuccessor = new(101, nameof(ReleasedBySuccessor));
+
     public static readonly EventId IdleConnectionsClosing = new(48, nameof(IdleConnectionsClosing));
 
     public static readonly EventId HandoffProtocolError = new(49, nameof(HandoffProtocolError));

@@ -1,0 +1,70 @@
+using System.Globalization;
+using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+
+namespace ZeroDowntime.Hosting.FunctionalTests;
+
+/// <summary>
+/// Three generations at once (v1 draining, v2 serving, v3 starting), with the real sample as OS processes: whatever
+/// dies, exactly one generation serves afterwards, and it is never one that a newer one has replaced.
+/// </summary>
+public sealed class ChainTests(ITestOutputHelper output)
+{
+    // Issue 18 item 1: v1 drains a 20 s request after handing over to v2; v3 receives the sockets from v2 and warms
+    // up for 6 s; v2 is killed meanwhile. Before, v1 saw the end of v2's stream without Release, served again and
+    // re-served the handoff socket, while v3 carried on alone: both answered /pid, for good. Now v2 released v1 when v3
+    // greeted it, so v1 only finishes its drain; v3 carries on alone once started (its connections wait in the
+    // kernel's queue meanwhile).
+    [Fact]
+    public async Task MiddleKilledWhileThirdStarts_OnlyTheThirdServes_FirstFinishesItsDrainAndExits()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted); // the long request is v1's
+
+        var v2 = SampleApp.Start("v2", config, output);
+        await using var _ = v2;
+        await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+
+        await using var v3 = SampleApp.Start("v3", config.With("Sample__StartupDelayMs", "6000"), output);
+        await v3.WaitForEventAsync(Events.ListenersReceived);
+        await v1.WaitForEventAsync(Events.ReleasedBySuccessor);
+        Assert.False(v1.HasExited, "v1 must still be draining when v2 dies, or the test shows nothing");
+        Assert.False(v3.Entries.Any(l => l.Is(Events.SentReady)), "v3 must still be starting when v2 dies");
+
+        v2.Signal(Posix.SIGKILL);
+        await v2.WaitForExitAsync();
+        await v3.WaitForEventAsync(Events.PredecessorVanished, TimeSpan.FromSeconds(30));
+        await v3.WaitForEventAsync(Events.ServingHandoffSocket);
+
+        // Every new connection for 6 s goes to v3; v1 never says that it serves again.
+        await using (var probes = HttpLoad.Start(new Uri(scope.BaseUri, "/pid"), workers: 2, newConnectionPerRequest: true))
+        {
+            var observed = System.Diagnostics.Stopwatch.StartNew();
+            while (observed.Elapsed < TimeSpan.FromSeconds(6))
+            {
+                await probes.WaitForMoreSuccessesAsync(20);
+            }
+
+            await probes.StopAsync();
+            output.WriteLine($"probes: {probes}");
+            probes.AssertNoFailures();
+            Assert.Equal([v3.Pid.ToString(CultureInfo.InvariantCulture)], probes.ResponsesByBody.Keys);
+        }
+
+        Assert.DoesNotContain(v1.Entries, l => l.Is(Events.SuccessorLost));
+        Assert.Contains("pid", await v1Request, StringComparison.Ordinal);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+
+        // And the chain goes on from v3: a fourth version takes over from it.
+        var (v4, v3Exit) = await HandOverAsync(v3, "v4", config, output);
+        await using var __ = v4;
+        Assert.Equal(0, v3Exit);
+    }
+}
