@@ -26,7 +26,7 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
     private readonly Counter<long> _abortedConnections;
     private long _generation;
 
-    public ZeroDowntimeMetrics(IMeterFactory meterFactory, ListenerRegistry registry)
+    public ZeroDowntimeMetrics(IMeterFactory meterFactory, ListenerRegistry registry, AcceptGate gate)
     {
         _meter = meterFactory.Create(MeterName);
         _handoffs = _meter.CreateCounter<long>("zerodowntime.handoffs", "{handoff}",
@@ -37,9 +37,11 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
             "From the start of a drain (after a handoff, or on a plain shutdown) to its end.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
         _abortedConnections = _meter.CreateCounter<long>("zerodowntime.drain.aborted_connections", "{connection}",
             "Connections still open at DrainTimeout, aborted.");
+        // Served means accepted on: a process whose gate is closed (draining after a handoff, not started yet) serves
+        // none, even though Kestrel still holds its listeners.
         _meter.CreateObservableGauge("zerodowntime.listeners", () => registry.CountByOrigin()
-            .Select(c => new Measurement<int>(c.Count, new KeyValuePair<string, object?>(OriginTag, c.Inherited ? "inherited" : "bound"))),
-            "{listener}", "Listening sockets this process serves, inherited from the predecessor or bound here.");
+            .Select(c => new Measurement<int>(gate.IsOpen ? c.Count : 0, new KeyValuePair<string, object?>(OriginTag, c.Inherited ? "inherited" : "bound"))),
+            "{listener}", "Listening sockets this process accepts on (0 while its gate is closed), inherited from the predecessor or bound here.");
         _meter.CreateObservableGauge("zerodowntime.generation", () => Interlocked.Read(ref _generation), "{generation}",
             "1 at a first start, the predecessor's generation plus 1 after each handoff.");
     }

@@ -247,7 +247,12 @@ internal sealed class PredecessorSession
 
         // Goodbye on every response from now on, before the successor can log that it serves alone.
         _process.Lifetime.BeginDrain();
-        using var lost = new CancellationTokenSource();
+
+        // Not disposed: on the Drained path the watch goes on reading after this method returns (until the host stops
+        // or the successor disconnects) and may still cancel it; a CancellationTokenSource without a timer holds
+        // nothing that needs disposing. (Disposed, the watch's Cancel threw ObjectDisposedException in a task nobody
+        // observed: issue 18 item 10.)
+        var lost = new CancellationTokenSource();
         var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
         bool committedSent = _channel.TrySend(new CommittedMessage());
@@ -383,9 +388,11 @@ internal sealed class PredecessorSession
         }
         catch (OperationCanceledException)
         {
+            _logger.SuccessorWatchEnded(_pid, "this process stops");
             return null;
         }
 
+        _logger.SuccessorWatchEnded(_pid, reason);
         await lost.CancelAsync();
         return reason;
     }

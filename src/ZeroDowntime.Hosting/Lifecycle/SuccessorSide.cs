@@ -51,6 +51,7 @@ internal sealed class SuccessorSide : IDisposable
     private HandoffChannel? _channel;
     private Task _watch = Task.CompletedTask;
     private Activity? _takeover;
+    private long _greetedAt;
 
     public SuccessorSide(HandoffProcess process)
     {
@@ -226,7 +227,7 @@ internal sealed class SuccessorSide : IDisposable
 
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
     {
-        long start = _process.Time.GetTimestamp();
+        long start = _greetedAt = _process.Time.GetTimestamp();
         if (await new PredecessorProbe(_process, Machine).FindAsync(path, cancellationToken) is not var (channel, welcome))
         {
             return false;
@@ -309,7 +310,9 @@ internal sealed class SuccessorSide : IDisposable
         ProcessExitHooks.PendingHandoff = null;
         _logger.Committed(PredecessorPid, ProcessClock.Age.TotalMilliseconds);
         _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
-        _process.Metrics.HandoffDuration(HandoffTags.Successor, ProcessClock.Age);
+        // As documented and as the predecessor measures it: from the greeting (this process's welcome) to the commit,
+        // not the process's age (which adds the runtime's start-up before the greeting).
+        _process.Metrics.HandoffDuration(HandoffTags.Successor, _process.Time.GetElapsedTime(_greetedAt));
         TakeoverEvent("committed");
         EndTakeover(null);
 
@@ -357,7 +360,7 @@ internal sealed class SuccessorSide : IDisposable
         if (_process.Gate.HasOpened)
         {
             _process.Gate.Close();
-            _process.Lifetime.BeginDrain();
+            _process.Lifetime.BeginDrain(handingOver: false); // it never handed anything over: HasHandedOver stays false
             _logger.AbandonedSuccessorDraining(_process.Drain.Count);
             await _process.DrainAsync(CancellationToken.None);
         }

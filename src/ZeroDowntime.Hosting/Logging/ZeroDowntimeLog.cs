@@ -165,6 +165,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(101, LogLevel.Information, "Released by successor pid {ProcessId}: finishing the drain, never serving again; this process's copies of the listening sockets are closed", EventName = "ReleasedBySuccessor")]
     public static partial void PredecessorReleasedBySuccessor(this ILogger logger, int processId);
 
+    [LoggerMessage(102, LogLevel.Debug, "Stopped watching successor pid {ProcessId}: {Reason}", EventName = "SuccessorWatchEnded")]
+    public static partial void SuccessorWatchEnded(this ILogger logger, int processId, string reason);
+
     [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
     public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);
 

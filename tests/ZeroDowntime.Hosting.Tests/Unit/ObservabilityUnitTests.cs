@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 
@@ -17,7 +18,9 @@ public sealed class ObservabilityUnitTests
     {
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var registry = new ListenerRegistry(NullLogger<ListenerRegistry>.Instance, Options.Create(new ZeroDowntimeOptions { SocketPath = "/tmp/x.sock" }));
-        using var metrics = new ZeroDowntimeMetrics(services.GetRequiredService<IMeterFactory>(), registry);
+        using var gate = new AcceptGate();
+        gate.Open();
+        using var metrics = new ZeroDowntimeMetrics(services.GetRequiredService<IMeterFactory>(), registry, gate);
         var measured = new List<(string Name, string? Unit, double Value, Dictionary<string, object?> Tags)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
@@ -51,6 +54,35 @@ public sealed class ObservabilityUnitTests
         Assert.Equal(12.0, Assert.Single(measured, m => m.Name == "zerodowntime.generation").Value);
         var listeners = measured.Where(m => m.Name == "zerodowntime.listeners").ToArray();
         Assert.Equal(["bound", "inherited"], listeners.Select(m => (string)m.Tags["zerodowntime.listener.origin"]!).Order());
+    }
+
+    // Issue 18 item 9: a draining predecessor (its gate closed at the commit) serves no listener, though Kestrel still
+    // holds them; the gauge counted them as served.
+    [Fact]
+    public void ListenersGauge_CountsOnlyWhileTheGateIsOpen()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var registry = ListenerTestKit.Registry();
+        using var gate = new AcceptGate();
+        var factory = services.GetRequiredService<IMeterFactory>();
+        using var recorder = new MeasurementRecorder(factory);
+        using var metrics = new ZeroDowntimeMetrics(factory, registry, gate);
+        var endPoint = new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0);
+        registry.Acquire(endPoint, ListenerTestKit.Key(endPoint), ListenerTestKit.Transport());
+        try
+        {
+            double Bound() => recorder.Of("zerodowntime.listeners").Last(m => (string?)m.Tags["zerodowntime.listener.origin"] == "bound").Value;
+
+            Assert.Equal(0, Bound()); // not started: nothing accepted yet
+            gate.Open();
+            Assert.Equal(1, Bound());
+            gate.Close(); // handed over: draining, the successor serves
+            Assert.Equal(0, Bound());
+        }
+        finally
+        {
+            registry.CloseAll(removeUnixFiles: false);
+        }
     }
 
     [Fact]

@@ -142,11 +142,14 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         var registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
         Gate = new AcceptGate();
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
-            Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry), Time,
+            Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
             new NotifySocketClient(notifySocketPath));
     }
 
     public ZeroDowntimeOptions Options { get; }
+
+    /// <summary>The meter factory of this process's metrics (the scope a <see cref="MeasurementRecorder"/> filters on).</summary>
+    public IMeterFactory MeterFactory => _services.GetRequiredService<IMeterFactory>();
 
     public string SocketPath => Options.SocketPath!;
 

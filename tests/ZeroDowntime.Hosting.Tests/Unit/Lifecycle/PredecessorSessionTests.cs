@@ -8,7 +8,7 @@ namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 /// The running process's machine, in process: the real coordinator serving a real handoff socket, the test as the
 /// successor, a fake clock for every deadline (a 30 s timeout takes no time).
 /// </summary>
-public sealed class PredecessorSessionTests
+public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper output)
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
 
@@ -193,6 +193,48 @@ public sealed class PredecessorSessionTests
         await WaitForRoleAsync(process, ProcessRole.Owner);
         Assert.Equal(HandoffAcquireReason.NotCommitted, participant.LastReason);
         Assert.True(process.Gate.IsOpen);
+    }
+
+    // Issue 18 item 10: after a normal drain the session had disposed the source that its still-running watch cancels
+    // when the successor disconnects: an ObjectDisposedException in a task that nobody observed.
+    [Fact]
+    public async Task Completed_SuccessorDisconnectsAfterTheDrain_NothingEscapes()
+    {
+        var escaped = new System.Collections.Concurrent.ConcurrentQueue<Exception>();
+        EventHandler<UnobservedTaskExceptionEventArgs> record = (_, e) =>
+        {
+            if (e.Exception.Flatten().InnerExceptions.Any(x => x is ObjectDisposedException && x.Message.Contains(nameof(CancellationTokenSource), StringComparison.Ordinal)))
+            {
+                escaped.Enqueue(e.Exception);
+            }
+        };
+        TaskScheduler.UnobservedTaskException += record;
+        try
+        {
+            await using var process = new InProcessCoordinator();
+            await process.StartAloneAsync();
+            using var successor = await process.GreetAsync();
+            successor.Send(new ReadyMessage());
+            Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+            successor.Send(new HeartbeatMessage()); // it serves: nothing to drain, so this process exits
+            await process.Application.StopRequested.Task.WaitAsync(Bound);
+
+            successor.Dispose(); // the watch reads the end of the stream after the session completed
+            var ended = await process.Logger.WaitForAsync(e => e.EventId.Name == "SuccessorWatchEnded", Bound);
+            output.WriteLine(ended.Message);
+            for (int i = 0; i < 3; i++)
+            {
+                GC.Collect();
+                GC.WaitForPendingFinalizers();
+            }
+
+            Assert.Empty(escaped);
+            Assert.Empty(process.Logger.Named("BackgroundWorkFailed"));
+        }
+        finally
+        {
+            TaskScheduler.UnobservedTaskException -= record;
+        }
     }
 
     internal static async Task WaitForRoleAsync(InProcessCoordinator process, ProcessRole role)

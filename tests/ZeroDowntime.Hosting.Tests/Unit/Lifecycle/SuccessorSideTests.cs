@@ -286,6 +286,42 @@ public sealed class SuccessorSideComponentTests
         return channel;
     }
 
+    // Issue 18 item 9: the successor recorded its process age as zerodowntime.handoff.duration, documented (and measured
+    // by the predecessor) as the greeting to the commit.
+    [Fact]
+    public async Task AwaitingCommit_Committed_RecordsTheHandoffDurationFromTheGreeting()
+    {
+        await using var process = new InProcessCoordinator();
+        using var recorder = new MeasurementRecorder(process.MeterFactory);
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await AwaitingCommitAsync(process, predecessor);
+
+        process.Time.Advance(TimeSpan.FromSeconds(3)); // start-up and Ready took 3 s on this clock
+        channel.Send(new CommittedMessage());
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ServingHandoffSocket", Bound);
+
+        var duration = Assert.Single(recorder.Of("zerodowntime.handoff.duration"));
+        Assert.Equal("successor", duration.Tags["zerodowntime.role"]);
+        Assert.Equal(3.0, duration.Value);
+    }
+
+    // Issue 18 item 9: an abandoned successor drains what it accepted, but it never handed anything over: the public
+    // flag and the health check must not say so.
+    [Fact]
+    public async Task AwaitingCommit_Abandoned_DrainsWithoutSayingItHandedOver()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var channel = await AwaitingCommitAsync(process, predecessor);
+
+        channel.Send(new AbandonedMessage("too slow"));
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.True(process.Lifetime.IsDraining);
+        Assert.False(process.Lifetime.HasHandedOver);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, Environment.ExitCode);
+    }
+
     /// <summary>Starts the process as the successor of <paramref name="predecessor"/> and reads its Ready.</summary>
     private static async Task<HandoffChannel> AwaitingCommitAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
     {
