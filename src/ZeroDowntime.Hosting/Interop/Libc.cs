@@ -116,6 +116,16 @@ internal static unsafe partial class Libc
     [LibraryImport(LibraryName, SetLastError = true)]
     public static partial int fcntl(int fd, int command, int argument);
 
+    /// <summary>
+    /// On a listening socket, <c>SHUT_RD</c> stops it listening for every process that holds it (TCP: the kernel then
+    /// refuses; Unix: connect gets ECONNREFUSED) and resets what waits in its queue. Only for a listener that nobody
+    /// will ever serve.
+    /// </summary>
+    [LibraryImport(LibraryName, SetLastError = true)]
+    public static partial int shutdown(int fd, int how);
+
+    public const int SHUT_RDWR = 2;
+
     public const int F_GETFD = 1;
 
     /// <summary>Returns <c>statx</c> of <paramref name="path"/> (not following a final symlink unless asked), or null when it does not exist.</summary>

@@ -206,7 +206,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
             // First start: Kestrel has bound every endpoint, so this process is the server; only now may it take the
             // files over (a second copy that fails to bind must not have touched them).
-            _registry.CloseUnusedInherited();
+            _registry.DropUnusedInherited();
             _metrics.Generation = 1;
             process.FirstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
             if (process.Role.TryFire(RoleTrigger.StartedAlone))

@@ -134,6 +134,18 @@ internal sealed class HandoffProcess : IDisposable
         HandoffSocketStep socket)
     {
         Interlocked.Exchange(ref _servingSinceUnixMilliseconds, Time.GetUtcNow().ToUnixTimeMilliseconds());
+        if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
+        {
+            // First: from the commit, the draining predecessor's copies of the endpoints this process dropped queue for
+            // nobody. Shut down, the kernel refuses them at once.
+            Registry.ShutDownDropped();
+        }
+        else if (reason is HandoffAcquireReason.Reclaimed or HandoffAcquireReason.NotCommitted)
+        {
+            // Before the gate reopens: an endpoint that the lost successor dropped (and so shut down) is bound anew.
+            Registry.ReviveDeadListeners();
+        }
+
         if (reason == HandoffAcquireReason.FirstStart)
         {
             await Participants.AcquireAsync(reason, participants, ShutdownToken);

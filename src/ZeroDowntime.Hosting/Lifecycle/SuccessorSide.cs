@@ -109,7 +109,7 @@ internal sealed class SuccessorSide : IDisposable
             return;
         }
 
-        _process.Registry.CloseUnusedInherited();
+        _process.Registry.DropUnusedInherited();
         if (!Machine.TryFire(SuccessorTrigger.ReadySent))
         {
             return; // the host began to stop first, and the predecessor was told

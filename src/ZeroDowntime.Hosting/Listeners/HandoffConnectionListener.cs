@@ -19,8 +19,10 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     private readonly ConnectionTracker _tracker;
     private readonly SocketConnectionContextFactory _contextFactory;
     private readonly bool _noDelay;
-    private readonly Socket _socket;
     private readonly CancellationTokenSource _unbound = new();
+    private readonly Lock _lock = new();
+    private Socket _socket;
+    private int _generation;
 
     public HandoffConnectionListener(
         ListenerEntry entry,
@@ -36,6 +38,7 @@ internal sealed class HandoffConnectionListener : IConnectionListener
         _tracker = tracker;
         _contextFactory = contextFactory;
         _socket = new Socket(new SafeSocketHandle(entry.Fd, ownsHandle: false));
+        _generation = entry.Generation;
         _noDelay = noDelay && _socket.AddressFamily is AddressFamily.InterNetwork or AddressFamily.InterNetworkV6;
         EndPoint = _socket.LocalEndPoint!;
     }
@@ -64,7 +67,7 @@ internal sealed class HandoffConnectionListener : IConnectionListener
             Socket accepted;
             try
             {
-                accepted = await _socket.AcceptAsync(closed);
+                accepted = await CurrentSocket().AcceptAsync(closed);
             }
             catch (OperationCanceledException) when (!_unbound.IsCancellationRequested)
             {
@@ -75,6 +78,12 @@ internal sealed class HandoffConnectionListener : IConnectionListener
             catch (Exception ex) when (ex is ObjectDisposedException or OperationCanceledException
                 || ex is SocketException { SocketErrorCode: SocketError.OperationAborted or SocketError.Interrupted })
             {
+                return null;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.InvalidArgument)
+            {
+                // EINVAL: the socket listens no more (another process that held it shut it down, and it could not be
+                // bound anew). Retrying would spin: this listener is done, as if Kestrel had unbound it.
                 return null;
             }
             catch (SocketException)
@@ -97,7 +106,7 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         _unbound.Cancel();
-        _socket.Dispose();
+        DisposeSocket();
         _registry.Release(_entry);
         return ValueTask.CompletedTask;
     }
@@ -105,8 +114,37 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     public ValueTask DisposeAsync()
     {
         _unbound.Cancel();
-        _socket.Dispose();
+        DisposeSocket();
         _unbound.Dispose();
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>
+    /// The wrapper for the socket now behind the descriptor number. When the registry has bound it anew
+    /// (<see cref="ListenerEntry.Generation"/>), the old wrapper's registration with the runtime's event loop belongs
+    /// to the old socket, whose readiness never comes again: a new non-owning wrapper registers the new one.
+    /// </summary>
+    private Socket CurrentSocket()
+    {
+        lock (_lock)
+        {
+            int generation = _entry.Generation;
+            if (generation != _generation && !_unbound.IsCancellationRequested)
+            {
+                _socket.Dispose(); // non-owning: cancels nothing pending (the gate was closed) and closes nothing
+                _socket = new Socket(new SafeSocketHandle(_entry.Fd, ownsHandle: false));
+                _generation = generation;
+            }
+
+            return _socket;
+        }
+    }
+
+    private void DisposeSocket()
+    {
+        lock (_lock)
+        {
+            _socket.Dispose();
+        }
     }
 }

@@ -21,8 +21,16 @@ internal enum ListenerState
     Released,
 
     /// <summary>
-    /// Inherited, but the current configuration never asked for it; the descriptor is closed. Its Unix socket file is
-    /// removed once this process is the server, and never again after that.
+    /// Inherited, but the current configuration never asked for it (found at ApplicationStarted). The descriptor stays
+    /// open while the predecessor may still serve it: if this process takes over, the socket is shut down (nobody will
+    /// serve it, so the kernel must refuse at once, even though the draining predecessor still holds a copy) and it
+    /// becomes <see cref="Unused"/>; if this process withdraws, it is merely closed.
+    /// </summary>
+    Dropped,
+
+    /// <summary>
+    /// Inherited, but the current configuration never asked for it, and this process took over: the socket was shut
+    /// down and the descriptor is closed. Its Unix socket file is removed then, and never again after that.
     /// </summary>
     Unused,
 
@@ -59,14 +67,44 @@ internal sealed class ListenerEntry
 
     public ListenerState State { get; private set; }
 
+    private int _generation;
+
     /// <summary>The descriptor number is open (a listening socket, or the placeholder of a refusing one).</summary>
-    public bool HasDescriptor => State is ListenerState.Waiting or ListenerState.Serving or ListenerState.Refusing;
+    public bool HasDescriptor => State is ListenerState.Waiting or ListenerState.Serving or ListenerState.Refusing or ListenerState.Dropped;
+
+    /// <summary>
+    /// How many times the socket behind <see cref="Fd"/> was replaced by a fresh one (<see cref="ListenerRegistry.ReviveDeadListeners"/>):
+    /// a listener whose wrapper was made for an older one makes a new wrapper.
+    /// </summary>
+    public int Generation => Volatile.Read(ref _generation);
+
+    /// <summary>
+    /// Where the socket is bound (the actual port of a <c>:0</c> endpoint) and the transport options Kestrel gave, set
+    /// when Kestrel acquires it: what <see cref="ListenerRegistry.ReviveDeadListeners"/> binds anew.
+    /// </summary>
+    internal (System.Net.EndPoint EndPoint, Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets.SocketTransportOptions Transport)? Binding { get; set; }
 
     /// <summary>Kestrel holds a non-owning wrapper of the descriptor number.</summary>
     public bool HeldByKestrel => State is ListenerState.Serving or ListenerState.Refusing;
 
     /// <summary>What the Welcome and Status frames say about this listener.</summary>
     public ListenerDescriptor Describe() => new(Key, Description);
+
+    /// <summary>
+    /// Puts the fresh listening socket <paramref name="freshFd"/> behind this entry's descriptor number (<c>dup3</c>,
+    /// then the fresh number is closed), so that the number Kestrel's wrapper was given stays valid.
+    /// </summary>
+    internal bool Replace(int freshFd)
+    {
+        bool replaced = Interop.Libc.dup3(freshFd, Fd, Interop.Libc.O_CLOEXEC) >= 0;
+        Interop.Libc.close(freshFd);
+        if (replaced)
+        {
+            Interlocked.Increment(ref _generation);
+        }
+
+        return replaced;
+    }
 
     /// <summary>Moves to a state; leaving the descriptor's states closes the descriptor, exactly once.</summary>
     internal void MoveTo(ListenerState state)

@@ -22,6 +22,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     // SO_REUSEADDR and SO_REUSEPORT when set, but reads back only SO_REUSEADDR.
     private const int SolSocket = 1;
     private const int SoReusePort = 15;
+    private const int SoAcceptConn = 30;
 
     private readonly Lock _lock = new();
     private readonly List<ListenerEntry> _entries = [];
@@ -69,12 +70,13 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
             if (inherited is not null)
             {
                 inherited.MoveTo(ListenerState.Serving);
+                inherited.Binding = (LocalEndPoint(inherited.Fd) ?? endPoint, transport);
                 logger.ListenerInherited(inherited.Key, inherited.Description, inherited.Fd);
                 return inherited;
             }
 
             var (fd, bound) = BindFresh(endPoint, key, transport);
-            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving);
+            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving) { Binding = (bound, transport) };
             _entries.Add(entry);
             logger.ListenerBound(entry.Key, entry.Description);
             return entry;
@@ -187,19 +189,92 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     }
 
     /// <summary>
-    /// Closes inherited sockets that the current configuration did not bind, so no client connects into a queue
-    /// that nobody serves once the predecessor is gone.
+    /// At ApplicationStarted: inherited sockets that the current configuration did not bind are dropped. They stay
+    /// open (the predecessor may still serve them, if this process withdraws) until <see cref="ShutDownDropped"/>.
     /// </summary>
-    public void CloseUnusedInherited()
+    public void DropUnusedInherited()
     {
         lock (_lock)
         {
             foreach (var entry in _entries.Where(e => e.State == ListenerState.Waiting))
             {
-                entry.MoveTo(ListenerState.Unused);
+                entry.MoveTo(ListenerState.Dropped);
                 logger.InheritedListenerUnused(entry.Key, entry.Description);
             }
         }
+    }
+
+    /// <summary>
+    /// This process took over: the dropped sockets are shut down, so that the kernel refuses their connections at once
+    /// although the draining predecessor still holds a copy (it closed its gate at the commit: without this, they
+    /// would queue for nobody until it exits), then closed.
+    /// </summary>
+    public void ShutDownDropped()
+    {
+        lock (_lock)
+        {
+            foreach (var entry in _entries.Where(e => e.State == ListenerState.Dropped))
+            {
+                Libc.shutdown(entry.Fd, Libc.SHUT_RDWR);
+                entry.MoveTo(ListenerState.Unused);
+                logger.DroppedListenerShutDown(entry.Key, entry.Description);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Serving again after a successor was lost: a listener that the successor dropped was shut down by it and listens
+    /// no more (<c>SO_ACCEPTCONN</c> 0). It is bound anew, as Kestrel asked for it, behind the same descriptor number;
+    /// its <see cref="HandoffConnectionListener"/> makes a new wrapper before it accepts again. Runs before the gate
+    /// reopens. Returns how many were revived.
+    /// </summary>
+    public int ReviveDeadListeners()
+    {
+        int revived = 0;
+        lock (_lock)
+        {
+            foreach (var entry in _entries.Where(e => e.State == ListenerState.Serving && e.Binding is not null && !IsListening(e.Fd)))
+            {
+                var (endPoint, transport) = entry.Binding!.Value;
+                try
+                {
+                    var (fd, _) = BindFresh(endPoint, entry.Identity, transport);
+                    if (entry.Replace(fd))
+                    {
+                        revived++;
+                        logger.ListenerRevived(entry.Key, entry.Description);
+                    }
+                }
+                catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException)
+                {
+                    logger.ListenerReviveFailed(entry.Key, ex);
+                }
+            }
+        }
+
+        return revived;
+    }
+
+    /// <summary>The address the socket is bound to (the actual port of a <c>:0</c> endpoint), or null.</summary>
+    private static EndPoint? LocalEndPoint(int fd)
+    {
+        try
+        {
+            using var view = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
+            return view.LocalEndPoint;
+        }
+        catch (SocketException)
+        {
+            return null;
+        }
+    }
+
+    private static bool IsListening(int fd)
+    {
+        // A non-owning view: disposing it touches nothing.
+        using var view = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        return view.GetRawSocketOption(SolSocket, SoAcceptConn, value) == sizeof(int) && BitConverter.ToInt32(value) != 0;
     }
 
     /// <summary>Once this process is the server, Unix socket files of endpoints it dropped go too.</summary>
@@ -226,7 +301,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
             {
                 // An unused one's file was the successor-server's to remove (RemoveUnusedInheritedUnixFiles); by now
                 // the path may name someone else's socket.
-                bool wasUnused = entry.State == ListenerState.Unused;
+                bool wasUnused = entry.State is ListenerState.Unused or ListenerState.Dropped;
                 if (entry.HasDescriptor)
                 {
                     entry.MoveTo(ListenerState.Closed);

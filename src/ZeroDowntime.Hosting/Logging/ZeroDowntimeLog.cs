@@ -168,6 +168,15 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(102, LogLevel.Debug, "Stopped watching successor pid {ProcessId}: {Reason}", EventName = "SuccessorWatchEnded")]
     public static partial void SuccessorWatchEnded(this ILogger logger, int processId, string reason);
 
+    [LoggerMessage(103, LogLevel.Information, "Dropped listener {Key} ({EndPoint}) shut down: the kernel refuses its connections now, although the draining predecessor still holds a copy", EventName = "DroppedListenerShutDown")]
+    public static partial void DroppedListenerShutDown(this ILogger logger, string key, string endPoint);
+
+    [LoggerMessage(104, LogLevel.Warning, "Listener {Key} ({EndPoint}) no longer listened (the lost successor had dropped it): bound anew", EventName = "ListenerRevived")]
+    public static partial void ListenerRevived(this ILogger logger, string key, string endPoint);
+
+    [LoggerMessage(105, LogLevel.Error, "Listener {Key} no longer listens (the lost successor had dropped it) and could not be bound anew: it stays closed", EventName = "ListenerReviveFailed")]
+    public static partial void ListenerReviveFailed(this ILogger logger, string key, Exception exception);
+
     [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
     public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);
 

@@ -116,6 +116,38 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         await v2.WaitForEventAsync(Events.PredecessorExited);
     }
 
+    // Issue 18 item 3: v2 (committed, v1 still draining a 15 s request) gets SIGTERM: the service is being stopped. v1
+    // held its copy of the listener, so the port kept listening (connections queued for nobody) until v1 exited. v2
+    // releases v1 first, v1 closes its copies, and once v2 stops listening the kernel refuses at once.
+    [Fact]
+    public async Task Sigterm_ToTheNewProcessWhileTheOldDrains_PortRefusesAtOnce_OldNeverServesAgain()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var inFlight = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/15000"));
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+
+        v2.Signal(Posix.SIGTERM);
+        await v1.WaitForEventAsync(Events.ReleasedBySuccessor);
+        Assert.Equal(0, await v2.WaitForExitAsync());
+        Assert.False(v1.HasExited, "v1 must still drain, or the test shows nothing");
+
+        using (var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            var ex = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync(System.Net.IPAddress.Loopback, scope.Port));
+            Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, ex.SocketErrorCode);
+        }
+
+        Assert.Contains("pid", await inFlight, StringComparison.Ordinal);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        Assert.DoesNotContain(v1.Entries, l => l.Is(Events.SuccessorLost));
+    }
+
     [Fact]
     public async Task IdleKeepAliveConnection_NextRequestInsideGrace_AnsweredWithConnectionClose_IdleOneClosedAfterGrace()
     {

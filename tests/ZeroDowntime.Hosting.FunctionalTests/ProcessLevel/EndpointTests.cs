@@ -102,6 +102,72 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
         Assert.Equal(SocketError.ConnectionRefused, ex.SocketErrorCode);
     }
 
+    // Issue 18 item 3: v1 on two ports drains a 15 s request; v2 is configured with the first port only. At the commit
+    // v1 closed its gate, but its copy of the dropped port still listened: a connect succeeded and hung until v1 exited.
+    // v2 shuts the dropped socket down when it takes over, so the kernel refuses at once, while v1 still drains.
+    [Fact]
+    public async Task DroppedEndpoint_WhileTheOldProcessDrains_RefusesAtOnce()
+    {
+        using var scope = new TestScope();
+        int dropped = TestScope.FreePort();
+        var v1Config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00") with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"] };
+        var v2Config = scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port}"] };
+        await using var v1 = await StartFirstAsync("v1", v1Config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var inFlight = client.GetStringAsync(new Uri($"http://127.0.0.1:{dropped}/delay/15000"));
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
+
+        await using var v2 = SampleApp.Start("v2", v2Config, output);
+        await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.DroppedListenerShutDown);
+        Assert.False(v1.HasExited, "v1 must still drain, or the test shows nothing");
+
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            var ex = await Assert.ThrowsAsync<SocketException>(() => probe.ConnectAsync(IPAddress.Loopback, dropped));
+            Assert.Equal(SocketError.ConnectionRefused, ex.SocketErrorCode);
+        }
+
+        Assert.False(v1.HasExited);
+        Assert.Equal(v2.Pid, await GetPidAsync($"http://127.0.0.1:{scope.Port}"));
+        Assert.Contains("pid", await inFlight, StringComparison.Ordinal); // v1 finished what it had accepted on it
+        Assert.Equal(0, await v1.WaitForExitAsync());
+    }
+
+    // Issue 18 item 3, the other half: the successor that shut the dropped endpoint down freezes after its commit; the old
+    // process takes it for lost (no heartbeat for 5 s), binds the dropped endpoint anew and serves both ports again.
+    [Fact]
+    public async Task DroppedEndpoint_SuccessorLostAfterTheCommit_OldProcessBindsItAnewAndServesBothPorts()
+    {
+        using var scope = new TestScope();
+        int dropped = TestScope.FreePort();
+        var v1Config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00") with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"] };
+        var v2Config = scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port}"] };
+        await using var v1 = await StartFirstAsync("v1", v1Config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var inFlight = client.GetStringAsync(new Uri($"http://127.0.0.1:{scope.Port}/delay/20000")); // keeps v1 draining
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
+        await using var v2 = SampleApp.Start("v2", v2Config, output);
+        await v2.WaitForEventAsync(Events.DroppedListenerShutDown);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+
+        v2.Signal(Posix.SIGSTOP);
+        try
+        {
+            await v1.WaitForEventAsync(Events.SuccessorLost, TimeSpan.FromSeconds(20));
+            await v1.WaitForEventAsync(Events.ListenerRevived);
+            Assert.Equal(v1.Pid, await GetPidAsync($"http://127.0.0.1:{dropped}"));
+            Assert.Equal(v1.Pid, await GetPidAsync($"http://127.0.0.1:{scope.Port}"));
+        }
+        finally
+        {
+            v2.Signal(Posix.SIGCONT);
+        }
+
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
+        Assert.Contains("pid", await inFlight, StringComparison.Ordinal);
+    }
+
     private static async Task<int> GetPidAsync(string baseUri)
     {
         using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };

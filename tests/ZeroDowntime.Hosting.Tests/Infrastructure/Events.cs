@@ -90,6 +90,10 @@ internal static class Events
 
     public static readonly EventId ReleasedBySuccessor = new(101, nameof(ReleasedBySuccessor));
 
+    public static readonly EventId DroppedListenerShutDown = new(103, nameof(DroppedListenerShutDown));
+
+    public static readonly EventId ListenerRevived = new(104, nameof(ListenerRevived));
+
     public static readonly EventId IdleConnectionsClosing = new(48, nameof(IdleConnectionsClosing));
 
     public static readonly EventId HandoffProtocolError = new(49, nameof(HandoffProtocolError));

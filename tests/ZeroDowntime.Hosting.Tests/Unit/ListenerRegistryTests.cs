@@ -209,7 +209,8 @@ public sealed class ListenerRegistryTests : IDisposable
 
         var first = registry.Acquire(Loopback0, Key(Loopback0), NoBind());
         var second = registry.Acquire(Loopback0, Key(Loopback0), NoBind());
-        registry.CloseUnusedInherited();
+        registry.DropUnusedInherited();
+        registry.ShutDownDropped();
 
         Assert.Equal((a, b), (first.Fd, second.Fd));
         Assert.Equal(["tcp:127.0.0.1:0", "tcp:127.0.0.1:0#2"], registry.DescribeActive().Select(d => d.Key));
@@ -218,8 +219,11 @@ public sealed class ListenerRegistryTests : IDisposable
         Assert.False(IsOpen(a) || IsOpen(b));
     }
 
+    // Issue 18 item 3: a dropped endpoint stays served by the predecessor while this process may still withdraw; once
+    // this process takes over it is shut down, so that the predecessor's copy refuses too instead of queueing for
+    // nobody while it drains.
     [Fact]
-    public void CloseUnusedInherited_UnixEndpointNotConfigured_ClosesItAndOnlyTheServerRemovesItsFile()
+    public void DropUnusedInherited_UnixEndpointNotConfigured_PredecessorServesItUntilTheTakeOverThenItRefuses()
     {
         string path = Path.Combine(_scope.Directory, "dropped.sock");
         using var predecessorSocket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -230,18 +234,93 @@ public sealed class ListenerRegistryTests : IDisposable
         var registry = Registry(logger);
         registry.AddInherited(4242, [new("unix:" + path, "unix:" + path)], [fd]);
 
-        registry.CloseUnusedInherited();
+        registry.DropUnusedInherited();
         var entry = Assert.Single(registry.Snapshot());
+        Assert.Equal(ListenerState.Dropped, entry.State);
+        Assert.True(IsOpen(fd), "kept until this process takes over: if it withdraws, the predecessor serves on");
+        Assert.Single(logger.Named("InheritedListenerUnused"));
+        Assert.Empty(registry.ActiveListeners());
+        using (var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            client.Connect(new UnixDomainSocketEndPoint(path)); // the predecessor's copy still listens
+        }
+
+        registry.ShutDownDropped();
 
         Assert.Equal(ListenerState.Unused, entry.State);
         Assert.Equal(-1, entry.Fd);
         Assert.False(IsOpen(fd));
-        Assert.Single(logger.Named("InheritedListenerUnused"));
-        Assert.Empty(registry.ActiveListeners());
+        Assert.Single(logger.Named("DroppedListenerShutDown"));
+        using (var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            var refused = Assert.Throws<SocketException>(() => client.Connect(new UnixDomainSocketEndPoint(path)));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode); // though the predecessor still holds it
+        }
+
         registry.CloseAll(removeUnixFiles: true);
         Assert.True(File.Exists(path), "CloseAll never removes the file of an unused one: not this process's to remove then");
         registry.RemoveUnusedInheritedUnixFiles();
         Assert.False(File.Exists(path));
+    }
+
+    [Fact]
+    public void ShutDownDropped_TcpListenerThePredecessorStillHolds_RefusesAtOnce()
+    {
+        using var predecessorSocket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        predecessorSocket.Bind(Loopback0);
+        predecessorSocket.Listen();
+        int port = ((IPEndPoint)predecessorSocket.LocalEndPoint!).Port;
+        int fd = Libc.fcntl((int)predecessorSocket.SafeHandle.DangerousGetHandle(), FDupFdCloexec, 0);
+        var registry = Registry();
+        registry.AddInherited(4242, [new($"tcp:127.0.0.1:{port}", $"127.0.0.1:{port}")], [fd]);
+
+        registry.DropUnusedInherited();
+        registry.ShutDownDropped();
+
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        var refused = Assert.Throws<SocketException>(() => client.Connect(IPAddress.Loopback, port));
+        Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
+        registry.CloseAll(removeUnixFiles: false);
+    }
+
+    // Issue 18 item 3, the other half: a predecessor that serves again after a lost successor had dropped (and so shut
+    // down) one of its endpoints binds it anew, on the same port, and its listener accepts on the new socket.
+    [Fact]
+    public async Task ReviveDeadListeners_ShutDownByAnotherHolder_BoundAnewOnTheSamePortAndAcceptedOn()
+    {
+        var registry = Registry();
+        var entry = registry.Acquire(Loopback0, Key(Loopback0), Transport());
+        int port = Port(entry);
+        using var gate = new AcceptGate();
+        await using var listener = Listener(entry, registry, gate, out _);
+        gate.Open();
+        await AcceptOneAsync(listener, port);
+        gate.Close(); // handed over
+
+        int successorCopy = Libc.fcntl(entry.Fd, FDupFdCloexec, 0);
+        Assert.Equal(0, Libc.shutdown(successorCopy, Libc.SHUT_RDWR)); // the successor dropped it
+        Libc.close(successorCopy);
+        using (var probe = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp))
+        {
+            Assert.Equal(SocketError.ConnectionRefused, Assert.Throws<SocketException>(() => probe.Connect(IPAddress.Loopback, port)).SocketErrorCode);
+        }
+
+        Assert.Equal(1, registry.ReviveDeadListeners());
+        Assert.Equal(0, registry.ReviveDeadListeners()); // listening again: nothing to revive
+        gate.Open(); // serving again
+        await AcceptOneAsync(listener, port);
+        Assert.Equal(1, entry.Generation);
+        await listener.UnbindAsync();
+        registry.CloseAll(removeUnixFiles: false);
+    }
+
+    private static async Task AcceptOneAsync(HandoffConnectionListener listener, int port)
+    {
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(IPAddress.Loopback, port);
+        var connection = await listener.AcceptAsync().AsTask().WaitAsync(Bounded);
+        Assert.NotNull(connection);
+        await connection!.DisposeAsync();
     }
 
     // Plain shutdown of the sole server: the kernel refuses new connections at once, but the number Kestrel's
