@@ -9,10 +9,12 @@ namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// Upgrading the library itself must never need downtime: the sample built from the last landed release before the
-/// protocol bump (it speaks only handoff protocol v1) hands over to this build (v2) and back, under load, with 0
-/// failed requests.
+/// protocol bump (it speaks only handoff protocol v1), and the sample built from the commit that landed before the
+/// present rules (one fallback at a time, a released predecessor closing the connection), hand over to this build
+/// and back, under load, with 0 failed requests.
 /// </summary>
-public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, PreviousReleaseBuild previous) : IClassFixture<PreviousReleaseBuild>
+public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, PreviousReleaseBuild previous, LastLandedBuild landed)
+    : IClassFixture<PreviousReleaseBuild>, IClassFixture<LastLandedBuild>
 {
     [Fact]
     public async Task ProtocolV1Build_HandsOverToThisBuildAndBack_UnderLoad_NoRequestFails()
@@ -44,61 +46,45 @@ public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, Previou
         using var client = new HttpClient();
         Assert.Equal(back.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
-}
 
-/// <summary>
-/// The sample as built from <see cref="Commit"/>, the last landed commit before the bump to protocol v2 (its library
-/// speaks only v1), exported with <c>git archive</c> and built once per test run.
-/// </summary>
-public sealed class PreviousReleaseBuild : IDisposable
-{
-    public const string Commit = "613adf0372f436f56fde91cbe369071e41f24eaf";
-
-    private readonly string _root = Path.Combine(Path.GetTempPath(), "zdt-prev-" + Guid.NewGuid().ToString("N")[..8]);
-
-    public PreviousReleaseBuild()
+    // The build before "one fallback at a time": as the oldest of three generations it does not answer a Release by
+    // closing the connection, so this build's middle process goes on after SuccessorSide.ReleaseAnswerTimeout; and this
+    // build hands back to it.
+    [Fact]
+    public async Task LastLandedBuild_OldestOfThreeGenerations_ThenBack_UnderLoad_NoRequestFails()
     {
-        string repository = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", "..", "..", ".."));
-        Directory.CreateDirectory(_root);
-        Run("/bin/sh", ["-c", $"git -C '{repository}' archive {Commit} | tar -x -C '{_root}'"], TimeSpan.FromMinutes(2));
-        SampleDirectory = Path.Combine(_root, "out");
-        Run("dotnet", ["build", Path.Combine(_root, "samples", "WebApi", "WebApi.csproj"), "-c", "Release", "-o", SampleDirectory,
-            "-nodeReuse:false", "-p:UseSharedCompilation=false"], TimeSpan.FromMinutes(10));
-    }
+        using var scope = new TestScope();
+        var thisBuild = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00");
+        var landedBuild = thisBuild with { SampleDirectory = landed.SampleDirectory };
 
-    public string SampleDirectory { get; }
+        await using var oldest = await StartFirstAsync("v1-landed", landedBuild, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var draining = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/10000")); // keeps the oldest draining
+        await oldest.WaitForEventAsync(Events.FirstConnectionAccepted);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(200);
 
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(_root, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
+        var (middle, oldestExit) = await HandOverAsync(oldest, "v2-this-build", thisBuild, output, whileStarting: null);
+        await using var _ = middle;
+        await load.WaitForMoreSuccessesAsync(200);
+        Assert.False(oldest.HasExited, "the oldest must still drain when the third greets the middle one");
 
-    private static void Run(string file, string[] arguments, TimeSpan timeout)
-    {
-        var info = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (string argument in arguments)
-        {
-            info.ArgumentList.Add(argument);
-        }
+        var (newest, middleExit) = await HandOverAsync(middle, "v3-this-build", thisBuild, output);
+        await using var __ = newest;
+        Assert.Equal(0, middleExit);
+        Assert.Contains(middle.Entries, l => l.Is(Events.ToldPredecessorStopping) && l.Contains("no answer", StringComparison.Ordinal));
+        await load.WaitForMoreSuccessesAsync(200);
 
-        using var process = Process.Start(info)!;
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        if (!process.WaitForExit(timeout))
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"{file} {string.Join(' ', arguments)} did not finish within {timeout}.");
-        }
+        var (back, newestExit) = await HandOverAsync(newest, "v4-landed", landedBuild, output);
+        await using var ___ = back;
+        Assert.Equal(0, newestExit);
+        await load.WaitForMoreSuccessesAsync(200);
+        await load.StopAsync();
 
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{file} {string.Join(' ', arguments)} exited {process.ExitCode}:\n{stdout.Result}\n{stderr.Result}");
-        }
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.Contains("pid", await draining, StringComparison.Ordinal);
+        Assert.Equal(0, await oldest.WaitForExitAsync());
+        Assert.Equal(back.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
 }
