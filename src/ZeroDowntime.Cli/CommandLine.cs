@@ -9,10 +9,10 @@ namespace ZeroDowntime.Cli;
 
 /// <summary>
 /// The tool's command line, parsed by System.CommandLine: the verbs status, upgrade and run, their options, help per
-/// verb, and parse errors. What each verb prints and its exit codes are in <see cref="Cli"/>. Two things differ from
-/// System.CommandLine's defaults because other tools rely on them (README, exit codes): every parse error exits 2
-/// (<see cref="ExitCodes.Usage"/>), not 1, which means "upgrade failed" here; and <c>zerodowntime --help</c> prints the
-/// whole <see cref="Cli.Usage"/> with the exit codes, as before.
+/// verb, and parse errors. What each verb prints and its exit codes are in <see cref="Cli"/>. Where this departs from
+/// System.CommandLine's defaults, it keeps what other tools rely on (README, exit codes): every parse error exits 2
+/// (<see cref="ExitCodes.Usage"/>), not 1, which means "upgrade failed" here; <c>zerodowntime --help</c> prints the
+/// whole <see cref="Cli.Usage"/> with the exit codes; run's COMMAND is never parsed; each departure says why below.
 /// </summary>
 internal static class CommandLine
 {
