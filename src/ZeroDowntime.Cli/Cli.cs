@@ -8,7 +8,7 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Cli;
 
-/// <summary>The verbs of the tool, parsed by hand (no third-party parser): status, upgrade, run.</summary>
+/// <summary>What the verbs status and upgrade do and print (the command line is in <see cref="CommandLine"/>).</summary>
 internal static class Cli
 {
     /// <summary>HandoffTimeout's default (60 s) plus a margin, below systemd's default TimeoutStartSec (90 s) for ExecReload=.</summary>
@@ -59,71 +59,7 @@ internal static class Cli
         run exits with the main process's exit code, 127 when COMMAND cannot be started, 2 on bad usage.
         """;
 
-    public static async Task<int> MainAsync(string[] args, TextWriter stdout, TextWriter stderr)
-    {
-        if (args.Length == 0)
-        {
-            await stderr.WriteLineAsync(Usage);
-            return ExitCodes.Usage;
-        }
-
-        string verb = args[0];
-        var rest = args.AsSpan(1).ToArray();
-        try
-        {
-            switch (verb)
-            {
-                case "-h" or "--help" or "help":
-                    await stdout.WriteLineAsync(Usage);
-                    return ExitCodes.Ok;
-                case "--version":
-                    await stdout.WriteLineAsync(typeof(Cli).Assembly.GetName().Version?.ToString(3) ?? "?");
-                    return ExitCodes.Ok;
-                case "status":
-                    return await StatusAsync(ControlOptions.Parse("status", rest, allowTimeout: false), stdout, stderr);
-                case "upgrade":
-                    return await UpgradeAsync(ControlOptions.Parse("upgrade", rest, allowTimeout: true), stdout, stderr);
-                case "run":
-                    return Supervisor.Run(RunArguments(rest), stderr);
-                default:
-                    throw new UsageException($"unknown verb '{verb}' (status, upgrade, run; --help lists them)");
-            }
-        }
-        catch (UsageException ex)
-        {
-            await stderr.WriteLineAsync($"zerodowntime: {ex.Message}");
-            await stderr.WriteLineAsync("Try 'zerodowntime --help'.");
-            return ExitCodes.Usage;
-        }
-        catch (HelpRequestedException)
-        {
-            await stdout.WriteLineAsync(Usage);
-            return ExitCodes.Ok;
-        }
-    }
-
-    private static string[] RunArguments(string[] args)
-    {
-        if (args.Length > 0 && args[0] is "-h" or "--help")
-        {
-            throw new HelpRequestedException();
-        }
-
-        var command = args.Length > 0 && args[0] == "--" ? args[1..] : args;
-        if (command.Length == 0)
-        {
-            throw new UsageException("run: no COMMAND given (zerodowntime run -- dotnet MyApp.dll)");
-        }
-
-        if (command[0].StartsWith('-') && args[0] != "--")
-        {
-            throw new UsageException($"run: unknown option '{command[0]}' (put -- before a command that starts with '-')");
-        }
-
-        return command;
-    }
-
-    private static async Task<int> StatusAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
+    internal static async Task<int> StatusAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
     {
         StatusMessage status;
         try
@@ -160,7 +96,7 @@ internal static class Cli
         return serves ? ExitCodes.Ok : ExitCodes.NoServer;
     }
 
-    private static async Task<int> UpgradeAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
+    internal static async Task<int> UpgradeAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)
     {
         var clock = Stopwatch.StartNew();
         StatusMessage before;
@@ -418,120 +354,3 @@ internal static class Cli
         return Encoding.UTF8.GetString(buffer.ToArray());
     }
 }
-
-/// <summary>The options of status and upgrade.</summary>
-internal sealed record ControlOptions(string SocketPath, TimeSpan Timeout, bool Json)
-{
-    private static readonly TimeSpan MaxTimeout = TimeSpan.FromHours(1);
-
-    public static ControlOptions Parse(string verb, string[] args, bool allowTimeout)
-    {
-        string? socket = null;
-        string? app = null;
-        TimeSpan? timeout = null;
-        bool json = false;
-        for (int i = 0; i < args.Length; i++)
-        {
-            string arg = args[i];
-            string? inline = null;
-            int equals = arg.IndexOf('=', StringComparison.Ordinal);
-            if (arg.StartsWith("--", StringComparison.Ordinal) && equals > 0)
-            {
-                inline = arg[(equals + 1)..];
-                arg = arg[..equals];
-            }
-
-            string Value()
-            {
-                if (inline is not null)
-                {
-                    return inline;
-                }
-
-                if (i + 1 >= args.Length || args[i + 1].Length == 0)
-                {
-                    throw new UsageException($"{verb}: {arg} needs a value");
-                }
-
-                return args[++i];
-            }
-
-            switch (arg)
-            {
-                case "-h" or "--help":
-                    throw new HelpRequestedException();
-                case "--socket":
-                    socket = Once(socket, Value(), verb, arg);
-                    break;
-                case "--app":
-                    app = Once(app, Value(), verb, arg);
-                    break;
-                case "--json" when inline is null:
-                    json = true;
-                    break;
-                case "--timeout" when allowTimeout:
-                    if (timeout is not null)
-                    {
-                        throw new UsageException($"{verb}: --timeout given twice");
-                    }
-
-                    string text = Value();
-                    timeout = ParseDuration(text) is { } parsed && parsed > TimeSpan.Zero && parsed <= MaxTimeout
-                        ? parsed
-                        : throw new UsageException($"{verb}: --timeout '{text}' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)");
-                    break;
-                default:
-                    throw new UsageException($"{verb}: unknown {(arg.StartsWith('-') ? "option" : "argument")} '{args[i]}'");
-            }
-        }
-
-        if (socket is not null && app is not null)
-        {
-            throw new UsageException($"{verb}: give --socket or --app, not both");
-        }
-
-        string path;
-        if (socket is not null)
-        {
-            path = Path.IsPathRooted(socket) ? socket : Path.GetFullPath(socket);
-        }
-        else if (app is not null)
-        {
-            path = ZeroDowntimeOptionsDefaults.DefaultSocketPath(app, Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
-        }
-        else
-        {
-            throw new UsageException($"{verb}: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID");
-        }
-
-        return new ControlOptions(path, timeout ?? Cli.DefaultUpgradeTimeout, json);
-    }
-
-    private static string Once(string? current, string value, string verb, string option) =>
-        current is null ? value : throw new UsageException($"{verb}: {option} given twice");
-
-    internal static TimeSpan? ParseDuration(string text)
-    {
-        var invariant = CultureInfo.InvariantCulture;
-        if (text.Contains(':', StringComparison.Ordinal))
-        {
-            return TimeSpan.TryParse(text, invariant, out var span) ? span : null;
-        }
-
-        (string number, double scale) = text switch
-        {
-            _ when text.EndsWith("ms", StringComparison.Ordinal) => (text[..^2], 1.0),
-            _ when text.EndsWith('s') => (text[..^1], 1000.0),
-            _ when text.EndsWith("min", StringComparison.Ordinal) => (text[..^3], 60_000.0),
-            _ when text.EndsWith('m') => (text[..^1], 60_000.0),
-            _ => (text, 1000.0),
-        };
-        return double.TryParse(number, NumberStyles.AllowDecimalPoint, invariant, out double value) && value * scale < TimeSpan.MaxValue.TotalMilliseconds
-            ? TimeSpan.FromMilliseconds(value * scale)
-            : null;
-    }
-}
-
-internal sealed class UsageException(string message) : Exception(message);
-
-internal sealed class HelpRequestedException : Exception;

@@ -5,7 +5,7 @@ namespace ZeroDowntime.Cli;
 
 /// <summary>
 /// The few libc calls the supervisor needs. The child is started with posix_spawnp, not System.Diagnostics.Process:
-/// Process reaps its own children on SIGCHLD, which would race the supervisor's waitpid(-1).
+/// Process reaps its own children on SIGCHLD, which would race the supervisor's waitid on any child.
 /// </summary>
 internal static unsafe partial class Posix
 {
@@ -20,6 +20,14 @@ internal static unsafe partial class Posix
     public const int ECHILD = 10;
     public const int ESRCH = 3;
     private const int PR_SET_CHILD_SUBREAPER = 36;
+    private const int P_ALL = 0;
+    private const int WNOHANG = 1;
+    private const int WEXITED = 4;
+    private const int WNOWAIT = 0x01000000;
+
+    // glibc: siginfo_t is 128 bytes; si_pid is at 16 on 64-bit (after si_signo, si_errno, si_code and padding).
+    private const int SigInfoBytes = 128;
+    private const int SigInfoPidOffset = 16;
     private const short POSIX_SPAWN_SETSIGDEF = 0x04;
     private const short POSIX_SPAWN_SETSIGMASK = 0x08;
 
@@ -35,6 +43,9 @@ internal static unsafe partial class Posix
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int waitpid(int pid, int* status, int options);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int waitid(int idType, int id, void* info, int options);
 
     [LibraryImport("libc")]
     private static partial int getpid();
@@ -74,12 +85,22 @@ internal static unsafe partial class Posix
     /// <summary>kill(2): 0, or the errno.</summary>
     public static int Kill(int pid, int signal) => kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
-    /// <summary>Blocking waitpid(-1): the pid and its raw status, or (-1, errno).</summary>
-    public static (int Pid, int Status, int Errno) WaitAny()
+    /// <summary>
+    /// Blocks until a child has exited and returns its pid, leaving it a zombie (waitid with WNOWAIT): its pid stays
+    /// taken, so no other process can get the number, until <see cref="Reap"/>. (-1, errno) on failure (ECHILD: none left).
+    /// </summary>
+    public static (int Pid, int Errno) WaitForExitedChild()
+    {
+        byte* info = stackalloc byte[SigInfoBytes];
+        new Span<byte>(info, SigInfoBytes).Clear();
+        return waitid(P_ALL, 0, info, WEXITED | WNOWAIT) == 0 ? (*(int*)(info + SigInfoPidOffset), 0) : (-1, Marshal.GetLastPInvokeError());
+    }
+
+    /// <summary>Reaps a child that has exited (waitpid without blocking): its raw wait status, or null.</summary>
+    public static int? Reap(int pid)
     {
         int status = 0;
-        int pid = waitpid(-1, &status, 0);
-        return pid > 0 ? (pid, status, 0) : (-1, 0, Marshal.GetLastPInvokeError());
+        return waitpid(pid, &status, WNOHANG) == pid ? status : null;
     }
 
     /// <summary>A shell's view of a wait status: the exit code, or 128 + the signal that killed it.</summary>
@@ -201,23 +222,7 @@ internal static unsafe partial class Posix
         return false;
     }
 
-    private static int ParentOf(int pid)
-    {
-        try
-        {
-            string stat = File.ReadAllText($"/proc/{pid}/stat");
-            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return fields.Length > 1 && int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int ppid) ? ppid : 0;
-        }
-        catch (IOException)
-        {
-            return 0;
-        }
-        catch (UnauthorizedAccessException)
-        {
-            return 0;
-        }
-    }
+    private static int ParentOf(int pid) => ProcessIdentity.TryRead(pid, out _, out _, out int parent) ? parent : 0;
 
     /// <summary>The pids whose parent is this process (from /proc), for a signal when the main pid is unknown or gone.</summary>
     public static List<int> DirectChildren()
@@ -231,22 +236,9 @@ internal static unsafe partial class Posix
                 continue;
             }
 
-            try
+            if (ProcessIdentity.TryRead(pid, out _, out _, out int parent) && parent == self)
             {
-                string stat = File.ReadAllText(Path.Combine(directory, "stat"));
-                // pid (comm) state ppid ...: comm may contain spaces and parentheses, so parse after the last ')'.
-                string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-                if (fields.Length > 1 && int.TryParse(fields[1], System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int ppid) && ppid == self)
-                {
-                    children.Add(pid);
-                }
-            }
-            catch (IOException)
-            {
-                // The process exited meanwhile.
-            }
-            catch (UnauthorizedAccessException)
-            {
+                children.Add(pid);
             }
         }
 

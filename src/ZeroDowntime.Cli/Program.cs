@@ -1,6 +1,6 @@
 using ZeroDowntime.Cli;
 
-return await Cli.MainAsync(args, Console.Out, Console.Error);
+return await CommandLine.InvokeAsync(args, Console.Out, Console.Error);
 
 /// <summary>
 /// The tool's entry point. Declared internal on purpose: the tool has no public API (its PublicAPI.*.txt are empty),

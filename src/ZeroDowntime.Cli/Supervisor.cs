@@ -11,9 +11,10 @@ namespace ZeroDowntime.Cli;
 /// handoff. It becomes a child subreaper (orphans, such as a successor whose predecessor exited, become its children),
 /// gives the app a NOTIFY_SOCKET of its own and follows the <c>MAINPID=</c> the library sends there, forwards
 /// SIGTERM/SIGINT/SIGQUIT to the current main process and SIGHUP (and SIGUSR2) as they are, so the app's upgrade
-/// signal upgrades, reaps every child with waitpid(-1), and exits with the exit code of the last main process once no
-/// child is left. It holds no listening socket. Under systemd (its own NOTIFY_SOCKET set) it forwards what the app
-/// says with MAINPID= set to its own pid, so the unit's main pid stays the supervisor.
+/// signal upgrades, reaps every child (waitid on any child), and exits with the exit code of the last main process once
+/// no child is left. It holds no listening socket. Under systemd (its own NOTIFY_SOCKET set) it forwards what the app
+/// says with MAINPID= set to its own pid, so the unit's main pid stays the supervisor. The main process is a
+/// <see cref="ProcessIdentity"/> (pid and start time), never a bare pid: pids are reused, soon in a small PID namespace.
 /// </summary>
 internal sealed class Supervisor : IDisposable
 {
@@ -21,16 +22,20 @@ internal sealed class Supervisor : IDisposable
     private readonly Lock _lock = new();
     private readonly TextWriter _log;
     private readonly int _self = Posix.ProcessId;
-    private readonly HashSet<int> _reaped = [];
     private readonly string? _upstreamNotifySocket;
     private readonly DirectoryInfo _directory;
     private readonly Socket _notify;
     private readonly string _notifyPath;
     private readonly List<PosixSignalRegistration> _signals = [];
-    private int _mainPid;
-    private bool _mainAlive;
+    private readonly byte[] _buffer = new byte[4096];
+
+    // The current main process, or the last one once it has exited (for the log). Guarded by _lock, as is every
+    // datagram read from _notify, so that a datagram and the exit of the process it names are handled in order.
+    private ProcessIdentity? _main;
+    private bool _mainExited;
     private int? _lastMainExitCode;
     private int _stopSignal;
+    private bool _stopping;
 
     private Supervisor(TextWriter log)
     {
@@ -77,8 +82,8 @@ internal sealed class Supervisor : IDisposable
         }
 
         environment.Add("NOTIFY_SOCKET=" + _notifyPath);
-        using var stopReceiving = new CancellationTokenSource();
-        var receiver = Task.Run(() => ReceiveAsync(stopReceiving.Token));
+        var receiver = new Thread(Receive) { IsBackground = true, Name = "zerodowntime run: notify" };
+        receiver.Start();
 
         int pid;
         lock (_lock)
@@ -86,15 +91,15 @@ internal sealed class Supervisor : IDisposable
             (pid, error) = Posix.Spawn(command, environment);
             if (pid > 0)
             {
-                _mainPid = pid;
-                _mainAlive = true;
+                // Not reaped before Reap() below runs, so this is the child even if it has exited already.
+                _main = ProcessIdentity.TryRead(pid, out var identity, out _, out _) ? identity : new ProcessIdentity(pid, 0);
             }
         }
 
         if (pid <= 0)
         {
             Log($"cannot start {command[0]}: {Posix.ErrorText(error)}");
-            stopReceiving.Cancel();
+            StopReceiving(receiver);
             return ExitCodes.CannotStart;
         }
 
@@ -111,25 +116,21 @@ internal sealed class Supervisor : IDisposable
         }
 
         int exitCode = Reap();
-        stopReceiving.Cancel();
-        try
-        {
-            receiver.Wait(TimeSpan.FromSeconds(2));
-        }
-        catch (AggregateException)
-        {
-        }
-
+        StopReceiving(receiver);
         Log($"no child left: exiting with code {exitCode}");
         return exitCode;
     }
 
-    /// <summary>waitpid(-1) until ECHILD: every child, the app's and orphans re-parented here.</summary>
+    /// <summary>
+    /// Every child until ECHILD: the app's and orphans re-parented here. A child that has exited stays a zombie until
+    /// the datagrams already queued are handled (a MAINPID= that it sent before it exited names it, not a later holder
+    /// of its pid), then it is reaped; it is the main process only if it is the very process that was followed.
+    /// </summary>
     private int Reap()
     {
         while (true)
         {
-            var (pid, status, errno) = Posix.WaitAny();
+            var (pid, errno) = Posix.WaitForExitedChild();
             if (pid < 0)
             {
                 if (errno == Posix.EINTR)
@@ -141,7 +142,7 @@ internal sealed class Supervisor : IDisposable
                 {
                     if (errno != Posix.ECHILD)
                     {
-                        Log($"waitpid failed: {Posix.ErrorText(errno)}");
+                        Log($"waitid failed: {Posix.ErrorText(errno)}");
                     }
 
                     return _lastMainExitCode ?? ExitCodes.CannotStart;
@@ -150,10 +151,18 @@ internal sealed class Supervisor : IDisposable
 
             lock (_lock)
             {
-                _reaped.Add(pid);
-                if (pid == _mainPid)
+                bool known = ProcessIdentity.TryRead(pid, out var exited, out _, out _);
+                HandleQueuedDatagrams();
+                if (Posix.Reap(pid) is not { } status)
                 {
-                    _mainAlive = false;
+                    continue; // Not this supervisor's to reap after all (nothing else should reap here): the next one.
+                }
+
+                // Without /proc (no identity), the pid is all there is; a zombie's pid is still its own.
+                bool isMain = !_mainExited && _main is { } main && main.Pid == pid && (!known || main.StartTime == 0 || main == exited);
+                if (isMain)
+                {
+                    _mainExited = true;
                     _lastMainExitCode = Posix.ExitCode(status);
                     Log($"main pid {pid} {Posix.Describe(status)}");
                 }
@@ -167,7 +176,6 @@ internal sealed class Supervisor : IDisposable
 
     private void Forward(int signal)
     {
-        List<int> targets;
         lock (_lock)
         {
             if (signal is Posix.SIGTERM or Posix.SIGINT or Posix.SIGQUIT)
@@ -175,15 +183,27 @@ internal sealed class Supervisor : IDisposable
                 _stopSignal = signal;
             }
 
-            if (_mainPid == 0)
+            if (_main is null)
             {
                 return; // Sent on as soon as the child exists.
             }
 
-            targets = _mainAlive ? [_mainPid] : [];
+            ForwardLocked(signal);
         }
+    }
 
-        if (targets.Count == 0 || Posix.Kill(targets[0], signal) == Posix.ESRCH)
+    /// <summary>
+    /// To the main process if it still runs (the very process, checked by start time: its pid may have a new owner),
+    /// else to every direct child. Under the lock, so a direct child cannot be reaped, and its pid reused, meanwhile.
+    /// </summary>
+    private void ForwardLocked(int signal)
+    {
+        List<int> targets;
+        if (!_mainExited && _main is { } main && (main.StartTime == 0 || main.IsRunning()) && Posix.Kill(main.Pid, signal) != Posix.ESRCH)
+        {
+            targets = [main.Pid];
+        }
+        else
         {
             // The main process has exited and its successor has not said MAINPID= yet: every direct child gets it.
             targets = Posix.DirectChildren();
@@ -196,19 +216,17 @@ internal sealed class Supervisor : IDisposable
         Log($"signal {signal} forwarded to pid {string.Join(", ", targets)}");
     }
 
-    private async Task ReceiveAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Waits (poll) until a datagram is queued and handles the queue under the lock: datagrams are taken from the
+    /// socket only under the lock, so that <see cref="Reap"/> can handle the queue before it reaps a child.
+    /// </summary>
+    private void Receive()
     {
-        var buffer = new byte[4096];
-        while (!cancellationToken.IsCancellationRequested)
+        while (true)
         {
-            int read;
             try
             {
-                read = await _notify.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
-            }
-            catch (OperationCanceledException)
-            {
-                return;
+                _notify.Poll(-1, SelectMode.SelectRead);
             }
             catch (SocketException ex)
             {
@@ -216,8 +234,52 @@ internal sealed class Supervisor : IDisposable
                 return;
             }
 
-            string message = Encoding.UTF8.GetString(buffer, 0, read);
-            OnNotify(message);
+            lock (_lock)
+            {
+                if (_stopping)
+                {
+                    return;
+                }
+
+                HandleQueuedDatagrams();
+            }
+        }
+    }
+
+    /// <summary>Ends <see cref="Receive"/>: a socket shut down for reading is readable at once, and stays so.</summary>
+    private void StopReceiving(Thread receiver)
+    {
+        lock (_lock)
+        {
+            _stopping = true;
+        }
+
+        _notify.Shutdown(SocketShutdown.Receive);
+        receiver.Join(TimeSpan.FromSeconds(2));
+    }
+
+    /// <summary>Takes every datagram queued now and handles it, in order. Under the lock.</summary>
+    private void HandleQueuedDatagrams()
+    {
+        while (!_stopping && _notify.Poll(0, SelectMode.SelectRead))
+        {
+            int read;
+            try
+            {
+                read = _notify.Receive(_buffer);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode == SocketError.MessageSize)
+            {
+                Log($"ignored a datagram longer than {_buffer.Length} bytes");
+                continue;
+            }
+            catch (SocketException ex)
+            {
+                Log($"notify socket: {ex.Message}");
+                return;
+            }
+
+            OnNotify(Encoding.UTF8.GetString(_buffer, 0, read));
         }
     }
 
@@ -232,33 +294,37 @@ internal sealed class Supervisor : IDisposable
                 continue;
             }
 
-            int stop;
-            lock (_lock)
+            // The process that has this pid now. An exited child stays a zombie until the datagrams queued before its
+            // exit are handled (Reap): so a zombie here is the process that sent this, gone (not followed), and a
+            // running process is the one that was meant, even if its pid was used before.
+            bool exists = ProcessIdentity.TryRead(pid, out var named, out char state, out _);
+            if (exists && named == _main && !_mainExited)
             {
-                if (_reaped.Contains(pid) || pid == _mainPid)
-                {
-                    continue;
-                }
-
-                if (!Posix.IsDescendant(pid))
-                {
-                    // As systemd refuses a MAINPID= outside the unit: only a process below the supervisor can be main,
-                    // and the rest of such a datagram is not passed on either.
-                    Log($"ignored MAINPID={pid}: not a descendant of this supervisor");
-                    return;
-                }
-
-                int previous = _mainPid;
-                _mainPid = pid;
-                _mainAlive = true;
-                stop = _stopSignal;
-                Log($"main pid is now {pid} (was {previous})");
+                continue;
             }
 
-            if (stop != 0)
+            if (!exists || !Posix.IsDescendant(pid))
+            {
+                // As systemd refuses a MAINPID= outside the unit: only a process below the supervisor can be main,
+                // and the rest of such a datagram is not passed on either.
+                Log($"ignored MAINPID={pid}: {(exists ? "not a descendant of this supervisor" : "no such process")}");
+                return;
+            }
+
+            if (state is 'Z' or 'X')
+            {
+                Log($"ignored MAINPID={pid}: it has exited");
+                continue;
+            }
+
+            int previous = _main?.Pid ?? 0;
+            _main = named;
+            _mainExited = false;
+            Log($"main pid is now {pid} (was {previous})");
+            if (_stopSignal != 0)
             {
                 // Stopping, and a successor took over meanwhile: it stops too.
-                Forward(stop);
+                ForwardLocked(_stopSignal);
             }
         }
 

@@ -24,6 +24,17 @@ internal static class ZeroDowntimeTool
 
     private static async Task<ToolResult> RunProcessAsync(ITestOutputHelper output, TimeSpan timeout, string program, IReadOnlyList<string> arguments)
     {
+        await using var tool = Start(output, program, arguments);
+        return await tool.WaitForExitAsync(timeout);
+    }
+
+    /// <summary>
+    /// Starts <paramref name="program"/> (the tool, or a launcher such as unshare(1) followed by the tool) and leaves it
+    /// running: for a test that signals it while it runs. Its output is read to the end and logged by
+    /// <see cref="StartedTool.WaitForExitAsync"/>, or on dispose (a failed test), which kills what is left.
+    /// </summary>
+    public static StartedTool Start(ITestOutputHelper output, string program, IReadOnlyList<string> arguments, IReadOnlyDictionary<string, string>? environment = null)
+    {
         var info = new ProcessStartInfo(program)
         {
             RedirectStandardOutput = true,
@@ -36,30 +47,13 @@ internal static class ZeroDowntimeTool
         }
 
         info.Environment["DOTNET_CLI_TELEMETRY_OPTOUT"] = "1";
-        var clock = Stopwatch.StartNew();
-        using var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
-        using var limit = new CancellationTokenSource(timeout);
-        var stdout = process.StandardOutput.ReadToEndAsync(limit.Token);
-        var stderr = process.StandardError.ReadToEndAsync(limit.Token);
-        try
+        foreach (var (name, value) in environment ?? new Dictionary<string, string>())
         {
-            await process.WaitForExitAsync(limit.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            process.Kill(entireProcessTree: true);
-            throw new TimeoutException($"zerodowntime {string.Join(' ', arguments.Skip(1))} did not exit within {timeout.TotalSeconds:0} s");
+            info.Environment[name] = value;
         }
 
-        var elapsed = clock.Elapsed;
-        var result = new ToolResult(process.ExitCode, await stdout, await stderr, elapsed);
-        output.WriteLine($"$ zerodowntime {string.Join(' ', arguments.SkipWhile(a => a != DllPath).Skip(1))}  -> exit {result.ExitCode} in {elapsed.TotalMilliseconds:0} ms");
-        foreach (string line in (result.Stdout + result.Stderr).Split('\n', StringSplitOptions.RemoveEmptyEntries))
-        {
-            output.WriteLine("  | " + line);
-        }
-
-        return result;
+        var process = Process.Start(info) ?? throw new InvalidOperationException($"{program} did not start");
+        return new StartedTool(process, output, string.Join(' ', arguments.SkipWhile(a => a != DllPath).Skip(1)));
     }
 
     /// <summary>The dotnet host this test runs under (setpriv needs a path).</summary>
@@ -102,6 +96,87 @@ internal sealed record ToolResult(int ExitCode, string Stdout, string Stderr, Ti
             using var document = JsonDocument.Parse(Stdout);
             return document.RootElement.Clone();
         }
+    }
+}
+
+/// <summary>The tool as a running process (see <see cref="ZeroDowntimeTool.Start"/>).</summary>
+internal sealed class StartedTool : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ITestOutputHelper _output;
+    private readonly string _command;
+    private readonly Stopwatch _clock = Stopwatch.StartNew();
+    private readonly Task<string> _stdout;
+    private readonly Task<string> _stderr;
+    private readonly Task _exited;
+    private ToolResult? _result;
+
+    public StartedTool(Process process, ITestOutputHelper output, string command)
+    {
+        _process = process;
+        _output = output;
+        _command = command;
+        _stdout = process.StandardOutput.ReadToEndAsync();
+        _stderr = process.StandardError.ReadToEndAsync();
+        _exited = process.WaitForExitAsync();
+    }
+
+    public int Pid => _process.Id;
+
+    /// <summary>Completes when the process has exited (for a wait that must fail fast when it exits early).</summary>
+    public Task Exited => _exited;
+
+    /// <summary>Waits (bounded) for the exit and the end of its output; kills the process tree when it does not exit.</summary>
+    public async Task<ToolResult> WaitForExitAsync(TimeSpan timeout)
+    {
+        try
+        {
+            await _exited.WaitAsync(timeout);
+        }
+        catch (TimeoutException)
+        {
+            _process.Kill(entireProcessTree: true);
+            await LogAsync(-1);
+            throw new TimeoutException($"zerodowntime {_command} did not exit within {timeout.TotalSeconds:0} s");
+        }
+
+        var elapsed = _clock.Elapsed;
+        await Task.WhenAll(_stdout, _stderr).WaitAsync(TimeSpan.FromSeconds(10)); // a process it left behind may hold the pipes
+        _result = new ToolResult(_process.ExitCode, await _stdout, await _stderr, elapsed);
+        await LogAsync(_result.ExitCode);
+        return _result;
+    }
+
+    private async Task LogAsync(int exitCode)
+    {
+        _output.WriteLine($"$ zerodowntime {_command}  -> exit {exitCode} in {_clock.Elapsed.TotalMilliseconds:0} ms");
+        string text;
+        try
+        {
+            await Task.WhenAll(_stdout, _stderr).WaitAsync(TimeSpan.FromSeconds(5));
+            text = await _stdout + await _stderr;
+        }
+        catch (TimeoutException)
+        {
+            text = "(its output was not closed within 5 s)";
+        }
+
+        foreach (string line in text.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            _output.WriteLine("  | " + line);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_result is null && !_process.HasExited)
+        {
+            _process.Kill(entireProcessTree: true);
+            await _exited.WaitAsync(TimeSpan.FromSeconds(10));
+            await LogAsync(-1);
+        }
+
+        _process.Dispose();
     }
 }
 

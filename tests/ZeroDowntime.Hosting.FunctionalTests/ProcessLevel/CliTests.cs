@@ -395,6 +395,79 @@ public sealed class CliTests(ITestOutputHelper output)
         await closer.WaitAsync(timeout);
     }
 
+    /// <summary>
+    /// The command line as System.CommandLine parses it, against the contract of the hand-written parser it replaced:
+    /// --help per verb (exit 0, on stdout), --help and help for the tool print the whole usage with the exit codes, a
+    /// parse error is exit 2 with "zerodowntime: VERB: why" and the hint (never System.CommandLine's exit 1, which means
+    /// "upgrade failed" here), and run passes its COMMAND on as is: options after it (--help, -c), empty arguments and
+    /// @file are the app's.
+    /// </summary>
+    [Fact]
+    public async Task Tool_HelpPerVerbAndParseErrors_ExitZeroOrTwo_RunPassesItsCommandOnAsIs()
+    {
+        var timeout = TimeSpan.FromSeconds(30);
+        foreach (var (verb, line, option) in new[]
+        {
+            ("status", "zerodowntime status [options]", "--socket <PATH>"),
+            ("upgrade", "zerodowntime upgrade [options]", "--timeout <T>"),
+            ("run", "zerodowntime run [<COMMAND>...] [options]", "<COMMAND>"),
+        })
+        {
+            var help = await ZeroDowntimeTool.RunAsync(output, timeout, verb, "--help");
+            Assert.Equal(0, help.ExitCode);
+            Assert.Contains(line, help.Stdout, StringComparison.Ordinal);
+            Assert.Contains(option, help.Stdout, StringComparison.Ordinal);
+            Assert.Equal("", help.Stderr);
+            Assert.Equal(help.Stdout, (await ZeroDowntimeTool.RunAsync(output, timeout, verb, "-h")).Stdout);
+        }
+
+        // The whole usage, as before: the same text from --help, -h and help, and on stderr (exit 2) without a verb.
+        var usage = await ZeroDowntimeTool.RunAsync(output, timeout, "--help");
+        Assert.StartsWith("zerodowntime: status and upgrades of a ZeroDowntime.Hosting app", usage.Stdout, StringComparison.Ordinal);
+        Assert.Contains("  zerodowntime run [--] COMMAND [ARGS...]\n", usage.Stdout, StringComparison.Ordinal);
+        Assert.Equal(usage.Stdout, (await ZeroDowntimeTool.RunAsync(output, timeout, "-h")).Stdout);
+        Assert.Equal(usage.Stdout, (await ZeroDowntimeTool.RunAsync(output, timeout, "help")).Stdout);
+        var none = await ZeroDowntimeTool.RunAsync(output, timeout);
+        Assert.Equal((2, "", usage.Stdout), (none.ExitCode, none.Stdout, none.Stderr));
+        var version = await ZeroDowntimeTool.RunAsync(output, timeout, "--version");
+        Assert.Equal(0, version.ExitCode);
+        Assert.Matches(@"^[0-9]+\.[0-9]+\.[0-9]+\n$", version.Stdout);
+
+        // Parse errors: exit 2, each reason on a line of its own naming the verb, then the hint; nothing on stdout.
+        foreach (var (arguments, reason) in new (string[], string)[]
+        {
+            (["frobnicate"], "zerodowntime: Unrecognized command or argument 'frobnicate'."),
+            (["status", "--socket="], "zerodowntime: status: Required argument missing for option: '--socket'."),
+            (["status", "--socket", ""], "zerodowntime: status: --socket needs a value"),
+            (["status", "--socket", "/x", "--socket", "/y"], "zerodowntime: status: Option '--socket' expects a single argument but 2 were provided."),
+            (["status", "--socket", "/x", "--app", "y"], "zerodowntime: status: give --socket or --app, not both"),
+            (["status", "--json"], "zerodowntime: status: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID"),
+            (["status", "--socket", "/x", "--json=true"], "zerodowntime: status: Unrecognized command or argument 'true'."),
+            (["status", "--app", "WebApi", "--timeout", "5"], "zerodowntime: status: Unrecognized command or argument '--timeout'."),
+            (["upgrade", "--app", "WebApi", "--timeout", "2h"], "zerodowntime: upgrade: --timeout '2h' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)"),
+            (["run"], "zerodowntime: run: no COMMAND given (zerodowntime run -- dotnet MyApp.dll)"),
+            (["run", "--bogus"], "zerodowntime: run: unknown option '--bogus' (put -- before a command that starts with '-')"),
+        })
+        {
+            var error = await ZeroDowntimeTool.RunAsync(output, timeout, arguments);
+            Assert.Equal(2, error.ExitCode);
+            Assert.Equal("", error.Stdout);
+            var lines = error.Stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            Assert.Contains(reason, lines);
+            Assert.Equal("Try 'zerodowntime --help'.", lines[^1]);
+        }
+
+        // run: the command and everything after it are the app's, whether or not -- comes first.
+        var verbatim = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "sh", "-c", "echo \"[$#] [$1] [$2] [$3]\"; exit 4", "sh", "--help", "", "@file");
+        Assert.Equal(4, verbatim.ExitCode);
+        Assert.Equal("[3] [--help] [] [@file]\n", verbatim.Stdout);
+        var afterDoubleDash = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "--", "sh", "-c", "exit 5", "-h");
+        Assert.Equal(5, afterDoubleDash.ExitCode);
+        var dashCommand = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "--", "--no-such-program");
+        Assert.Equal(127, dashCommand.ExitCode);
+        Assert.Contains("cannot start --no-such-program", dashCommand.Stderr, StringComparison.Ordinal);
+    }
+
     private const string RequestFromNobody = """
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -159,6 +159,133 @@ public sealed class SupervisorTests(ITestOutputHelper output)
         Assert.True(ready > reloading, "READY=1 after RELOADING=1");
     }
 
+    /// <summary>
+    /// Pid reuse (issue 18, item 8), forced in a PID namespace of its own so that it happens every run: main process
+    /// m1 starts m2 (MAINPID=m2) and a bystander, and exits; the supervisor reaps m1. m2 then writes m1's pid - 1 to
+    /// ns_last_pid and starts m3 until m3 gets m1's pid (other forks in the namespace may take it first: retried), and
+    /// exits 5. m3, the real owner now, says MAINPID=m3 (its pid is m1's) and waits for SIGTERM, on which it exits 42.
+    /// The supervisor must follow m3, send SIGTERM to m3 alone (not the bystander, also its direct child), and exit 42,
+    /// not the 5 of an earlier main. The test knows that the supervisor has handled m3's MAINPID= when the datagram
+    /// after it arrives on the test's NOTIFY_SOCKET (the supervisor passes on every datagram after handling it).
+    /// </summary>
+    [Fact]
+    public async Task Run_MainPidNamesAReusedPid_FollowsTheNewOwner_SignalsOnlyIt_ExitsWithItsCode()
+    {
+        OtherUser.RequireRoot();
+        LoadTool.Require("unshare");
+        using var scope = new TestScope();
+        string script = Path.Combine(scope.Directory, "app.sh");
+        File.WriteAllText(script, ReusedPidScript);
+        string notifyPath = Path.Combine(scope.Directory, "notify.sock");
+        using var systemd = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
+        systemd.Bind(new UnixDomainSocketEndPoint(notifyPath));
+        var datagrams = new ConcurrentQueue<string>();
+        var announced = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var stop = new CancellationTokenSource();
+        var receiver = Task.Run(async () =>
+        {
+            var buffer = new byte[4096];
+            try
+            {
+                while (true)
+                {
+                    string datagram = Encoding.UTF8.GetString(buffer, 0, await systemd.ReceiveAsync(buffer, SocketFlags.None, stop.Token));
+                    datagrams.Enqueue(datagram);
+                    if (datagram.Contains("STATUS=m3 announced", StringComparison.Ordinal))
+                    {
+                        announced.TrySetResult();
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        });
+
+        await using var run = ZeroDowntimeTool.Start(output, "unshare",
+            ["--pid", "--fork", "--mount-proc", ZeroDowntimeTool.DotnetPath(), ZeroDowntimeTool.DllPath, "run", "--", "/bin/sh", script, "m1", scope.Directory],
+            new Dictionary<string, string> { ["NOTIFY_SOCKET"] = notifyPath });
+        await Task.WhenAny(announced.Task, run.Exited).WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(announced.Task.IsCompleted, "m3 never said MAINPID= (the script's output says why)");
+        await Until.TrueAsync(() => ProcessWatch.ChildrenOf(run.Pid).Count == 1, "unshare's child, the supervisor");
+        int supervisor = ProcessWatch.ChildrenOf(run.Pid)[0].Pid;
+        Posix.Kill(supervisor, Posix.SIGTERM);
+        var result = await run.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        await stop.CancelAsync();
+        await receiver;
+        foreach (string datagram in datagrams)
+        {
+            output.WriteLine("sd_notify: " + datagram.Replace('\n', ' '));
+        }
+
+        // Pids as the namespace sees them, which is what the supervisor logs.
+        int m1 = ScriptPid(result.Stderr, "m1");
+        int m2 = ScriptPid(result.Stderr, "m2");
+        Assert.Equal(m1, ScriptPid(result.Stderr, "m3"));
+        Assert.Contains($"zerodowntime run[1]: main pid is now {m1} (was {m2})\n", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"zerodowntime run[1]: signal 15 forwarded to pid {m1}\n", result.Stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("bystander: SIGTERM", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("m3: SIGTERM", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains($"zerodowntime run[1]: main pid {m1} exited with code 42\n", result.Stderr, StringComparison.Ordinal);
+        Assert.Equal(42, result.ExitCode);
+    }
+
+    /// <summary>The roles of <see cref="Run_MainPidNamesAReusedPid_FollowsTheNewOwner_SignalsOnlyIt_ExitsWithItsCode"/>: sh app.sh ROLE DIR [PIDS].</summary>
+    private const string ReusedPidScript = """
+        role=$1; dir=$2
+        notify() { /usr/bin/python3 -c 'import os, socket, sys; socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM).sendto(sys.argv[1].encode(), os.environ["NOTIFY_SOCKET"])' "$1"; }
+        # Bounded wait until /proc/$1 is gone, i.e. the process has exited and been reaped (its pid is free).
+        until_reaped() { i=0; while [ -e "/proc/$1" ]; do i=$((i + 1)); [ $i -le 2000 ] || { echo "$role: pid $1 never reaped" >&2; exit 90; }; sleep 0.005; done; }
+        case $role in
+        m1)
+            echo "m1: pid $$" >&2
+            sh "$0" bystander "$dir" &
+            echo $! > "$dir/bystander.pid"
+            mkfifo "$dir/m2.fifo"
+            sh "$0" m2 "$dir" $$ &
+            read -r _ < "$dir/m2.fifo"
+            exit 0 ;;
+        m2)
+            m1=$3
+            echo "m2: pid $$" >&2
+            notify "MAINPID=$$"
+            echo announced > "$dir/m2.fifo"
+            until_reaped "$m1"
+            try=0
+            while :; do
+                try=$((try + 1))
+                [ $try -le 200 ] || { echo "m2: pid $m1 never reused" >&2; exit 91; }
+                echo $((m1 - 1)) > /proc/sys/kernel/ns_last_pid
+                sh "$0" m3 "$dir" "$m1" $$ &
+                [ $! -eq "$m1" ] && break
+                wait $!
+            done
+            echo "m2: m3 got pid $m1 (try $try); exiting 5" >&2
+            exit 5 ;;
+        m3)
+            [ $$ -eq "$3" ] || exit 99
+            echo "m3: pid $$" >&2
+            until_reaped "$4"
+            trap 'echo "m3: SIGTERM" >&2; kill -USR1 "$(cat "$dir/bystander.pid")"; kill $s; exit 42' TERM
+            sleep 600 & s=$!
+            notify "MAINPID=$$"
+            notify "STATUS=m3 announced"
+            wait $s ;;
+        bystander)
+            trap 'echo "bystander: SIGTERM" >&2; kill $s; exit 0' TERM
+            trap 'kill $s; exit 0' USR1
+            sleep 600 & s=$!
+            wait $s ;;
+        esac
+        """;
+
+    private static int ScriptPid(string output, string role)
+    {
+        var match = System.Text.RegularExpressions.Regex.Match(output, $"^{role}: pid ([0-9]+)$", System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.True(match.Success, $"no '{role}: pid' line");
+        return int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+
     /// <summary>The exit code is the main process's, and an orphan it left behind is waited for and reaped first.</summary>
     [Fact]
     public async Task Run_MainExitsLeavingAnOrphan_ReapsItThenExitsWithTheMainExitCode()

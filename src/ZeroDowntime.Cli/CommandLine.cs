@@ -1,0 +1,256 @@
+using System.CommandLine;
+using System.CommandLine.Help;
+using System.CommandLine.Invocation;
+using System.CommandLine.Parsing;
+using System.Globalization;
+using ZeroDowntime.Hosting;
+
+namespace ZeroDowntime.Cli;
+
+/// <summary>
+/// The tool's command line, parsed by System.CommandLine: the verbs status, upgrade and run, their options, help per
+/// verb, and parse errors. What each verb prints and its exit codes are in <see cref="Cli"/>. Where this departs from
+/// System.CommandLine's defaults, it keeps what other tools rely on (README, exit codes): every parse error exits 2
+/// (<see cref="ExitCodes.Usage"/>), not 1, which means "upgrade failed" here; <c>zerodowntime --help</c> prints the
+/// whole <see cref="Cli.Usage"/> with the exit codes; run's COMMAND is never parsed; each departure says why below.
+/// </summary>
+internal static class CommandLine
+{
+    private static readonly TimeSpan MaxTimeout = TimeSpan.FromHours(1);
+
+    private static readonly ParserConfiguration Parsing = new()
+    {
+        // run passes its COMMAND on as is: an argument such as @file is the app's, never a response file of the tool.
+        ResponseFileTokenReplacer = null,
+    };
+
+    public static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    {
+        var verbatim = RunCommandVerbatim(args);
+        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", "--", ..]);
+        var result = root.Parse(verbatim, Parsing);
+        if (result.Action is ParseErrorAction)
+        {
+            string verb = result.CommandResult.Command == root ? "" : result.CommandResult.Command.Name + ": ";
+            foreach (var error in result.Errors)
+            {
+                stderr.WriteLine($"zerodowntime: {verb}{error.Message}");
+            }
+
+            stderr.WriteLine("Try 'zerodowntime --help'.");
+            return Task.FromResult(ExitCodes.Usage);
+        }
+
+        return result.InvokeAsync(new InvocationConfiguration
+        {
+            Output = stdout,
+            Error = stderr,
+
+            // An exception is a crash, as before: exit 1 would read as "the upgrade failed".
+            EnableDefaultExceptionHandler = false,
+
+            // No SIGINT/SIGTERM handlers of System.CommandLine: run forwards those signals to the app itself, and
+            // status and upgrade have deadlines of their own.
+            ProcessTerminationTimeout = null,
+        });
+    }
+
+    /// <param name="stdout">Output, help and version.</param>
+    /// <param name="stderr">Errors, and run's log.</param>
+    /// <param name="runAfterDoubleDash">True when run's COMMAND follows a <c>--</c>, so it may start with '-'.</param>
+    internal static Command Create(TextWriter stdout, TextWriter stderr, bool runAfterDoubleDash)
+    {
+        var status = new Command("status", "Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down), listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to. Exit codes: zerodowntime --help.");
+        var statusOptions = new ControlOptionSymbols(status, withTimeout: false);
+        status.SetAction((result, _) => Cli.StatusAsync(statusOptions.Read(result), stdout, stderr));
+
+        var upgrade = new Command("upgrade", "Asks the running process to start its successor (as on SIGHUP) and waits until the successor has committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why). Exit codes: zerodowntime --help.");
+        var upgradeOptions = new ControlOptionSymbols(upgrade, withTimeout: true);
+        upgrade.SetAction((result, _) => Cli.UpgradeAsync(upgradeOptions.Read(result), stdout, stderr));
+
+        var command = new Argument<string[]>("COMMAND")
+        {
+            Arity = ArgumentArity.ZeroOrMore,
+            Description = "The app's command and its arguments, passed on as they are (put -- before a command that starts with '-').",
+        };
+        var run = new Command("run", "Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper, its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main process's exit code (128+N when signal N killed it) once no child is left, 127 when COMMAND cannot be started. Holds no listening socket.")
+        {
+            command,
+        };
+        run.Validators.Add(result =>
+        {
+            // An option that run does not know lands in COMMAND: System.CommandLine takes it for an argument.
+            var tokens = result.GetResult(command)?.Tokens ?? [];
+            if (tokens.Count == 0)
+            {
+                result.AddError("no COMMAND given (zerodowntime run -- dotnet MyApp.dll)");
+            }
+            else if (tokens[0].Value.StartsWith('-') && !runAfterDoubleDash)
+            {
+                result.AddError($"unknown option '{tokens[0].Value}' (put -- before a command that starts with '-')");
+            }
+        });
+        run.SetAction(result => Supervisor.Run(result.GetRequiredValue(command), stderr));
+
+        // "zerodowntime help" as before, besides --help.
+        var help = new Command("help") { Hidden = true, TreatUnmatchedTokensAsErrors = false };
+        help.SetAction(_ => Usage(stdout, ExitCodes.Ok));
+
+        // A Command, not a RootCommand: a RootCommand is named after the entry assembly (ZeroDowntime.Cli), which
+        // help would print in every usage line; the tool is called zerodowntime.
+        var root = new Command("zerodowntime", "Status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.")
+        {
+            status, upgrade, run, help,
+        };
+        var helpOption = new HelpOption();
+        helpOption.Action = new UsageOrVerbHelp(root, (SynchronousCommandLineAction)helpOption.Action!, stdout);
+        root.Options.Add(helpOption);
+        root.Options.Add(new VersionOption { Action = new PrintVersion(stdout) });
+        root.SetAction(_ => Usage(stderr, ExitCodes.Usage));
+        return root;
+    }
+
+    /// <summary>
+    /// run's COMMAND and its arguments are the app's: from the first token after <c>run</c> that is not an option on,
+    /// nothing is parsed (as env(1) and nohup(1) do), so <c>run dotnet App.dll --help</c> runs the app with --help.
+    /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument.
+    /// </summary>
+    private static string[] RunCommandVerbatim(string[] args) =>
+        args is ["run", var first, ..] && !first.StartsWith('-') ? ["run", "--", .. args.AsSpan(1)] : args;
+
+    private static int Usage(TextWriter writer, int exitCode)
+    {
+        writer.WriteLine(Cli.Usage);
+        return exitCode;
+    }
+
+    internal static TimeSpan? ParseDuration(string text)
+    {
+        var invariant = CultureInfo.InvariantCulture;
+        if (text.Contains(':', StringComparison.Ordinal))
+        {
+            return TimeSpan.TryParse(text, invariant, out var span) ? span : null;
+        }
+
+        (string number, double scale) = text switch
+        {
+            _ when text.EndsWith("ms", StringComparison.Ordinal) => (text[..^2], 1.0),
+            _ when text.EndsWith('s') => (text[..^1], 1000.0),
+            _ when text.EndsWith("min", StringComparison.Ordinal) => (text[..^3], 60_000.0),
+            _ when text.EndsWith('m') => (text[..^1], 60_000.0),
+            _ => (text, 1000.0),
+        };
+        return double.TryParse(number, NumberStyles.AllowDecimalPoint, invariant, out double value) && value * scale < TimeSpan.MaxValue.TotalMilliseconds
+            ? TimeSpan.FromMilliseconds(value * scale)
+            : null;
+    }
+
+    /// <summary>The options of status and upgrade, added to <paramref name="verb"/>.</summary>
+    private sealed class ControlOptionSymbols
+    {
+        private readonly Option<string> _socket = new("--socket")
+        {
+            HelpName = "PATH",
+            Description = "The handoff socket (the app's ZeroDowntime:SocketPath).",
+        };
+
+        private readonly Option<string> _app = new("--app")
+        {
+            HelpName = "ID",
+            Description = "The app's ApplicationId (by default its assembly name, e.g. WebApi): the library's default path, $XDG_RUNTIME_DIR/zerodowntime/ID.sock, else /tmp/zerodowntime-UID/ID.sock. Give one of the two.",
+        };
+
+        private readonly Option<bool> _json = new("--json")
+        {
+            Arity = ArgumentArity.Zero,
+            Description = "One JSON object on stdout.",
+        };
+
+        private readonly Option<TimeSpan?>? _timeout;
+
+        public ControlOptionSymbols(Command verb, bool withTimeout)
+        {
+            verb.Options.Add(_socket);
+            verb.Options.Add(_app);
+            if (withTimeout)
+            {
+                _timeout = new Option<TimeSpan?>("--timeout")
+                {
+                    HelpName = "T",
+                    Description = "How long to wait for the result (default 75s: the default HandoffTimeout of 60 s plus a margin, below systemd's default TimeoutStartSec of 90 s). 90, 90s, 1500ms, 2m or 00:01:30.",
+                    CustomParser = result =>
+                    {
+                        string text = result.Tokens[0].Value;
+                        if (ParseDuration(text) is { } parsed && parsed > TimeSpan.Zero && parsed <= MaxTimeout)
+                        {
+                            return parsed;
+                        }
+
+                        result.AddError($"--timeout '{text}' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)");
+                        return null;
+                    },
+                };
+                verb.Options.Add(_timeout);
+            }
+
+            verb.Options.Add(_json);
+            foreach (var option in new[] { _socket, _app })
+            {
+                option.Validators.Add(result =>
+                {
+                    if (result.Tokens is [{ Value.Length: 0 }])
+                    {
+                        result.AddError($"{option.Name} needs a value");
+                    }
+                });
+            }
+
+            verb.Validators.Add(result =>
+            {
+                bool socket = result.GetResult(_socket) is not null;
+                bool app = result.GetResult(_app) is not null;
+                if (socket && app)
+                {
+                    result.AddError("give --socket or --app, not both");
+                }
+                else if (!socket && !app)
+                {
+                    result.AddError("which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID");
+                }
+            });
+        }
+
+        public ControlOptions Read(ParseResult result)
+        {
+            string path = result.GetValue(_socket) is { } socket
+                ? Path.IsPathRooted(socket) ? socket : Path.GetFullPath(socket)
+                : ZeroDowntimeOptionsDefaults.DefaultSocketPath(result.GetRequiredValue(_app), Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
+            TimeSpan? timeout = _timeout is null ? null : result.GetValue(_timeout);
+            return new ControlOptions(path, timeout ?? Cli.DefaultUpgradeTimeout, result.GetValue(_json));
+        }
+    }
+
+    /// <summary>--help: the whole usage text for the tool (as before), System.CommandLine's help for a verb.</summary>
+    private sealed class UsageOrVerbHelp(Command root, SynchronousCommandLineAction verbHelp, TextWriter stdout) : SynchronousCommandLineAction
+    {
+        public override bool ClearsParseErrors => true;
+
+        public override int Invoke(ParseResult parseResult) =>
+            parseResult.CommandResult.Command == root || parseResult.CommandResult.Command.Name == "help"
+                ? Usage(stdout, ExitCodes.Ok)
+                : verbHelp.Invoke(parseResult);
+    }
+
+    /// <summary>--version: the package version (major.minor.patch), as before.</summary>
+    private sealed class PrintVersion(TextWriter stdout) : SynchronousCommandLineAction
+    {
+        public override int Invoke(ParseResult parseResult)
+        {
+            stdout.WriteLine(typeof(CommandLine).Assembly.GetName().Version?.ToString(3) ?? "?");
+            return ExitCodes.Ok;
+        }
+    }
+}
+
+/// <summary>The options of status and upgrade.</summary>
+internal sealed record ControlOptions(string SocketPath, TimeSpan Timeout, bool Json);
