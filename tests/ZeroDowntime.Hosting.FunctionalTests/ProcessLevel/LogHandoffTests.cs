@@ -298,6 +298,48 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         Assert.Empty(v1.EventsOf(Events.LogFilesStayArchived));
     }
 
+    /// <summary>
+    /// A participant registered after NLog's hangs in its release at the commit (the fault step <c>in-release</c>):
+    /// NLog's participant has really released (webapi.log renamed to v1's archive) when the overrun abandons the
+    /// handoff, so v1 must take webapi.log back. The successor, which never owned it, writes its own archive.
+    /// </summary>
+    [Fact]
+    public async Task ParticipantAfterNLogOverrunsAtCommit_HandoffAbandoned_OldTakesWebapiLogBack()
+    {
+        using var scope = new TestScope();
+        string logs = Path.Combine(scope.Directory, "logs");
+        var config = scope.Config().With("Logs__Directory", logs);
+        await using var v1 = await StartFirstAsync("v1", config.With("ZERODOWNTIME_FAULT_PAUSE", "in-release"), output);
+        using var client = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v1.WaitForEventAsync(Events.FaultInjectionPause); // the hanging participant, asked after NLog's
+        Assert.True(v1.EventsOf(Events.LogFileReleased).Count == 1,
+            "v1's NLog participant had not released when the hanging participant was asked: it must be registered after NLog's for this test");
+        await v1.WaitForEventAsync(Events.ParticipantOverran);
+        v1.Signal(Posix.SIGCONT); // the participant returns; v1 abandons the handoff and takes back what it released
+        await v1.WaitForEventAsync(Events.HandoffAbandonedAtCommit);
+        await v1.WaitForEventAsync(Events.LogFileTakenBack);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/2"))).StatusCode);
+
+        v1.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        var files = LogFiles.Read(logs);
+        output.WriteLine(files.Describe());
+        Assert.Equal([v1.Pid], files.Current!.Pids);
+        var archive = Assert.Single(files.Archives); // v2's own, none of v1
+        Assert.Equal([v2.Pid], archive.Pids);
+        Assert.Equal(v2.Pid, archive.NamedPid);
+        Assert.Equal(1, files.MarkerCounts()[1]);
+        Assert.Equal(1, files.MarkerCounts()[2]);
+        AssertEveryLibraryLineIn(v1, files.Current);
+        AssertInOrder(v1, files.Current, [Events.LogFileReleased.Id, Events.HandoffAbandonedAtCommit.Id], "released, then abandoned");
+        Assert.Contains(files.Current.Lines, l => l.Contains("taken back from", StringComparison.Ordinal));
+    }
+
     /// <summary>Every line that <paramref name="app"/> wrote to its console from the library and the host is in <paramref name="file"/>.</summary>
     private void AssertEveryLibraryLineIn(SampleApp app, LogFile file)
     {
