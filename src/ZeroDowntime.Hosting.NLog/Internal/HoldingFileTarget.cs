@@ -56,6 +56,18 @@ internal sealed class HoldingFileTarget : WrapperTargetBase
         }
     }
 
+    /// <summary>
+    /// Gives the file target back the file name layout that the app configured (after a release that did not commit).
+    /// Call under <see cref="Gate"/>.
+    /// </summary>
+    public void RestoreFileName()
+    {
+        if (!ReferenceEquals(File.FileName, OriginalFileName))
+        {
+            File.FileName = OriginalFileName;
+        }
+    }
+
     /// <summary>Writes what the file target has buffered. Call under <see cref="Gate"/>.</summary>
     public void FlushFile(TimeSpan timeout)
     {

@@ -8,7 +8,8 @@ namespace ZeroDowntime.Hosting.NLog.Internal;
 /// The ownership state machine of the app's NLog file targets (<see cref="LogFileOwnership"/>): it wraps each
 /// target (<see cref="FileTargetWalker"/>, following configuration reloads) and moves them all from holding to
 /// acquire (write the held lines, then let the target open the configured name), release (flush, rename to the
-/// archive name, retarget to it) or abandon (write the held lines to an archive of this process). The file work is
+/// archive name, retarget to it) or abandon (write the held lines to an archive of this process), and from released
+/// back to owning when the handoff did not commit (<see cref="TakeBack"/>). The file work is
 /// <see cref="LogFileMoves"/>'s; lines of wrappers that NLog closed while holding wait in
 /// <see cref="HeldLineCarryOver"/>.
 /// </summary>
@@ -166,14 +167,71 @@ internal sealed class LogFileHandoff : IDisposable
             {
                 lock (target.Gate)
                 {
+                    string path = target.CurrentPath();
+                    if (_moves.IsKeptArchive(path))
+                    {
+                        // Kept on its archive when the name was taken (TakeBack): the name is not this process's to give.
+                        continue;
+                    }
+
                     target.FlushFile(FlushTimeout);
-                    var outcome = _moves.Release(target.CurrentPath());
+                    var outcome = _moves.Release(path);
                     target.Retarget(outcome.WrittenTo!);
                     outcomes.Add(outcome);
                 }
             }
 
             _state = LogFileOwnership.Released;
+        }
+
+        return outcomes;
+    }
+
+    /// <summary>
+    /// The release was for a handoff that never committed (no successor heard Committed, so none acquired the files):
+    /// take every file back exactly as it was released. Under each target's lock: flush what went to the archive, rename
+    /// the archive back to the original name (the same file, so the lines written since the release stay in it, in
+    /// order), and give the target its configured file name again. A name that was created meanwhile is not replaced:
+    /// that file stays on its archive (the outcome says why). Nothing happens unless this process has released.
+    /// </summary>
+    public IReadOnlyList<LogFileOutcome> TakeBack()
+    {
+        var outcomes = new List<LogFileOutcome>();
+        lock (_sync)
+        {
+            if (_state != LogFileOwnership.Released)
+            {
+                return outcomes;
+            }
+
+            // Two wrappers of one path share its archive: the first moves it, the next follows the outcome.
+            var done = new Dictionary<string, LogFileOutcome>(StringComparer.Ordinal);
+            foreach (var target in _targets)
+            {
+                lock (target.Gate)
+                {
+                    string archive = target.CurrentPath();
+                    if (_moves.ReleasedFrom(archive) is null && !done.ContainsKey(archive))
+                    {
+                        continue; // not released by this process (kept on its archive before)
+                    }
+
+                    target.FlushFile(FlushTimeout);
+                    if (!done.TryGetValue(archive, out var outcome))
+                    {
+                        outcome = _moves.TakeBack(archive);
+                        done[archive] = outcome;
+                        outcomes.Add(outcome);
+                    }
+
+                    if (outcome.TakenBackFrom is not null)
+                    {
+                        target.RestoreFileName();
+                    }
+                }
+            }
+
+            _state = LogFileOwnership.Owning;
         }
 
         return outcomes;
@@ -240,8 +298,14 @@ internal sealed class LogFileHandoff : IDisposable
                     Path.Combine(Path.GetDirectoryName(path) ?? ".", $".{Path.GetFileName(path)}.{_processId}.held"),
                     file.Encoding);
                 break;
-            case LogFileOwnership.Released or LogFileOwnership.Abandoned:
+            case LogFileOwnership.Released:
+                wrapper.Retarget(_moves.ReleasedArchiveFor(path));
+                break;
+            case LogFileOwnership.Abandoned:
                 wrapper.Retarget(_moves.ArchiveFor(path));
+                break;
+            case LogFileOwnership.Owning when _moves.KeptArchiveFor(path) is { } kept:
+                wrapper.Retarget(kept);
                 break;
         }
 

@@ -3,8 +3,8 @@ using Microsoft.Extensions.Logging;
 namespace ZeroDowntime.Hosting.NLog.Internal;
 
 /// <summary>
-/// Every log line of the NLog integration. Event ids are stable: never reuse or renumber one. They lie in the range
-/// 60-69 that ZeroDowntime.Hosting reserves for log file handoff (60 is the core's ParticipantFailed).
+/// Every log line of the NLog integration. Event ids are stable: never reuse or renumber one. They lie in the ranges
+/// 60-69 (60 is the core's ParticipantFailed) and 150-159 that ZeroDowntime.Hosting reserves for log file handoff.
 /// </summary>
 internal static partial class LogFileHandoffLog
 {
@@ -37,4 +37,10 @@ internal static partial class LogFileHandoffLog
 
     [LoggerMessage(69, LogLevel.Warning, "Serving again after the successor was lost: this process keeps writing to its archive file(s) and does not reclaim the original name(s)", EventName = "LogFilesStayArchived")]
     public static partial void LogFilesStayArchived(this ILogger logger);
+
+    [LoggerMessage(150, LogLevel.Information, "The handoff did not commit: log file {Path} taken back from {ArchivePath}, where this process wrote since the release; it writes {Path} again", EventName = "LogFileTakenBack")]
+    public static partial void LogFileTakenBack(this ILogger logger, string path, string archivePath);
+
+    [LoggerMessage(151, LogLevel.Warning, "The handoff did not commit, but log file {Path} is not taken back ({Reason}): this process keeps writing to {ArchivePath}", EventName = "LogFileKeptOnArchive")]
+    public static partial void LogFileKeptOnArchive(this ILogger logger, string path, string reason, string archivePath);
 }

@@ -37,7 +37,19 @@ internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger 
     {
         if (handoff.State == LogFileOwnership.Released)
         {
-            logger.LogFilesStayArchived();
+            if (reason == HandoffAcquireReason.NotCommitted)
+            {
+                TakeBack();
+            }
+            else
+            {
+                // Reclaimed: the successor heard Committed, so it may have created the original name and written its
+                // lines there before it was lost. Renaming the archive over it would lose them, and appending would mix
+                // two processes in one file: stay on the archive; the next handoff's successor moves that file away as
+                // a dead owner's (event 65).
+                logger.LogFilesStayArchived();
+            }
+
             return Task.CompletedTask;
         }
 
@@ -78,6 +90,23 @@ internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger 
     }
 
     public void Dispose() => Abandon("the host stopped before this process owned its log files");
+
+    private void TakeBack()
+    {
+        foreach (var outcome in handoff.TakeBack())
+        {
+            if (outcome.TakenBackFrom is { } archive)
+            {
+                logger.LogFileTakenBack(outcome.Path, archive);
+            }
+            else
+            {
+                logger.LogFileKeptOnArchive(outcome.Path, outcome.KeptOnArchiveBecause ?? "unknown", outcome.WrittenTo!);
+            }
+
+            LogError(outcome);
+        }
+    }
 
     private void Abandon(string reason)
     {

@@ -4,13 +4,20 @@ namespace ZeroDowntime.Hosting.NLog.Internal;
 
 /// <summary>
 /// The file work of a change of ownership, one log file at a time: move a dead owner's file away, write held lines,
-/// rename a released file to its archive, keep the owner record. A failed rename or write does not throw: it is
-/// reported in the outcome (event 67) and the other files go on. Called under the handoff's lock, which also guards
-/// the archive names remembered here (one archive per path for this process's life).
+/// rename a released file to its archive (and back, when the handoff did not commit), keep the owner record. A failed
+/// rename or write does not throw: it is reported in the outcome (event 67) and the other files go on. Called under
+/// the handoff's lock, which also guards the names remembered here (one archive per path for this process's life, and
+/// which archives hold a released file).
 /// </summary>
 internal sealed class LogFileMoves(ArchiveFileNamer namer, TimeProvider time, int processId)
 {
     private readonly Dictionary<string, string> _archives = new(StringComparer.Ordinal);
+
+    /// <summary>Archive -> the name it was released from, while this process writes the archive.</summary>
+    private readonly Dictionary<string, string> _released = new(StringComparer.Ordinal);
+
+    /// <summary>Name -> the archive this process kept writing because the name was taken when it tried to take it back.</summary>
+    private readonly Dictionary<string, string> _kept = new(StringComparer.Ordinal);
 
     /// <summary>The archive of this process for <paramref name="path"/>: named at first use, the same ever after.</summary>
     public string ArchiveFor(string path)
@@ -72,7 +79,79 @@ internal sealed class LogFileMoves(ArchiveFileNamer namer, TimeProvider time, in
             error = ex.Message;
         }
 
+        _released[archive] = path;
         return new LogFileOutcome(path, archive, 0, 0, TimeSpan.Zero) { Error = error };
+    }
+
+    /// <summary>
+    /// The archive where a file target of <paramref name="path"/> that appears after the release (a configuration
+    /// reload) writes: released like the others, so that a take-back moves it back too.
+    /// </summary>
+    public string ReleasedArchiveFor(string path)
+    {
+        string archive = ArchiveFor(path);
+        if (!_kept.ContainsKey(path))
+        {
+            _released[archive] = path;
+        }
+
+        return archive;
+    }
+
+    /// <summary>The name that <paramref name="archive"/> was released from, or null when it is no released file of this process.</summary>
+    public string? ReleasedFrom(string archive) => _released.GetValueOrDefault(archive);
+
+    /// <summary>
+    /// The handoff that <paramref name="archive"/> was released for never committed: renames it back to the name it was
+    /// released from, unless that name was created meanwhile (then the archive stays, and the outcome says why), and
+    /// records this process as the owner again. The outcome's <see cref="LogFileOutcome.WrittenTo"/> is where the file
+    /// is now.
+    /// </summary>
+    public LogFileOutcome TakeBack(string archive)
+    {
+        string path = _released[archive];
+        try
+        {
+            // The rename refuses to replace. No successor ever heard Committed, so none acquired the name: a file
+            // there now is another program's or an operator's, and its lines must not be lost.
+            // Without an archive (nothing written since a release that found no file, or whose rename failed) the name
+            // is free when nothing is there or the file there is still this process's.
+            bool free = File.Exists(archive)
+                ? NoReplaceRename.TryMove(archive, path)
+                : !File.Exists(path) || OwnerRecord.Read(path) == processId.ToString(CultureInfo.InvariantCulture);
+            if (!free)
+            {
+                return Kept(path, archive, $"{path} was created meanwhile (owner record: {OwnerRecord.Read(path)}), and it is not this process's to replace");
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return Kept(path, archive, "the rename back failed") with { Error = $"could not rename {archive} back: {ex.Message}" };
+        }
+
+        _released.Remove(archive);
+        OwnerRecord.Write(path, processId);
+        return new LogFileOutcome(path, path, 0, 0, TimeSpan.Zero) { TakenBackFrom = archive };
+    }
+
+    /// <summary>
+    /// The archive that this process kept writing for <paramref name="path"/> when the name was taken (see
+    /// <see cref="TakeBack"/>), or null.
+    /// </summary>
+    public string? KeptArchiveFor(string path) => _kept.GetValueOrDefault(path);
+
+    /// <summary>Whether <paramref name="currentPath"/> is an archive that this process keeps for good.</summary>
+    public bool IsKeptArchive(string currentPath) => _kept.ContainsValue(currentPath);
+
+    /// <summary>
+    /// The file stays on its archive for good (this process writes there for the rest of its life): the name is not
+    /// this process's, so no later handoff releases it.
+    /// </summary>
+    private LogFileOutcome Kept(string path, string archive, string because)
+    {
+        _released.Remove(archive);
+        _kept[path] = archive;
+        return new LogFileOutcome(path, archive, 0, 0, TimeSpan.Zero) { KeptOnArchiveBecause = because };
     }
 
     /// <summary>Appends the held lines of <paramref name="path"/> to <paramref name="destination"/> and forgets them.</summary>

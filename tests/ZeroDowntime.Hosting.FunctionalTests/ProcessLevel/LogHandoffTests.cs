@@ -4,6 +4,7 @@ using System.Net;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
@@ -89,13 +90,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             // exit lines written after the rename, all of them.
             foreach (var app in all)
             {
-                var file = files.All.Single(f => f.Pids.Contains(app.Pid));
-                var written = file.Lines.Select(LogFiles.CategoryAndMessage).Where(l => l is not null).ToHashSet(StringComparer.Ordinal);
-                var expected = app.Lines.Select(ConsoleCategoryAndMessage).Where(l => l is not null && (l.StartsWith("ZeroDowntime.", StringComparison.Ordinal) || l.StartsWith("Microsoft.Hosting.Lifetime|", StringComparison.Ordinal))).ToList();
-                var lost = expected.Where(l => !written.Contains(l!)).ToList();
-                output.WriteLine($"{app.Name}: {expected.Count} console lines of the library and host, {lost.Count} missing from {file.Name}");
-                Assert.True(lost.Count == 0, $"{app.Name} (pid {app.Pid}): {lost.Count} of {expected.Count} lines missing from {file.Name}, first: {string.Join(" || ", lost.Take(10))}");
-                Assert.True(expected.Count >= 8, $"{app.Name}: only {expected.Count} console lines parsed");
+                AssertEveryLibraryLineIn(app, files.All.Single(f => f.Pids.Contains(app.Pid)));
             }
 
             // Order, which each process's causality fixes: the steps of its handoffs in the order they happened,
@@ -255,6 +250,128 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         Assert.Contains(archive.Lines, l => l.Contains("log-marker 2", StringComparison.Ordinal));
         Assert.Contains(archive.Lines, l => l.Contains("keeps writing to its archive", StringComparison.Ordinal));
     }
+
+    /// <summary>
+    /// The commit never reaches the successor: its connection broke between Ready and Committed. v1 had released
+    /// webapi.log at the commit point; it serves again and takes webapi.log back (<c>AcquireAsync(NotCommitted)</c>),
+    /// with every line it wrote meanwhile, in order. The raw successor sends Ready and closes while v1 is stopped
+    /// (SIGSTOP), so v1 reads Ready with the connection already gone and cannot send Committed, however slow the machine.
+    /// </summary>
+    [Fact]
+    public async Task ConnectionBrokenAtTheCommit_OldServesAgain_TakesWebapiLogBackWithEveryLine()
+    {
+        using var scope = new TestScope();
+        string logs = Path.Combine(scope.Directory, "logs");
+        var config = scope.Config().With("Logs__Directory", logs);
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
+
+        using (var successor = await RawHandoffClient.ConnectAsync(scope.SocketPath))
+        {
+            await successor.SendAsync(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, "WebApi"));
+            await v1.WaitForEventAsync(Events.HandoffRequested);
+            v1.Signal(Posix.SIGSTOP);
+            await WaitUntilStoppedAsync(v1.Pid);
+            await successor.SendAsync(new ReadyMessage());
+        }
+
+        v1.Signal(Posix.SIGCONT);
+        await v1.WaitForEventAsync(Events.LogFileReleased);
+        var lost = await v1.WaitForEventAsync(Events.SuccessorLost);
+        Assert.Contains("the connection broke at the commit", lost, StringComparison.Ordinal);
+        await v1.WaitForEventAsync(Events.LogFileTakenBack);
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/2"))).StatusCode);
+
+        v1.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        var files = LogFiles.Read(logs);
+        output.WriteLine(files.Describe());
+        Assert.Empty(files.Archives);
+        Assert.Equal([v1.Pid], files.Current!.Pids);
+        Assert.Equal(1, files.MarkerCounts()[1]);
+        Assert.Equal(1, files.MarkerCounts()[2]);
+        AssertEveryLibraryLineIn(v1, files.Current);
+        AssertInOrder(v1, files.Current, [Events.LogFileReleased.Id, Events.SuccessorLost.Id, Events.LogFileTakenBack.Id], "release, lost, taken back");
+        Assert.True(Array.FindIndex([.. files.Current.Lines], l => LogFiles.MarkerId(l) == 1) < Array.FindIndex([.. files.Current.Lines], l => LogFiles.MarkerId(l) == 2), "markers out of order");
+        Assert.Empty(v1.EventsOf(Events.LogFilesStayArchived));
+    }
+
+    /// <summary>
+    /// A participant registered after NLog's hangs in its release at the commit (the fault step <c>in-release</c>):
+    /// NLog's participant has really released (webapi.log renamed to v1's archive) when the overrun abandons the
+    /// handoff, so v1 must take webapi.log back. The successor, which never owned it, writes its own archive.
+    /// </summary>
+    [Fact]
+    public async Task ParticipantAfterNLogOverrunsAtCommit_HandoffAbandoned_OldTakesWebapiLogBack()
+    {
+        using var scope = new TestScope();
+        string logs = Path.Combine(scope.Directory, "logs");
+        var config = scope.Config().With("Logs__Directory", logs);
+        await using var v1 = await StartFirstAsync("v1", config.With("ZERODOWNTIME_FAULT_PAUSE", "in-release"), output);
+        using var client = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v1.WaitForEventAsync(Events.FaultInjectionPause); // the hanging participant, asked after NLog's
+        Assert.True(v1.EventsOf(Events.LogFileReleased).Count == 1,
+            "v1's NLog participant had not released when the hanging participant was asked: it must be registered after NLog's for this test");
+        await v1.WaitForEventAsync(Events.ParticipantOverran);
+        v1.Signal(Posix.SIGCONT); // the participant returns; v1 abandons the handoff and takes back what it released
+        await v1.WaitForEventAsync(Events.HandoffAbandonedAtCommit);
+        await v1.WaitForEventAsync(Events.LogFileTakenBack);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/2"))).StatusCode);
+
+        v1.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await v1.WaitForExitAsync());
+        var files = LogFiles.Read(logs);
+        output.WriteLine(files.Describe());
+        Assert.Equal([v1.Pid], files.Current!.Pids);
+        var archive = Assert.Single(files.Archives); // v2's own, none of v1
+        Assert.Equal([v2.Pid], archive.Pids);
+        Assert.Equal(v2.Pid, archive.NamedPid);
+        Assert.Equal(1, files.MarkerCounts()[1]);
+        Assert.Equal(1, files.MarkerCounts()[2]);
+        AssertEveryLibraryLineIn(v1, files.Current);
+        AssertInOrder(v1, files.Current, [Events.LogFileReleased.Id, Events.HandoffAbandonedAtCommit.Id], "released, then abandoned");
+        Assert.Contains(files.Current.Lines, l => l.Contains("taken back from", StringComparison.Ordinal));
+    }
+
+    /// <summary>Every line that <paramref name="app"/> wrote to its console from the library and the host is in <paramref name="file"/>.</summary>
+    private void AssertEveryLibraryLineIn(SampleApp app, LogFile file)
+    {
+        var written = file.Lines.Select(LogFiles.CategoryAndMessage).Where(l => l is not null).ToHashSet(StringComparer.Ordinal);
+        var expected = app.Lines.Select(ConsoleCategoryAndMessage).Where(l => l is not null && (l.StartsWith("ZeroDowntime.", StringComparison.Ordinal) || l.StartsWith("Microsoft.Hosting.Lifetime|", StringComparison.Ordinal))).ToList();
+        var lost = expected.Where(l => !written.Contains(l!)).ToList();
+        output.WriteLine($"{app.Name}: {expected.Count} console lines of the library and host, {lost.Count} missing from {file.Name}");
+        Assert.True(lost.Count == 0, $"{app.Name} (pid {app.Pid}): {lost.Count} of {expected.Count} lines missing from {file.Name}, first: {string.Join(" || ", lost.Take(10))}");
+        Assert.True(expected.Count >= 8, $"{app.Name}: only {expected.Count} console lines parsed");
+    }
+
+    /// <summary>The library's events <paramref name="ids"/> are in <paramref name="file"/> in this order.</summary>
+    private static void AssertInOrder(SampleApp app, LogFile file, int[] ids, string what)
+    {
+        var positions = ids.Select(id => file.Lines.ToList().FindIndex(l => l.Contains("|ZeroDowntime.Hosting.", StringComparison.Ordinal) && LogFiles.EventIdOf(l, app) == id)).ToArray();
+        Assert.True(positions.All(p => p >= 0) && positions.SequenceEqual(positions.Order()),
+            $"{app.Name}: {what}: events {string.Join(",", ids)} at lines {string.Join(",", positions)} of {file.Name}");
+    }
+
+    /// <summary>Until every thread of <paramref name="pid"/> is stopped (state T), so that it reads nothing meanwhile.</summary>
+    private static Task WaitUntilStoppedAsync(int pid) =>
+        Until.TrueAsync(() => Directory.GetDirectories($"/proc/{pid}/task").All(task =>
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(task, "stat")).Split(") ")[^1].StartsWith('T');
+            }
+            catch (IOException)
+            {
+                return true; // the thread ended
+            }
+        }), $"pid {pid} stopped");
 
     /// <summary>Keeps the marker lines out of the console (and the test log); NLog still writes every one.</summary>
     private static SampleConfig QuietMarkers(SampleConfig config) =>

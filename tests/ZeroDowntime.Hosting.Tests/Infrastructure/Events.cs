@@ -139,6 +139,10 @@ internal static class Events
 
     public static readonly EventId LogFilesStayArchived = new(69, nameof(LogFilesStayArchived));
 
+    public static readonly EventId LogFileTakenBack = new(150, nameof(LogFileTakenBack));
+
+    public static readonly EventId LogFileKeptOnArchive = new(151, nameof(LogFileKeptOnArchive));
+
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
 }
