@@ -117,20 +117,32 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Succ
     private async Task<bool> WaitWhileShuttingDownAsync(string path, CancellationToken cancellationToken)
     {
         long since = 0;
-        while (await AskStateAsync(path, cancellationToken) is (ServingState.ShuttingDown, int pid))
+        int pid = 0;
+        try
         {
-            if (since == 0)
+            while (await AskStateAsync(path, cancellationToken) is (ServingState.ShuttingDown, int serving))
             {
-                since = process.Time.GetTimestamp();
-                _logger.PredecessorShuttingDown(path, pid, ShutdownWaitLimit);
-            }
-            else if (process.Time.GetElapsedTime(since) >= ShutdownWaitLimit)
-            {
-                throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
-                    $"The process serving {path} (pid {pid}) was still shutting down {ShutdownWaitLimit} after this process first asked, longer than any ShutdownDelay allows: it is stuck; stop it, then start this process again.");
-            }
+                pid = serving;
+                if (since == 0)
+                {
+                    since = process.Time.GetTimestamp();
+                    _logger.PredecessorShuttingDown(path, pid, ShutdownWaitLimit);
+                }
+                else if (process.Time.GetElapsedTime(since) >= ShutdownWaitLimit)
+                {
+                    throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                        $"The process serving {path} (pid {pid}) was still shutting down {ShutdownWaitLimit} after this process first asked, longer than any ShutdownDelay allows: it is stuck; stop it, then start this process again.");
+                }
 
-            await Task.Delay(ShutdownPollInterval, process.Time, cancellationToken);
+                await Task.Delay(ShutdownPollInterval, process.Time, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (since != 0 && cancellationToken.IsCancellationRequested)
+        {
+            // Stopped (SIGTERM) while it waited, possibly for minutes: an ordinary refusal (exit 75), not a crash with the
+            // host's cancelled start.
+            throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                $"Stopped while waiting for the process serving {path} (pid {pid}) to finish shutting down; nothing was started.");
         }
 
         return since != 0;

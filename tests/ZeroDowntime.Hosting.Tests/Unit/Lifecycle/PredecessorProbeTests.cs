@@ -62,6 +62,25 @@ public sealed class PredecessorProbeTests
         Assert.Contains("still shutting down", ex.Message, StringComparison.Ordinal);
     }
 
+    // SIGTERM to a newcomer that waits (the host cancels its start): a refusal with exit code 75 and why, not the host's
+    // cancelled start escaping as an unhandled exception (an abort, exit 134, before this was handled).
+    [Fact]
+    public async Task Probing_StoppedWhileWaitingForShutdown_FailsWithExit75()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var stopping = new CancellationTokenSource();
+        var starting = process.Coordinator.StartingAsync(stopping.Token);
+        await RefuseAsShuttingDownAsync(predecessor);
+        await process.Time.WaitForTimerAsync(PredecessorProbe.ShutdownPollInterval, Bound);
+
+        await stopping.CancelAsync();
+
+        var ex = await Assert.ThrowsAsync<ZeroDowntimeStartupException>(() => starting.WaitAsync(Bound));
+        Assert.Equal(ZeroDowntimeExitCodes.RefusedByPredecessor, ex.ExitCode);
+        Assert.Contains("Stopped while waiting", ex.Message, StringComparison.Ordinal);
+    }
+
     // A process that has handed over (it drains; its successor is about to rename its socket over the path) says
     // "draining": the newcomer keeps its short retries, and greets again after 50 ms.
     [Fact]
