@@ -22,7 +22,7 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger, Tim
     private Socket? _listener;
     private CancellationTokenSource? _stopping;
     private Task _acceptLoop = Task.CompletedTask;
-    private (ulong Inode, uint DevMajor, uint DevMinor)? _identity;
+    private UnixFileIdentity? _identity;
 
     public void Start(Func<Socket, Task> handleConnection)
     {
@@ -53,8 +53,9 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger, Tim
             throw;
         }
 
-        var stat = Libc.TryStat(socketPath);
-        _identity = stat is { } s ? (s.Inode, s.DevMajor, s.DevMinor) : null;
+        // The file now at the path is ours (nobody else renames over it before this process hands over): only that
+        // file is ever removed by Stop, whatever the path names by then.
+        _identity = UnixFileIdentity.Of(socketPath);
         _listener = listener;
         _stopping = new CancellationTokenSource();
         var stopping = _stopping.Token;
@@ -74,21 +75,30 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger, Tim
         _stopping?.Cancel();
 
         // The socket was bound to the temporary name, which rename() consumed, so disposing it unlinks nothing
-        // that exists; the configured path is removed below only if it is still ours.
+        // that exists; the configured path is removed below only if it still names this process's socket. Once this
+        // listener is closed, a newcomer finds the file stale, starts fresh and renames its own socket over the path
+        // (and on ext4 that socket may even get the freed inode number): by name, or by inode alone, this would remove it.
         listener.Dispose();
-        if (removeFile && _identity is { } identity && Libc.TryStat(socketPath) is { } now
-            && now.Inode == identity.Inode && now.DevMajor == identity.DevMajor && now.DevMinor == identity.DevMinor)
+        if (removeFile && _identity is { } identity)
         {
-            File.Delete(socketPath);
-            logger.HandoffSocketRemoved(socketPath);
+            switch (UnixSocketFile.RemoveIfSame(socketPath, identity))
+            {
+                case (UnixSocketFileRemoval.Removed, _):
+                    logger.HandoffSocketRemoved(socketPath);
+                    break;
+                case (UnixSocketFileRemoval.Kept, _):
+                    logger.UnixSocketFileKept(socketPath);
+                    break;
+                case (UnixSocketFileRemoval.Displaced or UnixSocketFileRemoval.Failed, var detail):
+                    logger.UnixSocketFileNotRemoved(socketPath, detail!);
+                    break;
+            }
         }
     }
 
     public void Dispose() => Stop(removeFile: false);
 
-    internal static string TemporaryPathFor(string socketPath) =>
-        Path.Combine(Path.GetDirectoryName(socketPath) ?? "/",
-            "." + Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(5)));
+    internal static string TemporaryPathFor(string socketPath) => UnixSocketFile.AsidePathFor(socketPath);
 
     private async Task AcceptLoopAsync(Socket listener, Func<Socket, Task> handleConnection, CancellationToken stopping)
     {

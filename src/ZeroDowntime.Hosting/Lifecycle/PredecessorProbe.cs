@@ -13,6 +13,16 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// </summary>
 internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<SuccessorState, SuccessorTrigger> machine)
 {
+    /// <summary>
+    /// How long a newcomer waits for a process that says it is shutting down. It says so only during its
+    /// <see cref="ZeroDowntimeOptions.ShutdownDelay"/> (at most 5 minutes: the options validator refuses more), and then,
+    /// within milliseconds, closes its listeners and removes the handoff socket; 10 s more cover a busy machine.
+    /// </summary>
+    internal static readonly TimeSpan ShutdownWaitLimit = TimeSpan.FromMinutes(5) + TimeSpan.FromSeconds(10);
+
+    /// <summary>How often a waiting newcomer asks again (a status request: the shutting-down process logs nothing for it).</summary>
+    internal static readonly TimeSpan ShutdownPollInterval = TimeSpan.FromMilliseconds(200);
+
     private readonly ILogger _logger = process.Logger;
 
     /// <summary>
@@ -23,7 +33,8 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Succ
     public async Task<(HandoffChannel Channel, WelcomeMessage Welcome)?> FindAsync(string path, CancellationToken cancellationToken)
     {
         ushort version = HandoffProtocol.Version;
-        for (int attempt = 1; ; attempt++)
+        int handedOverAnswers = 0;
+        while (true)
         {
             HandoffChannel channel;
             try
@@ -74,10 +85,18 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Succ
                 throw;
             }
 
+            // Refused as "already handed over". A process in its shutdown delay says the same (a build of the previous
+            // commit too); its status tells them apart, and it is waited for until it has closed its listeners.
+            channel.Dispose();
+            if (await WaitWhileShuttingDownAsync(path, cancellationToken))
+            {
+                machine.TryFire(SuccessorTrigger.AskAgain);
+                continue;
+            }
+
             // The process on the path has just committed to another successor, which is about to take the path
             // over (it renames its own socket there within moments). Ask again, briefly.
-            channel.Dispose();
-            if (attempt >= 20)
+            if (++handedOverAnswers >= 20)
             {
                 machine.TryFire(SuccessorTrigger.Refused);
                 throw new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.RefusedByPredecessor,
@@ -85,7 +104,82 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Succ
             }
 
             machine.TryFire(SuccessorTrigger.AskAgain);
-            await Task.Delay(TimeSpan.FromMilliseconds(50 * attempt), process.Time, cancellationToken);
+            await Task.Delay(TimeSpan.FromMilliseconds(50 * handedOverAnswers), process.Time, cancellationToken);
+        }
+    }
+
+    /// <summary>
+    /// While the process serving <paramref name="path"/> says it is shutting down (a plain shutdown, in its
+    /// <see cref="ZeroDowntimeOptions.ShutdownDelay"/>), waits, asking every <see cref="ShutdownPollInterval"/>; returns
+    /// true once it no longer does (normally: nobody serves the path any more, so this process starts fresh), false at
+    /// once when it did not say so. Fails the start with exit code 75 after <see cref="ShutdownWaitLimit"/>.
+    /// </summary>
+    private async Task<bool> WaitWhileShuttingDownAsync(string path, CancellationToken cancellationToken)
+    {
+        long since = 0;
+        int pid = 0;
+        try
+        {
+            while (await AskStateAsync(path, cancellationToken) is (ServingState.ShuttingDown, int serving))
+            {
+                pid = serving;
+                if (since == 0)
+                {
+                    since = process.Time.GetTimestamp();
+                    _logger.PredecessorShuttingDown(path, pid, ShutdownWaitLimit);
+                }
+                else if (process.Time.GetElapsedTime(since) >= ShutdownWaitLimit)
+                {
+                    throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                        $"The process serving {path} (pid {pid}) was still shutting down {ShutdownWaitLimit} after this process first asked, longer than any ShutdownDelay allows: it is stuck; stop it, then start this process again.");
+                }
+
+                await Task.Delay(ShutdownPollInterval, process.Time, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (since != 0 && cancellationToken.IsCancellationRequested)
+        {
+            // Stopped (SIGTERM) while it waited, possibly for minutes: an ordinary refusal (exit 75), not a crash with the
+            // host's cancelled start.
+            throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
+                $"Stopped while waiting for the process serving {path} (pid {pid}) to finish shutting down; nothing was started.");
+        }
+
+        return since != 0;
+    }
+
+    /// <summary>
+    /// The state and pid that the process serving <paramref name="path"/> reports (a status request, protocol v2), or
+    /// null: nobody serves the path, another user does (the greeting then says so), or a build that does not know
+    /// status requests (protocol v1, which closes the connection).
+    /// </summary>
+    private async Task<(ServingState State, int Pid)?> AskStateAsync(string path, CancellationToken cancellationToken)
+    {
+        HandoffChannel channel;
+        try
+        {
+            channel = await HandoffChannel.ConnectAsync(path, SuccessorSide.ReadTimeout, process.Time, cancellationToken);
+        }
+        catch (HandoffChannelException)
+        {
+            return null;
+        }
+
+        using (channel)
+        {
+            if (channel.PeerUserId != Libc.geteuid() || !channel.TrySend(new StatusRequestMessage(HandoffProtocol.Version)))
+            {
+                return null;
+            }
+
+            try
+            {
+                return await channel.ReadAsync(SuccessorSide.ReadTimeout, cancellationToken) is StatusMessage status ? (status.State, status.ProcessId) : null;
+            }
+            catch (HandoffChannelException)
+            {
+                return null;
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Listeners;
@@ -41,13 +42,14 @@ internal enum ListenerState
 /// <summary>One listening socket of this process, as a raw descriptor that only the registry closes.</summary>
 internal sealed class ListenerEntry
 {
-    internal ListenerEntry(ListenerKey identity, int fd, bool inherited, string description, ListenerState state)
+    internal ListenerEntry(ListenerKey identity, int fd, bool inherited, string description, ListenerState state, UnixFileIdentity? unixFile = null)
     {
         Identity = identity;
         Fd = fd;
         Inherited = inherited;
         Description = description;
         State = state;
+        UnixFile = unixFile;
     }
 
     /// <summary>The endpoint this listener serves, as configured.</summary>
@@ -68,6 +70,13 @@ internal sealed class ListenerEntry
     public ListenerState State { get; private set; }
 
     private int _generation;
+
+    /// <summary>
+    /// For a Unix endpoint, the socket file this listener is bound to: read right after this process bound it, or when
+    /// it received the listener (the path then names the file its predecessor bound, which still serves it). Null when
+    /// the path named nothing then. Only that file is ever removed, never whatever the path names later.
+    /// </summary>
+    public UnixFileIdentity? UnixFile { get; internal set; }
 
     /// <summary>The descriptor number is open (a listening socket, or the placeholder of a refusing one).</summary>
     public bool HasDescriptor => State is ListenerState.Waiting or ListenerState.Serving or ListenerState.Refusing or ListenerState.Dropped;
@@ -112,7 +121,7 @@ internal sealed class ListenerEntry
         State = state;
         if (!HasDescriptor && Fd >= 0)
         {
-            Interop.Libc.close(Fd);
+            Libc.close(Fd);
             Fd = -1;
         }
     }

@@ -37,7 +37,11 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
             _predecessorPid = predecessorPid;
             for (int i = 0; i < descriptors.Count; i++)
             {
-                _entries.Add(new ListenerEntry(ListenerKey.Parse(descriptors[i].Key), fds[i], inherited: true, descriptors[i].BoundEndPoint, ListenerState.Waiting));
+                // A Unix endpoint's file as it is now: the one the predecessor bound, which serves this very socket. Only
+                // that file is this process's to remove later (a plain shutdown, or an endpoint it drops).
+                var key = ListenerKey.Parse(descriptors[i].Key);
+                var file = key.UnixPath is { } path ? UnixFileIdentity.Of(path) : null;
+                _entries.Add(new ListenerEntry(key, fds[i], inherited: true, descriptors[i].BoundEndPoint, ListenerState.Waiting, file));
             }
         }
     }
@@ -75,8 +79,8 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
                 return inherited;
             }
 
-            var (fd, bound) = BindFresh(endPoint, key, transport);
-            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving) { Binding = (bound, transport) };
+            var (fd, bound, file) = BindFresh(endPoint, key, transport);
+            var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving, file) { Binding = (bound, transport) };
             _entries.Add(entry);
             logger.ListenerBound(entry.Key, entry.Description);
             return entry;
@@ -238,9 +242,10 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
                 var (endPoint, transport) = entry.Binding!.Value;
                 try
                 {
-                    var (fd, _) = BindFresh(endPoint, entry.Identity, transport);
+                    var (fd, _, file) = BindFresh(endPoint, entry.Identity, transport);
                     if (entry.Replace(fd))
                     {
+                        entry.UnixFile = file; // the file bound now is this process's to remove at the end
                         revived++;
                         logger.ListenerRevived(entry.Key, entry.Description);
                     }
@@ -315,7 +320,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         }
     }
 
-    private (int Fd, EndPoint Bound) BindFresh(EndPoint endPoint, ListenerKey key, SocketTransportOptions transport)
+    private (int Fd, EndPoint Bound, UnixFileIdentity? File) BindFresh(EndPoint endPoint, ListenerKey key, SocketTransportOptions transport)
     {
         if (key.UnixPath is { } path)
         {
@@ -357,6 +362,10 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
             throw;
         }
 
+        // The file the socket was bound to, read right after bind() and listen(): from here on the path can only be
+        // replaced by a process that found it stale, and only this file is ever removed by this process.
+        var file = key.UnixPath is { } unixPath ? UnixFileIdentity.Of(unixPath) : null;
+
         // Take the descriptor away from the Socket for good, right after listen() and before anyone else sees it: with
         // its handle invalid and its finalizer suppressed, neither a GC nor a Dispose can ever close it abortively or
         // unlink the Unix path. The same for a socket the app's hook made: the hook's Socket object is dead from here.
@@ -366,7 +375,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
 #pragma warning disable CA1816 // Deliberate: this Socket must never run its finalizer (see above).
         GC.SuppressFinalize(socket);
 #pragma warning restore CA1816
-        return (fd, bound);
+        return (fd, bound, file);
     }
 
     /// <summary>
@@ -409,7 +418,7 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     private void RemoveStaleUnixSocket(string path)
     {
         var stat = Libc.TryStat(path);
-        if (stat is null || (stat.Value.Mode & Libc.S_IFMT) != Libc.S_IFSOCK)
+        if (stat is null || (stat.Value.Mode & Libc.S_IFMT) != Libc.S_IFSOCK || UnixFileIdentity.Of(path) is not { } stale)
         {
             return;
         }
@@ -421,8 +430,16 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         }
         catch (SocketException ex) when (ex.SocketErrorCode == SocketError.ConnectionRefused)
         {
-            File.Delete(path);
-            logger.StaleUnixEndpointReplaced(path);
+            // Only the file that refused: another process starting at the same moment may have replaced it already.
+            switch (UnixSocketFile.RemoveIfSame(path, stale))
+            {
+                case (UnixSocketFileRemoval.Removed, _):
+                    logger.StaleUnixEndpointReplaced(path);
+                    break;
+                case (UnixSocketFileRemoval.Displaced or UnixSocketFileRemoval.Failed, var detail):
+                    logger.UnixSocketFileNotRemoved(path, detail!);
+                    break;
+            }
         }
         catch (SocketException)
         {
@@ -430,22 +447,26 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
         }
     }
 
-    private static void TryDeleteUnixFile(ListenerEntry entry)
+    /// <summary>
+    /// Removes the Unix socket file of <paramref name="entry"/> only if the path still names the file this listener is
+    /// bound to: once this process has stopped listening, a process that started since may have found the file stale,
+    /// replaced it and be serving on its own (issue 18 item 2). Removing by name would leave it unreachable.
+    /// </summary>
+    private void TryDeleteUnixFile(ListenerEntry entry)
     {
-        if (entry.Identity.UnixPath is not { } path)
+        if (entry.Identity.UnixPath is not { } path || entry.UnixFile is not { } file)
         {
             return;
         }
 
-        try
+        switch (UnixSocketFile.RemoveIfSame(path, file))
         {
-            File.Delete(path);
-        }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
-        {
+            case (UnixSocketFileRemoval.Kept, _):
+                logger.UnixSocketFileKept(path);
+                break;
+            case (UnixSocketFileRemoval.Displaced or UnixSocketFileRemoval.Failed, var detail):
+                logger.UnixSocketFileNotRemoved(path, detail!);
+                break;
         }
     }
 }

@@ -203,4 +203,13 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(85, LogLevel.Error, "Upgrade ({Trigger}) failed: successor pid {ProcessId} {Outcome} (exit code {ExitCode}): {Reason}. This process goes on serving", EventName = "UpgradeFailed")]
     public static partial void UpgradeFailed(this ILogger logger, int processId, string trigger, string outcome, int exitCode, string reason);
+
+    [LoggerMessage(130, LogLevel.Information, "Left {Path} in place: it names another socket now than the one this process bound or received (a process that started since bound it)", EventName = "UnixSocketFileKept")]
+    public static partial void UnixSocketFileKept(this ILogger logger, string path);
+
+    [LoggerMessage(131, LogLevel.Warning, "Could not remove socket file {Path}: {Detail}", EventName = "UnixSocketFileNotRemoved")]
+    public static partial void UnixSocketFileNotRemoved(this ILogger logger, string path, string detail);
+
+    [LoggerMessage(132, LogLevel.Information, "The process serving {SocketPath} (pid {ProcessId}) is shutting down: waiting until it has closed its listeners and removed the socket, then starting fresh (at most {Limit})", EventName = "PredecessorShuttingDown")]
+    public static partial void PredecessorShuttingDown(this ILogger logger, string socketPath, int processId, TimeSpan limit);
 }

@@ -77,6 +77,32 @@ print("got", len(data), "bytes", flush=True)
         Assert.Contains(app.Lines, l => l.Contains("no sticky bit", StringComparison.Ordinal));
     }
 
+    // Issue 18 item 11: bad input is a clear error with exit code 78, not a crash: a regular file where the socket's
+    // directory must be, and a directory on the way that other users can write.
+    [Theory]
+    [InlineData("file")]
+    [InlineData("open ancestor")]
+    public async Task UnusableSocketDirectory_IsRefusedAtStartWithExit78(string what)
+    {
+        using var scope = new TestScope();
+        string blocker = Path.Combine(scope.Directory, "blocker");
+        if (what == "file")
+        {
+            File.WriteAllText(blocker, "not a directory");
+        }
+        else
+        {
+            Directory.CreateDirectory(blocker);
+            File.SetUnixFileMode(blocker, (UnixFileMode)0b111_111_111);
+        }
+
+        await using var app = SampleApp.Start("v1", scope.Config() with { SocketPath = Path.Combine(blocker, "app", "h.sock") }, output);
+
+        Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, await app.WaitForExitAsync());
+        Assert.Contains(app.Lines, l => l.Contains(what == "file" ? $"{blocker} is not a directory" : $"{blocker} (mode 777)", StringComparison.Ordinal));
+        Assert.DoesNotContain(app.Lines, l => l.Contains("Unhandled exception", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task SocketPathOwnedByAnotherUser_IsRefusedAtStart()
     {

@@ -120,6 +120,12 @@ internal static class Events
 
     public static readonly EventId FaultInjectionPause = new(90, nameof(FaultInjectionPause));
 
+    public static readonly EventId UnixSocketFileKept = new(130, nameof(UnixSocketFileKept));
+
+    public static readonly EventId UnixSocketFileNotRemoved = new(131, nameof(UnixSocketFileNotRemoved));
+
+    public static readonly EventId PredecessorShuttingDown = new(132, nameof(PredecessorShuttingDown));
+
     // ZeroDowntime.Hosting.NLog (LogFileHandoffLog).
     public static readonly EventId LogFilesFound = new(61, nameof(LogFilesFound));
 

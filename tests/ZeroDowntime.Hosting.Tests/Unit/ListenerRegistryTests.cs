@@ -323,6 +323,36 @@ public sealed class ListenerRegistryTests : IDisposable
         await connection!.DisposeAsync();
     }
 
+    // Issue 18 item 2: after a plain shutdown's StopListening, a newcomer finds the Unix endpoint's file stale, removes
+    // it and binds its own at the path (on ext4 with the freed inode number). The old registry's CloseAll used to unlink
+    // the path by name, leaving the newcomer on a socket that no client could reach; now it leaves what is not its own.
+    [Fact]
+    public void CloseAll_UnixFileReplacedByNewcomerAfterStopListening_LeavesTheNewcomersFile()
+    {
+        string path = Path.Combine(_scope.Directory, "endpoint.sock");
+        var endpoint = new UnixDomainSocketEndPoint(path);
+        var logger = new RecordingLogger<ListenerRegistry>();
+        var registry = Registry(logger);
+        var entry = registry.Acquire(endpoint, Key(endpoint), Transport());
+        Assert.NotNull(entry.UnixFile);
+        registry.StopListening();
+
+        File.Delete(path);
+        using var newcomer = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        newcomer.Bind(endpoint);
+        newcomer.Listen();
+        registry.Release(entry);
+        registry.CloseAll(removeUnixFiles: true);
+
+        Assert.True(File.Exists(path), "the newcomer's socket file must stay");
+        using (var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified))
+        {
+            client.Connect(endpoint);
+        }
+
+        Assert.Single(logger.Named("UnixSocketFileKept"));
+    }
+
     // Plain shutdown of the sole server: the kernel refuses new connections at once, but the number Kestrel's
     // non-owning wrapper holds stays a valid descriptor (a placeholder) until Kestrel unbinds.
     [Fact]
