@@ -14,6 +14,9 @@ internal sealed class UpgradeRunner : IDisposable
 {
     private const int SIGUSR2 = 12;
 
+    /// <summary>How long a successor that never greeted has between SIGTERM and SIGKILL.</summary>
+    internal static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
+
     private readonly HandoffProcess _process;
     private readonly ILogger _logger;
     private readonly SuccessorLauncher _launcher;
