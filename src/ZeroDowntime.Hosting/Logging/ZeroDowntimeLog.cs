@@ -185,4 +185,10 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(85, LogLevel.Error, "Upgrade ({Trigger}) failed: successor pid {ProcessId} {Outcome} (exit code {ExitCode}): {Reason}. This process goes on serving", EventName = "UpgradeFailed")]
     public static partial void UpgradeFailed(this ILogger logger, int processId, string trigger, string outcome, int exitCode, string reason);
+
+    [LoggerMessage(120, LogLevel.Warning, "Upgrade ({Trigger}): successor pid {ProcessId} did not greet within HandoffTimeout ({HandoffTimeout}) of its start: stopping it (SIGTERM, then SIGKILL after {Grace})", EventName = "UpgradeSuccessorNotGreeting")]
+    public static partial void UpgradeSuccessorNotGreeting(this ILogger logger, string trigger, int processId, TimeSpan handoffTimeout, TimeSpan grace);
+
+    [LoggerMessage(121, LogLevel.Warning, "Upgrade ({Trigger}): successor pid {ProcessId} still ran {Grace} after SIGTERM: killed it and its children (SIGKILL)", EventName = "UpgradeSuccessorKilled")]
+    public static partial void UpgradeSuccessorKilled(this ILogger logger, string trigger, int processId, TimeSpan grace);
 }

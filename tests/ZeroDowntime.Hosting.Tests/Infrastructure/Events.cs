@@ -108,6 +108,10 @@ internal static class Events
 
     public static readonly EventId UpgradeFailed = new(85, nameof(UpgradeFailed));
 
+    public static readonly EventId UpgradeSuccessorNotGreeting = new(120, nameof(UpgradeSuccessorNotGreeting));
+
+    public static readonly EventId UpgradeSuccessorKilled = new(121, nameof(UpgradeSuccessorKilled));
+
     public static readonly EventId FaultInjectionPause = new(90, nameof(FaultInjectionPause));
 
     // ZeroDowntime.Hosting.NLog (LogFileHandoffLog).

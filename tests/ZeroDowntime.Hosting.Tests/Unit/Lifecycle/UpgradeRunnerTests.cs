@@ -1,5 +1,7 @@
+using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using ZeroDowntime.Hosting.Control;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
@@ -27,6 +29,20 @@ public sealed class UpgradeRunnerTests
         process.Options.Upgrade.Command = "exec sleep 3600";
         await process.StartAloneAsync();
 
+        // No other test class runs upgrades; the outcome is counted once, where the upgrade ends.
+        var upgrades = new System.Collections.Concurrent.ConcurrentQueue<(string? Unit, string? Outcome)>();
+        using var listener = new MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == ZeroDowntimeMetrics.MeterName && instrument.Name == "zerodowntime.upgrades")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<long>((instrument, _, tags, _) =>
+            upgrades.Enqueue((instrument.Unit, tags.ToArray().FirstOrDefault(t => t.Key == ZeroDowntimeMetrics.OutcomeTag).Value as string)));
+        listener.Start();
+
         var started = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var upgrade = HandoffControlClient.UpgradeAsync(process.SocketPath, Bound, started.SetResult);
         using var child = new Child(await started.Task.WaitAsync(Bound));
@@ -49,6 +65,7 @@ public sealed class UpgradeRunnerTests
         var failed = Assert.Single(process.Logger.Named("UpgradeFailed"));
         Assert.Contains("did not greet", failed.Message, StringComparison.Ordinal);
         Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
+        Assert.Contains(("{upgrade}", "failed"), upgrades);
 
         // The slot is free: the next upgrade starts (and ends: this child exits at once).
         process.Options.Upgrade.Command = "exit 0";
