@@ -299,13 +299,14 @@ internal sealed class UpgradeRunner : IDisposable
             }
         }
 
-        int exitCode = run.Process.HasExited ? run.Process.ExitCode : -1;
-        var result = new UpgradeResultMessage(outcome, run.Pid, exitCode, HandoffProtocol.FitText(reason), run.ReadyMilliseconds, run.CommittedMilliseconds);
-        if (!run.Result.TrySetResult(result))
+        if (!run.TryFinish())
         {
             return;
         }
 
+        // Everything this process does about the end comes before the answer: whoever hears it (zerodowntime upgrade,
+        // then systemd or a script) finds the slot free, the line logged and the outcome counted.
+        int exitCode = run.Process.HasExited ? run.Process.ExitCode : -1;
         run.Deadline?.Dispose();
         lock (_lock)
         {
@@ -334,6 +335,8 @@ internal sealed class UpgradeRunner : IDisposable
                 _process.NotifySocket.Ready($"Upgrade failed ({reason}); serving");
             }
         }
+
+        run.Result.SetResult(new UpgradeResultMessage(outcome, run.Pid, exitCode, HandoffProtocol.FitText(reason), run.ReadyMilliseconds, run.CommittedMilliseconds));
     }
 
     /// <summary>One upgrade: the successor this process started, and how it ends.</summary>
@@ -365,5 +368,10 @@ internal sealed class UpgradeRunner : IDisposable
         public long CommittedMilliseconds { get; set; } = -1;
 
         public TaskCompletionSource<UpgradeResultMessage> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        private int _finished;
+
+        /// <summary>True for the one caller that ends this run (several may race: the exit, the session, the deadline).</summary>
+        public bool TryFinish() => Interlocked.Exchange(ref _finished, 1) == 0;
     }
 }
