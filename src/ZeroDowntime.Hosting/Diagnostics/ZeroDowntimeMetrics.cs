@@ -24,6 +24,7 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
     private readonly Histogram<double> _handoffDuration;
     private readonly Histogram<double> _drainDuration;
     private readonly Counter<long> _abortedConnections;
+    private readonly Counter<long> _upgrades;
     private long _generation;
 
     public ZeroDowntimeMetrics(IMeterFactory meterFactory, ListenerRegistry registry, AcceptGate gate)
@@ -37,6 +38,8 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
             "From the start of a drain (after a handoff, or on a plain shutdown) to its end.", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300] });
         _abortedConnections = _meter.CreateCounter<long>("zerodowntime.drain.aborted_connections", "{connection}",
             "Connections still open at DrainTimeout, aborted.");
+        _upgrades = _meter.CreateCounter<long>("zerodowntime.upgrades", "{upgrade}",
+            "Upgrades this process was asked for (upgrade signal or zerodowntime upgrade), by their outcome.");
         // Served means accepted on: a process whose gate is closed (draining after a handoff, not started yet) serves
         // none, even though Kestrel still holds its listeners.
         _meter.CreateObservableGauge("zerodowntime.listeners", () => registry.CountByOrigin()
@@ -67,6 +70,9 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
             _abortedConnections.Add(aborted);
         }
     }
+
+    /// <summary>An upgrade this process was asked for ended (<see cref="HandoffTags"/>: committed, failed, abandoned, refused).</summary>
+    public void Upgrade(string outcome) => _upgrades.Add(1, new KeyValuePair<string, object?>(OutcomeTag, outcome));
 
     public void Dispose() => _meter.Dispose();
 }

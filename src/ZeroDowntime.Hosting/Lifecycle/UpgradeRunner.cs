@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
 
@@ -8,11 +10,17 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 
 /// <summary>
 /// The running process starts its own successor (on <c>ZeroDowntime:Upgrade:Signal</c> or <c>zerodowntime upgrade</c>),
-/// one at a time, and learns from the handoff session how it ends.
+/// one at a time, and learns from the handoff session how it ends. An upgrade ends at the latest at
+/// <c>HandoffTimeout</c> after the launch: a successor that has not greeted by then is stopped (SIGTERM, SIGKILL after
+/// <see cref="StopGrace"/>); one that greeted is its handoff session's, whose own <c>HandoffTimeout</c> runs from the
+/// greeting.
 /// </summary>
 internal sealed class UpgradeRunner : IDisposable
 {
     private const int SIGUSR2 = 12;
+
+    /// <summary>How long a successor that never greeted has between SIGTERM and SIGKILL.</summary>
+    internal static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
 
     private readonly HandoffProcess _process;
     private readonly ILogger _logger;
@@ -67,12 +75,16 @@ internal sealed class UpgradeRunner : IDisposable
     {
         _hangup?.Dispose();
         _upgradeSignal?.Dispose();
+        lock (_lock)
+        {
+            _upgrade?.Deadline?.Dispose();
+        }
     }
 
     /// <summary><c>zerodowntime upgrade</c>: start the successor, say its pid, and answer how the upgrade ended.</summary>
     public async Task AnswerRequestAsync(HandoffChannel channel, int clientPid)
     {
-        var run = Start($"zerodowntime upgrade (pid {clientPid})", out string refusal);
+        var run = Start($"zerodowntime upgrade (pid {clientPid})", fromSignal: false, out string refusal);
         if (run is null)
         {
             channel.TrySend(new UpgradeResultMessage(UpgradeOutcome.Refused, 0, -1, HandoffProtocol.FitText(refusal), -1, -1));
@@ -117,18 +129,14 @@ internal sealed class UpgradeRunner : IDisposable
     {
         // sd_notify(3), Type=notify-reload: say that a reload runs, with the monotonic time, and READY=1 when it ended.
         _process.NotifySocket.Reloading();
-        var run = Start(signal, out _);
-        if (run is null)
+        if (Start(signal, fromSignal: true, out _) is null)
         {
             _process.NotifySocket.Ready("Upgrade refused; serving");
-            return;
         }
-
-        run.FromSignal = true;
     }
 
     /// <summary>Starts the successor unless an upgrade or handoff runs, or this process no longer serves alone.</summary>
-    private UpgradeRun? Start(string trigger, out string refusal)
+    private UpgradeRun? Start(string trigger, bool fromSignal, out string refusal)
     {
         lock (_lock)
         {
@@ -141,6 +149,7 @@ internal sealed class UpgradeRunner : IDisposable
             if (refusal.Length > 0)
             {
                 _logger.UpgradeRefused(trigger, refusal);
+                _process.Metrics.Upgrade(HandoffTags.Refused);
                 return null;
             }
 
@@ -154,12 +163,18 @@ internal sealed class UpgradeRunner : IDisposable
             {
                 refusal = $"the successor could not be started: {ex.Message}";
                 _logger.UpgradeRefused(trigger, refusal);
+                _process.Metrics.Upgrade(HandoffTags.Refused);
                 return null;
             }
 
-            var run = new UpgradeRun(process, trigger, _process.Time.GetTimestamp());
+            // FromSignal is set before anything can end the run: a successor that fails at once still gets READY=1.
+            var run = new UpgradeRun(process, trigger, _process.Time.GetTimestamp(), _process.LatestSession) { FromSignal = fromSignal };
             _upgrade = run;
             _logger.UpgradeStarted(trigger, run.Pid, commandLine, _launcher.WorkingDirectory);
+
+            // Measured on the process's clock from the launch: the README promises that an upgrade ends at the
+            // process's HandoffTimeout, and a child that never greets would otherwise hold the slot for good.
+            run.Deadline = _process.Time.CreateTimer(_ => OnDeadline(run), null, _process.Options.HandoffTimeout, Timeout.InfiniteTimeSpan);
             _ = BackgroundWork.Start("exit watch of the upgrade's successor", () => WatchExitAsync(run), _logger);
             return run;
         }
@@ -179,6 +194,71 @@ internal sealed class UpgradeRunner : IDisposable
         }
 
         await FinishAsync(run, UpgradeOutcome.Failed, $"it exited with code {run.ExitCode} before its handoff ended");
+    }
+
+    /// <summary>
+    /// The upgrade's deadline: a successor that has not greeted by now is stopped and the upgrade fails with that
+    /// reason. One that greeted is left to its handoff session (its HandoffTimeout runs from the greeting). A greeting
+    /// that crosses this deadline loses: the child is stopped, and its session sees it go and frees the handoff slot.
+    /// Runs on the timer's callback (on a fake clock, inside <c>Advance</c>), so the decision and the SIGTERM are
+    /// made by the time the clock has moved.
+    /// </summary>
+    private void OnDeadline(UpgradeRun run)
+    {
+        var timeout = _process.Options.HandoffTimeout;
+        string reason = $"the successor pid {run.Pid} did not greet within HandoffTimeout ({timeout}); stopped it";
+        lock (run)
+        {
+            if (run.Ending is not null || run.Result.Task.IsCompleted || Greeted(run))
+            {
+                return;
+            }
+
+            run.Ending = (UpgradeOutcome.Failed, reason);
+        }
+
+        _logger.UpgradeSuccessorNotGreeting(run.Trigger, run.Pid, timeout, StopGrace);
+        if (!run.Process.HasExited)
+        {
+            _ = Libc.kill(run.Pid, Libc.SIGTERM); // ESRCH: it has just exited, which is what was asked
+        }
+
+        _ = BackgroundWork.Start("stop of an upgrade's successor that never greeted", () => StopAsync(run, reason), _logger);
+    }
+
+    /// <summary>True once a handoff session (begun after the launch) holds the successor's greeting.</summary>
+    private bool Greeted(UpgradeRun run) =>
+        _process.LatestSession is { } session && session != run.SessionAtLaunch && session.SuccessorPid == run.Pid;
+
+    /// <summary>Gives a stopped successor <see cref="StopGrace"/> to exit, then kills it and what it started.</summary>
+    private async Task StopAsync(UpgradeRun run, string reason)
+    {
+        using (var grace = new CancellationTokenSource(StopGrace, _process.Time))
+        {
+            try
+            {
+                await run.Process.WaitForExitAsync(grace.Token);
+            }
+            catch (OperationCanceledException)
+            {
+            }
+        }
+
+        if (!run.Process.HasExited)
+        {
+            _logger.UpgradeSuccessorKilled(run.Trigger, run.Pid, StopGrace);
+            try
+            {
+                run.Process.Kill(entireProcessTree: true);
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or System.ComponentModel.Win32Exception)
+            {
+                // Gone meanwhile, or not ours to kill: FinishAsync reports what it finds.
+            }
+        }
+
+        // Waits (bounded) for the exit, so that the answer has the exit code and no zombie is left: Process reaps it.
+        await FinishAsync(run, UpgradeOutcome.Failed, reason);
     }
 
     private UpgradeRun? Of(int pid)
@@ -219,13 +299,15 @@ internal sealed class UpgradeRunner : IDisposable
             }
         }
 
-        int exitCode = run.Process.HasExited ? run.Process.ExitCode : -1;
-        var result = new UpgradeResultMessage(outcome, run.Pid, exitCode, HandoffProtocol.FitText(reason), run.ReadyMilliseconds, run.CommittedMilliseconds);
-        if (!run.Result.TrySetResult(result))
+        if (!run.TryFinish())
         {
             return;
         }
 
+        // Everything this process does about the end comes before the answer: whoever hears it (zerodowntime upgrade,
+        // then systemd or a script) finds the slot free, the line logged and the outcome counted.
+        int exitCode = run.Process.HasExited ? run.Process.ExitCode : -1;
+        run.Deadline?.Dispose();
         lock (_lock)
         {
             if (_upgrade == run)
@@ -234,6 +316,13 @@ internal sealed class UpgradeRunner : IDisposable
             }
         }
 
+        _process.Metrics.Upgrade(outcome switch
+        {
+            UpgradeOutcome.Committed => HandoffTags.Committed,
+            UpgradeOutcome.Abandoned => HandoffTags.Abandoned,
+            UpgradeOutcome.Refused => HandoffTags.Refused,
+            _ => HandoffTags.Failed,
+        });
         if (outcome == UpgradeOutcome.Committed)
         {
             _logger.UpgradeCommitted(run.Pid, run.Trigger, run.ReadyMilliseconds, run.CommittedMilliseconds);
@@ -246,10 +335,12 @@ internal sealed class UpgradeRunner : IDisposable
                 _process.NotifySocket.Ready($"Upgrade failed ({reason}); serving");
             }
         }
+
+        run.Result.SetResult(new UpgradeResultMessage(outcome, run.Pid, exitCode, HandoffProtocol.FitText(reason), run.ReadyMilliseconds, run.CommittedMilliseconds));
     }
 
     /// <summary>One upgrade: the successor this process started, and how it ends.</summary>
-    private sealed class UpgradeRun(Process process, string trigger, long startedAt)
+    private sealed class UpgradeRun(Process process, string trigger, long startedAt, PredecessorSession? sessionAtLaunch)
     {
         public Process Process { get; } = process;
 
@@ -259,7 +350,13 @@ internal sealed class UpgradeRunner : IDisposable
 
         public long StartedAt { get; } = startedAt;
 
-        public bool FromSignal { get; set; }
+        /// <summary>The latest handoff session when it was started: a greeting begins a newer one.</summary>
+        public PredecessorSession? SessionAtLaunch { get; } = sessionAtLaunch;
+
+        public bool FromSignal { get; init; }
+
+        /// <summary>Fires at HandoffTimeout after the launch (<see cref="OnDeadline"/>); disposed when the run ends.</summary>
+        public ITimer? Deadline { get; set; }
 
         /// <summary>The outcome and reason first reported (the result may wait for the exit code).</summary>
         public (UpgradeOutcome Outcome, string Reason)? Ending { get; set; }
@@ -271,5 +368,10 @@ internal sealed class UpgradeRunner : IDisposable
         public long CommittedMilliseconds { get; set; } = -1;
 
         public TaskCompletionSource<UpgradeResultMessage> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        private int _finished;
+
+        /// <summary>True for the one caller that ends this run (several may race: the exit, the session, the deadline).</summary>
+        public bool TryFinish() => Interlocked.Exchange(ref _finished, 1) == 0;
     }
 }

@@ -212,4 +212,10 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(132, LogLevel.Information, "The process serving {SocketPath} (pid {ProcessId}) is shutting down: waiting until it has closed its listeners and removed the socket, then starting fresh (at most {Limit})", EventName = "PredecessorShuttingDown")]
     public static partial void PredecessorShuttingDown(this ILogger logger, string socketPath, int processId, TimeSpan limit);
+
+    [LoggerMessage(120, LogLevel.Warning, "Upgrade ({Trigger}): successor pid {ProcessId} did not greet within HandoffTimeout ({HandoffTimeout}) of its start: stopping it (SIGTERM, then SIGKILL after {Grace})", EventName = "UpgradeSuccessorNotGreeting")]
+    public static partial void UpgradeSuccessorNotGreeting(this ILogger logger, string trigger, int processId, TimeSpan handoffTimeout, TimeSpan grace);
+
+    [LoggerMessage(121, LogLevel.Warning, "Upgrade ({Trigger}): successor pid {ProcessId} still ran {Grace} after SIGTERM: killed it and its children (SIGKILL)", EventName = "UpgradeSuccessorKilled")]
+    public static partial void UpgradeSuccessorKilled(this ILogger logger, string trigger, int processId, TimeSpan grace);
 }

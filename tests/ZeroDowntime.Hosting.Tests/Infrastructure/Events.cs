@@ -118,6 +118,10 @@ internal static class Events
 
     public static readonly EventId UpgradeFailed = new(85, nameof(UpgradeFailed));
 
+    public static readonly EventId UpgradeSuccessorNotGreeting = new(120, nameof(UpgradeSuccessorNotGreeting));
+
+    public static readonly EventId UpgradeSuccessorKilled = new(121, nameof(UpgradeSuccessorKilled));
+
     public static readonly EventId FaultInjectionPause = new(90, nameof(FaultInjectionPause));
 
     public static readonly EventId UnixSocketFileKept = new(130, nameof(UnixSocketFileKept));
