@@ -96,6 +96,10 @@ internal sealed class HandoffSocketServer(string socketPath, ILogger logger, Tim
         }
     }
 
+    /// <summary>True while the path still names the socket this process serves (a successor has not renamed its own over it).</summary>
+    public bool PathNamesThisSocket => _listener is not null && _identity is { } identity
+        && UnixFileIdentity.Of(socketPath) is { } now && identity.IsSameFile(now);
+
     public void Dispose() => Stop(removeFile: false);
 
     internal static string TemporaryPathFor(string socketPath) => UnixSocketFile.AsidePathFor(socketPath);

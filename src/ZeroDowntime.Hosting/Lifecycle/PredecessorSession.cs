@@ -277,8 +277,10 @@ internal sealed class PredecessorSession
 
         // Exit only once the successor has confirmed that it serves (its first heartbeat follows Committed at once):
         // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
+        // And only once it serves the handoff socket: until its rename, this process's socket is the one at the path,
+        // and closing it would leave a dead file there, which a newcomer (or `zerodowntime status`) takes for a stale one.
         if (await _process.DrainAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
-            && Machine.TryFire(PredecessorSessionTrigger.Drained))
+            && await SuccessorServesThePathAsync(watch) && Machine.TryFire(PredecessorSessionTrigger.Drained))
         {
             activity?.AddEvent(new ActivityEvent("drained"));
             _logger.Exiting(_pid);
@@ -395,6 +397,40 @@ internal sealed class PredecessorSession
         _logger.SuccessorWatchEnded(_pid, reason);
         await lost.CancelAsync();
         return reason;
+    }
+
+    /// <summary>
+    /// Waits until the successor has renamed its handoff socket over the path (it does so after acquiring the
+    /// participants, which is after its first heartbeat, on purpose: nothing slow may delay the heartbeats). No message
+    /// says so, hence a look at the path every 10 ms, for at most the handoff timeout. False when the successor was
+    /// lost meanwhile. A successor that released this process (it stops in order) may never serve the path: no wait.
+    /// </summary>
+    private async Task<bool> SuccessorServesThePathAsync(Task<string?> watch)
+    {
+        if (Machine.State == PredecessorSessionState.Released || !_process.Server.PathNamesThisSocket)
+        {
+            return true;
+        }
+
+        long since = _process.Time.GetTimestamp();
+        using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10), _process.Time);
+        while (_process.Server.PathNamesThisSocket)
+        {
+            if (watch.IsCompleted && await watch is not null)
+            {
+                return false;
+            }
+
+            if (_process.Time.GetElapsedTime(since) >= _process.Options.HandoffTimeout)
+            {
+                _logger.SuccessorNotServingThePath(_pid, _process.Options.HandoffTimeout);
+                return true;
+            }
+
+            await tick.WaitForNextTickAsync();
+        }
+
+        return true;
     }
 
     /// <summary>True once the successor has said it lives after the commit; false when it was lost first.</summary>

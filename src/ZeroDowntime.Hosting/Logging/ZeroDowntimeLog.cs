@@ -177,6 +177,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(105, LogLevel.Error, "Listener {Key} no longer listens (the lost successor had dropped it) and could not be bound anew: it stays closed", EventName = "ListenerReviveFailed")]
     public static partial void ListenerReviveFailed(this ILogger logger, string key, Exception exception);
 
+    [LoggerMessage(106, LogLevel.Warning, "Successor pid {ProcessId} has not served the handoff socket within {Timeout} of the commit: exiting anyway", EventName = "SuccessorNotServingThePath")]
+    public static partial void SuccessorNotServingThePath(this ILogger logger, int processId, TimeSpan timeout);
+
     [LoggerMessage(80, LogLevel.Error, "Handoff participant {Participant} did not finish releasing within {Timeout}: the commit waits for it, then the handoff is abandoned", EventName = "ParticipantOverran")]
     public static partial void ParticipantOverran(this ILogger logger, string participant, TimeSpan timeout);
 

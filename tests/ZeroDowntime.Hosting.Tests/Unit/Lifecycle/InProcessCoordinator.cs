@@ -177,6 +177,20 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
     public async Task<HandoffChannel> ConnectAsync() =>
         await HandoffChannel.ConnectAsync(SocketPath, TimeSpan.FromSeconds(5), TimeProvider.System, CancellationToken.None);
 
+    /// <summary>
+    /// Does what a committed successor does last: binds a socket at a temporary name and renames it over the handoff
+    /// socket's path. Dispose the returned socket when done.
+    /// </summary>
+    public Socket ServePathAsSuccessor()
+    {
+        string temporary = SocketPath + ".successor";
+        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Bind(new UnixDomainSocketEndPoint(temporary));
+        socket.Listen(1);
+        File.Move(temporary, SocketPath, overwrite: true);
+        return socket;
+    }
+
     /// <summary>Greets as a successor and reads the welcome.</summary>
     public async Task<HandoffChannel> GreetAsync()
     {

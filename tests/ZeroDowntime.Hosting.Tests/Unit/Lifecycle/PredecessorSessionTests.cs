@@ -107,10 +107,43 @@ public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper
         successor.Send(new ReadyMessage());
         Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
         successor.Send(new HeartbeatMessage());
+        using var served = process.ServePathAsSuccessor();
 
         await process.Application.StopRequested.Task.WaitAsync(Bound);
         await process.Logger.WaitForAsync(e => e.EventId.Name == "Exiting", Bound);
         Assert.Equal(ProcessRole.HandedOver, process.Coordinator.Role);
+    }
+
+    // Found while testing the tool: the old process exited as soon as the drain was over and the successor had sent its
+    // first heartbeat, before the successor renamed its handoff socket over the path (it does so after acquiring its
+    // resources): for that while the path named a dead socket, which `zerodowntime status` called stale and a newcomer
+    // would take for a first start. The old process now exits only once the path names the successor's socket.
+    [Fact]
+    public async Task Draining_DrainOverBeforeTheSuccessorServesThePath_ExitsOnlyOnceItDoes()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.GreetAsync();
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        successor.Send(new HeartbeatMessage());
+
+        await process.Time.WaitForTimerAsync(TimeSpan.FromMilliseconds(10), Bound); // looking at the path
+        for (int i = 0; i < 5; i++)
+        {
+            process.Time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+
+        Assert.False(process.Application.StopRequested.Task.IsCompleted, "the path still names this process's socket");
+        using (var status = await process.ConnectAsync()) // and it still answers there
+        {
+            status.Send(new StatusRequestMessage(HandoffProtocol.Version));
+            Assert.IsType<StatusMessage>(await status.ReadAsync(Bound, CancellationToken.None));
+        }
+
+        using var served = process.ServePathAsSuccessor();
+        process.Time.Advance(TimeSpan.FromMilliseconds(10));
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
     }
 
     [Fact]
@@ -217,6 +250,7 @@ public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper
             successor.Send(new ReadyMessage());
             Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
             successor.Send(new HeartbeatMessage()); // it serves: nothing to drain, so this process exits
+            using var served = process.ServePathAsSuccessor();
             await process.Application.StopRequested.Task.WaitAsync(Bound);
 
             successor.Dispose(); // the watch reads the end of the stream after the session completed
