@@ -169,7 +169,7 @@ internal sealed class HandoffProcess : IDisposable
     public void StopWithExitCode(int exitCode)
     {
         Gate.Close();
-        Environment.ExitCode = exitCode;
+        ProcessExitHooks.ExitWith(exitCode);
         _applicationLifetime.StopApplication();
     }
 

@@ -27,7 +27,15 @@ internal static class SocketPathGuard
         EnsureSymlinksSafe(directory, me, socketPath, hops: 0);
         if (Libc.TryStat(directory) is null)
         {
-            Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            try
+            {
+                Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // A read-only root filesystem (a hardened container), or a parent this user may not write: say so (exit 78).
+                throw Unsafe(socketPath, $"its directory {directory} cannot be created ({ex.Message}); point ZeroDowntime:SocketPath at a directory this user can write, such as a tmpfs (/run/<app>/ from systemd's RuntimeDirectory=, or a volume mounted there in a container)");
+            }
         }
 
         // The directory may be reached through a symlink (/var/run -> /run): judge what it points to.
