@@ -45,4 +45,7 @@ public sealed class LogFileHandoffOptions
     /// <summary>The NLog factory whose file targets change hands.</summary>
     /// <remarks>Defaults to <c>NLog.LogManager.LogFactory</c>, the one that <c>UseNLog()</c> uses.</remarks>
     public global::NLog.LogFactory? LogFactory { get; set; }
+
+    /// <summary>Values of the section that could not be parsed, one message each naming its key (reported by the validator).</summary>
+    internal List<string> BindingErrors { get; } = [];
 }

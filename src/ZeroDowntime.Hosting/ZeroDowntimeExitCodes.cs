@@ -4,6 +4,14 @@ namespace ZeroDowntime.Hosting;
 /// The process exit codes by which a process that could not start or take over says why. A process that handed
 /// over and drained exits with 0.
 /// </summary>
+/// <remarks>
+/// The code holds whatever <c>Main</c> does: when the library's start-up failure is caught by <c>Main</c> (which
+/// then returns normally or returns an <c>int</c>), or the host stops with one of these codes and <c>Main</c> returns
+/// another, the library sets the code again as the process exits (an <see cref="AppDomain.ProcessExit"/> handler, which
+/// runs after <c>Main</c> has returned and also within <see cref="Environment.Exit(int)"/>). Only a process that ends
+/// without exiting normally (<see cref="Environment.FailFast(string)"/>, a signal, an unhandled exception of the app's
+/// own) exits otherwise.
+/// </remarks>
 public static class ZeroDowntimeExitCodes
 {
     /// <summary>The running process refused this one (another handoff is in progress, a different application
@@ -24,4 +32,11 @@ public static class ZeroDowntimeExitCodes
     /// started without handoffs (or with another <see cref="ZeroDowntimeOptions.SocketPath"/>), or another program.
     /// Nothing changed; stop that process, or give both the same socket path.</summary>
     public const int AddressInUse = 79;
+
+    /// <summary>This process would have served none of the endpoints that the running process handed it: it read
+    /// another configuration (another content root, so no <c>appsettings.json</c>; another environment; no
+    /// <c>Urls</c>), and taking over would have closed every port the running process serves. It did not take over;
+    /// the running process serves on. Start the new version so that it reads its own configuration (in its folder, or
+    /// with <c>--contentRoot</c>), or allow it with <see cref="ZeroDowntimeOptions.AllowReplacingAllEndpoints"/>.</summary>
+    public const int NoEndpointKept = 80;
 }

@@ -9,8 +9,17 @@ public sealed class ZeroDowntimeOptions
     /// <summary>The configuration section these options are bound from.</summary>
     public const string SectionName = "ZeroDowntime";
 
-    /// <summary>Whether handoffs are enabled. When false the app runs on plain Kestrel.</summary>
-    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    /// <summary>
+    /// Whether handoffs are enabled. When false the app runs on plain Kestrel, and none of the library's other
+    /// behaviour runs either: no drain on SIGTERM (<see cref="DrainOnShutdown"/>), no <see cref="ShutdownDelay"/>, no
+    /// 503 from the readiness check, no upgrade signal and no <c>NOTIFY_SOCKET</c> message (a systemd unit of
+    /// <c>Type=notify</c> then never sees <c>READY=1</c>).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="true"/>. Read once, when <c>UseZeroDowntime()</c> runs (it decides what is
+    /// registered): a value from a configuration source added after that call does not count (a warning at start says
+    /// so); set it in <c>appsettings.json</c>, an environment variable or the command line, or in the configure callback.
+    /// </remarks>
     public bool Enabled { get; set; } = true;
 
     /// <summary>
@@ -18,8 +27,11 @@ public sealed class ZeroDowntimeOptions
     /// one application must use the same path; two applications must never share one.
     /// </summary>
     /// <remarks>
-    /// Defaults to <c>$XDG_RUNTIME_DIR/zerodowntime/{ApplicationId}.sock</c>, or
-    /// <c>/tmp/zerodowntime-{uid}/{ApplicationId}.sock</c> when <c>XDG_RUNTIME_DIR</c> is not set.
+    /// Defaults to <c>$XDG_RUNTIME_DIR/zerodowntime/{ApplicationId}.sock</c>, or, when <c>XDG_RUNTIME_DIR</c> is not set
+    /// (or not absolute), <c>zerodowntime-{uid}/{ApplicationId}.sock</c> under <see cref="Path.GetTempPath"/>
+    /// (<c>$TMPDIR</c>, else <c>/tmp/</c>); in the file name every character outside <c>[A-Za-z0-9._-]</c> is replaced by
+    /// <c>_</c>, and a name too long for <c>sun_path</c> is shortened to a prefix and a hash. Both variables are read from
+    /// this process's environment, so every version of the app (and <c>zerodowntime --app</c>) must see the same ones.
     /// Must be absolute and at most 107 bytes long (the size of <c>sun_path</c>, see unix(7)).
     /// </remarks>
     public string? SocketPath { get; set; }
@@ -76,6 +88,30 @@ public sealed class ZeroDowntimeOptions
     /// </remarks>
     public TimeSpan ShutdownDelay { get; set; } = TimeSpan.Zero;
 
+    /// <summary>
+    /// Whether a successor may take over while it serves none of the endpoints its predecessor hands it (it then closes
+    /// them all and serves only its own). Off, such a successor does not take over: it stops before it says Ready, with
+    /// exit code <see cref="ZeroDowntimeExitCodes.NoEndpointKept"/> and one log line naming both sets of endpoints and
+    /// the content root and environment it read its configuration from, and the running process serves on. Keeping
+    /// some endpoints while dropping or adding others is always allowed (each dropped one is logged).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="false"/>: dropping every port is almost always a successor that read another
+    /// configuration (started from another directory, so another content root and no <c>appsettings.json</c>; another
+    /// environment; a missing <c>Urls</c>), and taking over would refuse every connection to the old ports. Set it in
+    /// the new version's configuration when it really moves every endpoint.
+    /// </remarks>
+    public bool AllowReplacingAllEndpoints { get; set; }
+
     /// <summary>How this process starts its successor on a signal or on <c>zerodowntime upgrade</c>.</summary>
     public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
+
+    /// <summary>
+    /// Values of the section that could not be parsed, one message each naming its key; the validator reports them with
+    /// every other problem. Filled by the binder, never by an app.
+    /// </summary>
+    internal List<string> BindingErrors { get; } = [];
+
+    /// <summary>Where this process read its configuration from (null where options are made by hand, as in tests).</summary>
+    internal ConfigurationOrigin? Origin { get; set; }
 }

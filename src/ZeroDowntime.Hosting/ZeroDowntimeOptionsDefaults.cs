@@ -1,15 +1,20 @@
 using System.Text;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Hosting;
 
-/// <summary>Fills in the defaults that depend on the host: the application id and the per-user socket path.</summary>
-internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment) : IPostConfigureOptions<ZeroDowntimeOptions>
+/// <summary>
+/// Fills in the defaults that depend on the host: the application id and the per-user socket path; and notes where the
+/// configuration was read from (<see cref="ZeroDowntimeOptions.Origin"/>).
+/// </summary>
+internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment, IConfiguration configuration) : IPostConfigureOptions<ZeroDowntimeOptions>
 {
     public void PostConfigure(string? name, ZeroDowntimeOptions options)
     {
+        options.Origin ??= ConfigurationOrigin.Read(environment, configuration);
         if (string.IsNullOrEmpty(options.ApplicationId))
         {
             options.ApplicationId = environment.ApplicationName;
@@ -21,6 +26,12 @@ internal sealed class ZeroDowntimeOptionsDefaults(IHostEnvironment environment) 
         }
     }
 
+    /// <summary>
+    /// <c>$XDG_RUNTIME_DIR/zerodowntime/</c> (when absolute), else <c>zerodowntime-{euid}/</c> under
+    /// <see cref="Path.GetTempPath"/> (<c>$TMPDIR</c> or <c>/tmp/</c>), and the id with every character outside
+    /// <c>[A-Za-z0-9._-]</c> replaced by <c>_</c>. The zerodowntime tool's <c>--app</c> computes the same from its own
+    /// environment.
+    /// </summary>
     internal static string DefaultSocketPath(string applicationId, string? runtimeDirectory)
     {
         var file = new StringBuilder(applicationId.Length);

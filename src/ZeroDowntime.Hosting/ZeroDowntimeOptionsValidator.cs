@@ -3,7 +3,11 @@ using Microsoft.Extensions.Options;
 
 namespace ZeroDowntime.Hosting;
 
-/// <summary>Validates <see cref="ZeroDowntimeOptions"/> at start, reporting every problem with its key.</summary>
+/// <summary>
+/// Validates <see cref="ZeroDowntimeOptions"/> at start, reporting every problem with its key: the values the binder
+/// could not parse first, then every value out of range. With <see cref="ZeroDowntimeOptions.Enabled"/> false nothing is
+/// checked (nothing of the library runs).
+/// </summary>
 internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDowntimeOptions>
 {
     /// <summary>sun_path is 108 bytes including the terminating NUL (unix(7)).</summary>
@@ -16,7 +20,7 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             return ValidateOptionsResult.Skip;
         }
 
-        var errors = new List<string>();
+        var errors = new List<string>(options.BindingErrors);
         const string Section = ZeroDowntimeOptions.SectionName;
         string? path = options.SocketPath;
         if (string.IsNullOrEmpty(path))

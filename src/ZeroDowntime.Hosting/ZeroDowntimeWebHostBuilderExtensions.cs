@@ -88,6 +88,9 @@ public static class ZeroDowntimeWebHostBuilderExtensions
                 services.AddSingleton<IHandoffParticipant, FaultInjectionParticipant>();
             }
 
+            // First: where the configuration came from, before any line of the handoff (and so before any failure).
+            services.AddHostedService<StartupConfigurationNotice>();
+
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
 
@@ -97,6 +100,11 @@ public static class ZeroDowntimeWebHostBuilderExtensions
         return builder;
     }
 
+    /// <summary>
+    /// Whether to register the handoff, decided now (what is registered depends on it), from the configuration as it is
+    /// at this call. A value that cannot be parsed counts as the default (true), so that the validator reports it at
+    /// start with every other problem instead of this call throwing.
+    /// </summary>
     private static bool IsEnabled(IConfiguration configuration, Action<ZeroDowntimeOptions> configure)
     {
         var probe = new ZeroDowntimeOptions();

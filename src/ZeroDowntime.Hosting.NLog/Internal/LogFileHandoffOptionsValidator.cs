@@ -20,7 +20,8 @@ internal sealed class LogFileHandoffOptionsValidator : IValidateOptions<LogFileH
     public static List<string> Problems(LogFileHandoffOptions options)
     {
         const string Section = LogFileHandoffOptions.SectionName;
-        var errors = ArchiveFileNamer.Validate(options.ArchiveFileName).Select(e => $"{Section}:{e}").ToList();
+        var errors = new List<string>(options.BindingErrors);
+        errors.AddRange(ArchiveFileNamer.Validate(options.ArchiveFileName).Select(e => $"{Section}:{e}"));
         if (options.MaxHeldLines < 0)
         {
             errors.Add($"{Section}:MaxHeldLines must be zero or more, not {options.MaxHeldLines}.");

@@ -3,36 +3,19 @@ using Microsoft.Extensions.Configuration;
 namespace ZeroDowntime.Hosting.NLog.Internal;
 
 /// <summary>
-/// The configurable keys of <see cref="LogFileHandoffOptions"/> as a plain shape for the configuration binder:
-/// only strings and numbers, so that the binder's source generator (on under Native AOT and trimming) can bind it.
-/// <see cref="LogFileHandoffOptions.LogFactory"/> is not configuration (an NLog object graph), so it is not here.
+/// Reads the configurable keys of <see cref="LogFileHandoffOptions"/> from the <c>ZeroDowntime:LogFiles</c> section, as the
+/// core reads its own (<see cref="ConfigurationValues"/>): a value that cannot be parsed keeps its default and is
+/// recorded in <see cref="LogFileHandoffOptions.BindingErrors"/>, reported at start with every other problem, instead of
+/// throwing from <c>UseZeroDowntimeNLog()</c>. <see cref="LogFileHandoffOptions.LogFactory"/> is not configuration.
 /// </summary>
-internal sealed class LogFileHandoffSettings
+internal static class LogFileHandoffSettings
 {
-    public bool? Enabled { get; set; }
-
-    public string? ArchiveFileName { get; set; }
-
-    public int? MaxHeldLines { get; set; }
-
-    /// <summary>Binds the <c>ZeroDowntime:LogFiles</c> section and applies the keys that are set to <paramref name="options"/>.</summary>
+    /// <summary>Applies the keys of the <c>ZeroDowntime:LogFiles</c> section that are set to <paramref name="options"/>.</summary>
     public static void Apply(IConfiguration configuration, LogFileHandoffOptions options)
     {
-        var settings = new LogFileHandoffSettings();
-        configuration.GetSection(LogFileHandoffOptions.SectionName).Bind(settings);
-        if (settings.Enabled is bool enabled)
-        {
-            options.Enabled = enabled;
-        }
-
-        if (settings.ArchiveFileName is { } archiveFileName)
-        {
-            options.ArchiveFileName = archiveFileName;
-        }
-
-        if (settings.MaxHeldLines is int maxHeldLines)
-        {
-            options.MaxHeldLines = maxHeldLines;
-        }
+        var values = new ConfigurationValues(configuration.GetSection(LogFileHandoffOptions.SectionName), options.BindingErrors);
+        options.Enabled = values.Boolean(nameof(options.Enabled), options.Enabled);
+        options.ArchiveFileName = values.String(nameof(options.ArchiveFileName), options.ArchiveFileName)!;
+        options.MaxHeldLines = values.Integer(nameof(options.MaxHeldLines), options.MaxHeldLines);
     }
 }

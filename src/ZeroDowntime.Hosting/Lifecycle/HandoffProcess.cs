@@ -209,7 +209,7 @@ internal sealed class HandoffProcess : IDisposable
     public void StopWithExitCode(int exitCode)
     {
         Gate.Close();
-        Environment.ExitCode = exitCode;
+        ProcessExitHooks.ExitWith(exitCode);
         _applicationLifetime.StopApplication();
     }
 

@@ -109,6 +109,14 @@ internal sealed class SuccessorSide : IDisposable
             return;
         }
 
+        // Keeping none of the predecessor's endpoints would close every port it serves: stop instead, and say why.
+        if (Listeners.InheritedEndpointCheck.Refusal(_process.Registry, _process.Options, PredecessorPid, _logger) is { } refusal)
+        {
+            channel.TrySend(new FailedMessage(HandoffProtocol.FitText(refusal)));
+            await AbandonAsync(SuccessorTrigger.Failed, refusal, ZeroDowntimeExitCodes.NoEndpointKept);
+            return;
+        }
+
         _process.Registry.DropUnusedInherited();
         if (!Machine.TryFire(SuccessorTrigger.ReadySent))
         {
@@ -343,7 +351,7 @@ internal sealed class SuccessorSide : IDisposable
     /// The predecessor gave the handoff up (or this process gave up on it): stop without ever owning anything. A
     /// successor that had opened its gate drains what it accepted first, as a predecessor would.
     /// </summary>
-    private async Task AbandonAsync(SuccessorTrigger trigger, string reason)
+    private async Task AbandonAsync(SuccessorTrigger trigger, string reason, int exitCode = ZeroDowntimeExitCodes.HandoffAbandoned)
     {
         if (!Machine.TryFire(trigger))
         {
@@ -352,7 +360,11 @@ internal sealed class SuccessorSide : IDisposable
 
         _process.Role.TryFire(RoleTrigger.Withdrew);
         ProcessExitHooks.PendingHandoff = null;
-        _logger.HandoffAbandoned(PredecessorPid, reason);
+        if (exitCode == ZeroDowntimeExitCodes.HandoffAbandoned)
+        {
+            _logger.HandoffAbandoned(PredecessorPid, reason); // another code is this process's own decision, logged where it was made
+        }
+
         _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);
         EndTakeover("abandoned: " + reason);
         await _process.Participants.NotifyAsync("abandon", _process.Participants.All, p => p.AbandonAsync(reason, CancellationToken.None));
@@ -365,7 +377,7 @@ internal sealed class SuccessorSide : IDisposable
             await _process.DrainAsync(CancellationToken.None);
         }
 
-        _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+        _process.StopWithExitCode(exitCode);
     }
 
     /// <summary>

@@ -221,4 +221,16 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(121, LogLevel.Warning, "Upgrade ({Trigger}): successor pid {ProcessId} still ran {Grace} after SIGTERM: killed it and its children (SIGKILL)", EventName = "UpgradeSuccessorKilled")]
     public static partial void UpgradeSuccessorKilled(this ILogger logger, string trigger, int processId, TimeSpan grace);
+
+    [LoggerMessage(140, LogLevel.Information, "Content root {ContentRoot}, environment {EnvironmentName}; configuration files: {ConfigurationFiles}", EventName = "StartupConfiguration")]
+    public static partial void StartupConfiguration(this ILogger logger, string contentRoot, string environmentName, string configurationFiles);
+
+    [LoggerMessage(141, LogLevel.Critical, "Not taking over from pid {ProcessId}: this process would serve none of the endpoints it was handed ({InheritedEndpoints}), only {ConfiguredEndpoints}, so every port the running process serves would close. It read its configuration from content root {ContentRoot} (environment {EnvironmentName}; configuration files: {ConfigurationFiles}){EndpointHint}. The running process keeps serving; this process stops with exit code {ExitCode}. Start the new version so that it reads its own configuration (in its own folder: cd there, or pass --contentRoot), or set ZeroDowntime:AllowReplacingAllEndpoints=true if it really moves every endpoint.", EventName = "NoEndpointKept")]
+    public static partial void NoEndpointKept(this ILogger logger, int processId, string inheritedEndpoints, string configuredEndpoints, string contentRoot, string environmentName, string configurationFiles, string endpointHint, int exitCode);
+
+    [LoggerMessage(142, LogLevel.Warning, "Replacing every endpoint of pid {ProcessId} ({InheritedEndpoints}) with {ConfiguredEndpoints}, as ZeroDowntime:AllowReplacingAllEndpoints allows: the inherited listeners close when this process takes over (content root {ContentRoot}, environment {EnvironmentName})", EventName = "ReplacingAllEndpoints")]
+    public static partial void ReplacingAllEndpoints(this ILogger logger, int processId, string inheritedEndpoints, string configuredEndpoints, string contentRoot, string environmentName);
+
+    [LoggerMessage(143, LogLevel.Warning, "ZeroDowntime:Enabled is false in the configuration now, but was true when UseZeroDowntime() ran (the value comes from a configuration source added after that call): handoffs stay enabled. Set it where UseZeroDowntime() reads it (appsettings.json, environment, command line) or in its configure callback", EventName = "EnabledReadTooLate")]
+    public static partial void EnabledReadTooLate(this ILogger logger);
 }

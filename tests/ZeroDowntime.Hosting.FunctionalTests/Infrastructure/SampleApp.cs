@@ -63,7 +63,7 @@ internal sealed class SampleApp : IAsyncDisposable
         string sampleDirectory = config.SampleDirectory ?? SampleDirectory;
         var info = new ProcessStartInfo(config.Launcher.Count > 0 ? config.Launcher[0] : "dotnet")
         {
-            WorkingDirectory = sampleDirectory,
+            WorkingDirectory = config.WorkingDirectory ?? sampleDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -393,6 +393,12 @@ internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arg
     /// <c>/srv/app/current</c>), not with the dll's absolute path.
     /// </summary>
     public bool RelativeEntryPoint { get; init; }
+
+    /// <summary>
+    /// The process's working directory, and so its content root (where it reads appsettings.json); null: the sample
+    /// directory. Another one starts the sample by its path from elsewhere (<c>dotnet /srv/app/release-2/WebApi.dll</c>).
+    /// </summary>
+    public string? WorkingDirectory { get; init; }
 
     /// <summary>A command that runs <c>dotnet WebApi.dll ...</c> (its first element is the program), e.g. a supervisor.</summary>
     public IReadOnlyList<string> Launcher { get; init; } = [];

@@ -17,9 +17,12 @@ namespace ZeroDowntime.Hosting.FunctionalTests;
 
 /// <summary>
 /// What a team that adopts the library does, with the packages that <c>dotnet pack</c> writes: <c>dotnet new web</c>
-/// in an empty folder, <c>dotnet add package</c> from a local source, the one line, publish, start, start the same
-/// build again under <c>ab -c 16</c>. The packages are packed once per run (<see cref="PackedPackages"/>) with a
-/// unique pre-release version and restored into an isolated NUGET_PACKAGES folder, so no cached copy is ever tested.
+/// in an empty folder, <c>dotnet add package</c> from a local source, the one line, the port in appsettings.json
+/// (<c>Urls</c>), publish to <c>release-1</c> and start it there, then the same build as <c>release-2</c> under
+/// <c>ab -c 16</c>: first by its path from another directory, as README showed it (issue 24: it reads no
+/// appsettings.json and must not take over: exit 80, the old process serves on), then in its own folder, as README shows
+/// it now (it takes over). The packages are packed once per run (<see cref="PackedPackages"/>) with a unique pre-release
+/// version and restored into an isolated NUGET_PACKAGES folder, so no cached copy is ever tested.
 /// </summary>
 public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOutputHelper output) : IClassFixture<PackedPackages>
 {
@@ -104,7 +107,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         using var scope = new TestScope();
         string publish = await CreateAndPublishAsync(scope, withNLog: false);
 
-        await RunHandoffUnderAbAsync(scope, publish, total, (_, _, _) => Task.CompletedTask);
+        await RunHandoffUnderAbAsync(scope, publish, total, mainCatches: true, (_, _, _) => Task.CompletedTask);
     }
 
     [Fact]
@@ -114,9 +117,9 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         using var scope = new TestScope();
         string publish = await CreateAndPublishAsync(scope, withNLog: true);
 
-        await RunHandoffUnderAbAsync(scope, publish, total, (v1, v2, answered) =>
+        await RunHandoffUnderAbAsync(scope, publish, total, mainCatches: false, (v1, v2, answered) =>
         {
-            string logs = Path.Combine(publish, "logs");
+            string logs = Path.Combine(scope.Directory, "logs");
             var files = Directory.GetFiles(logs, "*.log").Order(StringComparer.Ordinal).ToList();
             output.WriteLine($"log files: {string.Join(", ", files.Select(f => $"{Path.GetFileName(f)} ({File.ReadAllLines(f).Length} lines)"))}");
 
@@ -172,6 +175,9 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         const string CreateBuilder = "var builder = WebApplication.CreateBuilder(args);";
         Assert.Contains(CreateBuilder, code, StringComparison.Ordinal);
         var settings = JsonNode.Parse(File.ReadAllText(Path.Combine(project, "appsettings.json")))!.AsObject();
+        // The port is the app's configuration, as a real app has it, not a command-line argument: so the content root
+        // decides whether a release finds it.
+        settings["Urls"] = $"http://127.0.0.1:{scope.Port}";
         settings["ZeroDowntime"] = new JsonObject
         {
             ["HandoffTimeout"] = "00:01:00",
@@ -182,7 +188,24 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         if (!withNLog)
         {
             await packages.DotnetAsync(output, project, "add", "package", "ZeroDowntime.Hosting", "--version", packages.Version, "--no-restore");
-            code = "using ZeroDowntime.Hosting;\n" + code.Replace(CreateBuilder, CreateBuilder + "\nbuilder.WebHost.UseZeroDowntime();", StringComparison.Ordinal);
+            // Main as many templates write it (Serilog's): it catches what the host throws and returns an int. The
+            // library's exit codes must hold anyway.
+            const string Run = "app.Run();";
+            Assert.Contains(Run, code, StringComparison.Ordinal);
+            code = "using ZeroDowntime.Hosting;\n" + code
+                .Replace(CreateBuilder, CreateBuilder + "\nbuilder.WebHost.UseZeroDowntime();", StringComparison.Ordinal)
+                .Replace(Run, """
+                    try
+                    {
+                        app.Run();
+                        return 0;
+                    }
+                    catch (Exception ex)
+                    {
+                        Console.Error.WriteLine($"Host terminated unexpectedly: {ex.Message}");
+                        return 1;
+                    }
+                    """, StringComparison.Ordinal);
         }
         else
         {
@@ -206,7 +229,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
                   "targets": {
                     "file": {
                       "type": "File",
-                      "fileName": "${basedir}/logs/webapi.log",
+                      "fileName": "LOGS/webapi.log",
                       "layout": "${longdate}|${processid}|${level:uppercase=true}|${logger}|${message:withexception=true}"
                     }
                   },
@@ -215,7 +238,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
                     { "logger": "*", "minLevel": "Info", "writeTo": "file" }
                   ]
                 }
-                """);
+                """.Replace("LOGS", Path.Combine(scope.Directory, "logs"), StringComparison.Ordinal)); // outside the releases, shared by all
         }
 
         File.WriteAllText(program, code);
@@ -223,18 +246,25 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
         output.WriteLine("Program.cs:\n" + code);
 
         await packages.DotnetAsync(output, project, "restore");
-        string publish = Path.Combine(scope.Directory, "publish");
+        string publish = Path.Combine(scope.Directory, "release-1");
         await packages.DotnetAsync(output, project, "publish", "-c", "Release", "-o", publish, "--no-restore");
         Assert.True(File.Exists(Path.Combine(publish, "ZeroDowntime.Hosting.dll")), "the published app has no ZeroDowntime.Hosting.dll");
         string restored = Path.Combine(packages.NuGetPackagesDirectory, "zerodowntime.hosting", packages.Version.ToLowerInvariant());
         Assert.True(Directory.Exists(restored), $"the package was not restored from this run's pack into {restored}");
+        // The next version: the same build, published to a folder of its own.
+        CopyDirectory(publish, Path.Combine(scope.Directory, "release-2"));
         output.WriteLine($"new project, packages, restore and publish: {step.Elapsed.TotalSeconds:0.0} s");
         return publish;
     }
 
-    /// <summary>Starts the published app, then the same build again under ab; the old one exits 0, the new one serves.</summary>
-    private async Task RunHandoffUnderAbAsync(TestScope scope, string publish, Stopwatch total, Func<PublishedApp, PublishedApp, long, Task> verify)
+    /// <summary>
+    /// Starts release-1 in its folder, then release-2 under ab: first by its path from another directory (refused, exit
+    /// 80; with <paramref name="mainCatches"/> also a start with a value that cannot be parsed: exit 78, though Main
+    /// returns 1), then in its folder: the old one exits 0, the new one serves.
+    /// </summary>
+    private async Task RunHandoffUnderAbAsync(TestScope scope, string publish, Stopwatch total, bool mainCatches, Func<PublishedApp, PublishedApp, long, Task> verify)
     {
+        string release2 = Path.Combine(scope.Directory, "release-2");
         await using var v1 = PublishedApp.Start("v1", publish, scope, output);
         await v1.WaitForEventAsync(Events.ServingHandoffSocket);
         PublishedApp? v2 = null;
@@ -247,8 +277,32 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
             // keep-alive connection are gone before the handoff, so v1's drain has no idle connection to wait for).
             await GetManyAsync(scope.BaseUri, Requests);
 
+            // As README showed it: dotnet /srv/myapp/release-2/MyApp.dll, from another directory. Its content root is that
+            // directory: no appsettings.json, so Kestrel's default port instead of the app's. It must not take over.
+            await using (var byPath = PublishedApp.Start("v2-by-path", release2, scope, output, workingDirectory: scope.Directory))
+            {
+                int code = await byPath.WaitForExitAsync(TimeSpan.FromSeconds(60));
+                string refusal = await byPath.WaitForEventAsync(Events.NoEndpointKept);
+                output.WriteLine($"release-2 started by path from {scope.Directory}: exit {code}");
+                Assert.Equal(ZeroDowntimeExitCodes.NoEndpointKept, code); // with mainCatches, Main returned 0 meanwhile
+                Assert.Contains($"tcp:127.0.0.1:{scope.Port}", refusal, StringComparison.Ordinal);
+                Assert.Contains(Path.Combine(scope.Directory, "appsettings.json") + " (not found)", refusal, StringComparison.Ordinal);
+            }
+
+            await v1.WaitForEventAsync(Events.SuccessorFailed);
+            Assert.False(v1.HasExited, "v1 exited after the refused successor");
+
+            if (mainCatches)
+            {
+                // A start-up failure of the library that Main catches (it returns 1): the exit code still says why.
+                await using var invalid = PublishedApp.Start("v2-invalid", release2, scope, output, environment: new() { ["ZeroDowntime__HandoffTimeout"] = "one minute" });
+                Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, await invalid.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+                Assert.Contains(invalid.Lines, l => l.Contains("Host terminated unexpectedly", StringComparison.Ordinal) && l.Contains("ZeroDowntime:HandoffTimeout 'one minute'", StringComparison.Ordinal));
+            }
+
+            // As README shows it now: in its own folder (cd release-2 && dotnet ShopApp.dll).
             var handoff = Stopwatch.StartNew();
-            v2 = PublishedApp.Start("v2", publish, scope, output);
+            v2 = PublishedApp.Start("v2", release2, scope, output);
             await v2.WaitForEventAsync(Events.Committed);
             await v2.WaitForEventAsync(Events.ServingHandoffSocket);
             int oldExit = await v1.WaitForExitAsync(TimeSpan.FromSeconds(60));
@@ -263,7 +317,7 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
             string text = await ab.InterruptAsync(ToolTimeout);
             output.WriteLine(text);
             var result = LoadTool.AbResult.Parse(text);
-            output.WriteLine($"ab -c 16: {result.Complete} complete, {result.Failed} failed, {result.Non2xx} non-2xx; the test's client: {Requests} answers from v1 before the handoff, {Requests} from v2 after v1 exited; v1 exit {oldExit}");
+            output.WriteLine($"ab -c 16: {result.Complete} complete, {result.Failed} failed, {result.Non2xx} non-2xx (release-2 by path refused, then in its folder took over); the test's client: {Requests} answers from v1 before the handoff, {Requests} from v2 after v1 exited; v1 exit {oldExit}");
             Assert.True(result.Complete > 100, $"ab completed only {result.Complete} requests");
             Assert.True(result.Failed == 0 && result.Non2xx == 0, $"ab: {result}");
             Assert.False(v2.HasExited, "v2 exited");
@@ -280,6 +334,20 @@ public sealed partial class NewUserPackageTests(PackedPackages packages, ITestOu
             {
                 await v2.DisposeAsync();
             }
+        }
+    }
+
+    private static void CopyDirectory(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (string file in Directory.EnumerateFiles(from))
+        {
+            File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        }
+
+        foreach (string directory in Directory.EnumerateDirectories(from))
+        {
+            CopyDirectory(directory, Path.Combine(to, Path.GetFileName(directory)));
         }
     }
 
@@ -557,7 +625,10 @@ public sealed class PackedPackages : IAsyncLifetime
     }
 }
 
-/// <summary>One process of the published new-user app, started like an operator would: <c>dotnet ShopApp.dll</c>.</summary>
+/// <summary>
+/// One process of the published new-user app, started like an operator would: <c>cd release-1 &amp;&amp; dotnet ShopApp.dll</c>,
+/// or from <c>workingDirectory</c> by its path (<c>dotnet /.../release-2/ShopApp.dll</c>). Its port is in its appsettings.json.
+/// </summary>
 internal sealed class PublishedApp : IAsyncDisposable
 {
     private readonly Process _process;
@@ -580,19 +651,34 @@ internal sealed class PublishedApp : IAsyncDisposable
 
     public bool HasExited => _exited.Task.IsCompleted;
 
-    public static PublishedApp Start(string name, string publishDirectory, TestScope scope, ITestOutputHelper output)
+    /// <summary>The output so far, as written (stderr lines prefixed "stderr: ").</summary>
+    public IReadOnlyList<string> Lines
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _lines.ToArray();
+            }
+        }
+    }
+
+    public static PublishedApp Start(string name, string publishDirectory, TestScope scope, ITestOutputHelper output,
+        string? workingDirectory = null, Dictionary<string, string>? environment = null)
     {
         var info = new ProcessStartInfo("dotnet")
         {
-            WorkingDirectory = publishDirectory,
+            WorkingDirectory = workingDirectory ?? publishDirectory,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(Path.Combine(publishDirectory, "ShopApp.dll"));
-        info.ArgumentList.Add("--urls");
-        info.ArgumentList.Add($"http://127.0.0.1:{scope.Port}");
+        info.ArgumentList.Add(workingDirectory is null ? "ShopApp.dll" : Path.Combine(publishDirectory, "ShopApp.dll"));
         info.Environment.Remove("ASPNETCORE_URLS");
+        info.Environment.Remove("ASPNETCORE_HTTP_PORTS");
+        // Kestrel's default (localhost:5000) may be held by another program on a shared machine: a release that reads no
+        // appsettings.json binds this port of its own instead, as HTTP_PORTS says (Urls wins over it where it is read).
+        info.Environment["ASPNETCORE_HTTP_PORTS"] = TestScope.FreePort().ToString(CultureInfo.InvariantCulture);
         info.Environment["ASPNETCORE_ENVIRONMENT"] = "Production";
         info.Environment["ZeroDowntime__SocketPath"] = scope.SocketPath;
         // Microsoft's json console formatter, one object per line: the tests match the library's events by id in the
@@ -601,6 +687,10 @@ internal sealed class PublishedApp : IAsyncDisposable
         info.Environment["Logging__Console__FormatterOptions__TimestampFormat"] = "O";
         // The app's own per-request lines go to its log file, not to the console (and the test log).
         info.Environment["Logging__Console__LogLevel__Program"] = "Warning";
+        foreach (var (key, value) in environment ?? [])
+        {
+            info.Environment[key] = value;
+        }
 
         var process = new Process { StartInfo = info, EnableRaisingEvents = true };
         var app = new PublishedApp(process, name, output);

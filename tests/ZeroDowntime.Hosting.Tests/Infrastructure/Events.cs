@@ -130,6 +130,14 @@ internal static class Events
 
     public static readonly EventId PredecessorShuttingDown = new(132, nameof(PredecessorShuttingDown));
 
+    public static readonly EventId StartupConfiguration = new(140, nameof(StartupConfiguration));
+
+    public static readonly EventId NoEndpointKept = new(141, nameof(NoEndpointKept));
+
+    public static readonly EventId ReplacingAllEndpoints = new(142, nameof(ReplacingAllEndpoints));
+
+    public static readonly EventId EnabledReadTooLate = new(143, nameof(EnabledReadTooLate));
+
     // ZeroDowntime.Hosting.NLog (LogFileHandoffLog).
     public static readonly EventId LogFilesFound = new(61, nameof(LogFilesFound));
 

@@ -88,15 +88,6 @@ public sealed class OptionsTests
     }
 
     [Fact]
-    public void Bind_MalformedDuration_FailsWithExitCodeAndKey()
-    {
-        var ex = Assert.Throws<ZeroDowntimeStartupException>(() => Resolve(new() { ["ZeroDowntime:DrainTimeout"] = "30 seconds" }));
-        Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, ex.ExitCode);
-        Assert.Contains("ZeroDowntime:DrainTimeout", ex.Message, StringComparison.Ordinal);
-        Assert.Contains("00:01:00", ex.Message, StringComparison.Ordinal);
-    }
-
-    [Fact]
     public void Disabled_SkipsValidation_AndRegistersNoTransport()
     {
         var services = Build(new() { ["ZeroDowntime:Enabled"] = "false", ["ZeroDowntime:SocketPath"] = "relative" });

@@ -139,7 +139,7 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         Options.Upgrade.Signal = ZeroDowntimeUpgradeSignal.None;
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var options = Microsoft.Extensions.Options.Options.Create(Options);
-        var registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
+        var registry = Registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
         Gate = new AcceptGate();
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
             Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
@@ -162,6 +162,9 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
     public ZeroDowntimeLifetime Lifetime { get; } = new();
 
     public AcceptGate Gate { get; }
+
+    /// <summary>The listeners (inherited ones land here; a test plays Kestrel by acquiring them).</summary>
+    public ListenerRegistry Registry { get; }
 
     public HandoffCoordinator Coordinator { get; }
 
