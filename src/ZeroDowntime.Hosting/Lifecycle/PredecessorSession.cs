@@ -248,11 +248,12 @@ internal sealed class PredecessorSession
         // Goodbye on every response from now on, before the successor can log that it serves alone.
         _process.Lifetime.BeginDrain();
 
-        // Not disposed: on the Drained path the watch goes on reading after this method returns (until the host stops
-        // or the successor disconnects) and may still cancel it; a CancellationTokenSource without a timer holds
-        // nothing that needs disposing. (Disposed, the watch's Cancel threw ObjectDisposedException in a task nobody
-        // observed: issue 18 item 10.)
-        var lost = new CancellationTokenSource();
+        // The watch never outlives this method: every path below has ended it before returning (the Drained path stops
+        // it), so that it neither cancels a disposed source nor reads a channel that the connection's owner disposes
+        // once this session returns. (It did both on the Drained path: an ObjectDisposedException in a task nobody
+        // observed, issue 18 item 10.)
+        using var lost = new CancellationTokenSource();
+        using var stopWatching = CancellationTokenSource.CreateLinkedTokenSource(_process.ShutdownToken);
         var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
         bool committedSent = _channel.TrySend(new CommittedMessage());
@@ -264,7 +265,7 @@ internal sealed class PredecessorSession
             activity?.AddEvent(new ActivityEvent("committed"));
             _upgrades.Milestone(_pid, committed: true);
             await _upgrades.FinishAsync(_pid, UpgradeOutcome.Committed, "committed");
-            watch = WatchSuccessorAsync(lost, confirmed);
+            watch = WatchSuccessorAsync(lost, confirmed, stopWatching.Token);
         }
         else
         {
@@ -283,6 +284,8 @@ internal sealed class PredecessorSession
             && await SuccessorServesThePathAsync(watch) && Machine.TryFire(PredecessorSessionTrigger.Drained))
         {
             activity?.AddEvent(new ActivityEvent("drained"));
+            await stopWatching.CancelAsync();
+            await watch;
             _logger.Exiting(_pid);
             _process.Exit();
             return;
@@ -347,14 +350,14 @@ internal sealed class PredecessorSession
     /// Reads heartbeats until the successor releases this process (null: keep draining) or is lost (the reason; the
     /// drain is cancelled through <paramref name="lost"/>).
     /// </summary>
-    private async Task<string?> WatchSuccessorAsync(CancellationTokenSource lost, TaskCompletionSource confirmed)
+    private async Task<string?> WatchSuccessorAsync(CancellationTokenSource lost, TaskCompletionSource confirmed, CancellationToken stop)
     {
         string reason;
         try
         {
             while (true)
             {
-                var message = await _channel.ReadAsync(HeartbeatTimeout, _process.ShutdownToken);
+                var message = await _channel.ReadAsync(HeartbeatTimeout, stop);
                 if (message is HeartbeatMessage)
                 {
                     confirmed.TrySetResult();

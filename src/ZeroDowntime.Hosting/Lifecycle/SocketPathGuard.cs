@@ -126,7 +126,8 @@ internal static class SocketPathGuard
             int error = Marshal.GetLastPInvokeError();
             if (error != Libc.EEXIST)
             {
-                throw Invalid(socketPath, $"its directory {path} could not be created: {Marshal.GetPInvokeErrorMessage(error)} (errno {error})");
+                // A read-only root filesystem (a hardened container), or a parent this user may not write: say what to do.
+                throw Invalid(socketPath, $"its directory {path} cannot be created: {Marshal.GetPInvokeErrorMessage(error)} (errno {error}); point ZeroDowntime:SocketPath at a directory this user can write, such as a tmpfs (/run/<app>/ from systemd's RuntimeDirectory=, or a volume mounted there in a container)");
             }
         }
 

@@ -229,7 +229,8 @@ public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper
     }
 
     // Issue 18 item 10: after a normal drain the session had disposed the source that its still-running watch cancels
-    // when the successor disconnects: an ObjectDisposedException in a task that nobody observed.
+    // when the successor disconnects: an ObjectDisposedException in a task that nobody observed. Now the watch ends
+    // before the exit, and nothing runs on after the session.
     [Fact]
     public async Task Completed_SuccessorDisconnectsAfterTheDrain_NothingEscapes()
     {
@@ -253,9 +254,10 @@ public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper
             using var served = process.ServePathAsSuccessor();
             await process.Application.StopRequested.Task.WaitAsync(Bound);
 
-            successor.Dispose(); // the watch reads the end of the stream after the session completed
+            // The watch ended before the exit, so the successor's disconnect now meets nobody.
             var ended = await process.Logger.WaitForAsync(e => e.EventId.Name == "SuccessorWatchEnded", Bound);
-            output.WriteLine(ended.Message);
+            Assert.Contains("this process stops", ended.Message, StringComparison.Ordinal);
+            successor.Dispose();
             for (int i = 0; i < 3; i++)
             {
                 GC.Collect();
