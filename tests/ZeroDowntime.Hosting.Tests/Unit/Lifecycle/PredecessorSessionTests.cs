@@ -8,7 +8,7 @@ namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 /// The running process's machine, in process: the real coordinator serving a real handoff socket, the test as the
 /// successor, a fake clock for every deadline (a 30 s timeout takes no time).
 /// </summary>
-public sealed class PredecessorSessionTests(Xunit.Abstractions.ITestOutputHelper output)
+public sealed class PredecessorSessionTests
 {
     private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
 
