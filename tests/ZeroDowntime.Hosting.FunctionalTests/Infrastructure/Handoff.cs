@@ -24,6 +24,25 @@ internal static class Handoff
     }
 
     /// <summary>
+    /// Sends new connections to <paramref name="baseUri"/>'s <c>/pid</c> for <paramref name="duration"/> and asserts that
+    /// every one succeeded and was answered by <paramref name="only"/>: no other generation serves.
+    /// </summary>
+    public static async Task AssertOnlyOneServesAsync(Uri baseUri, SampleApp only, TimeSpan duration, ITestOutputHelper output)
+    {
+        await using var probes = HttpLoad.Start(new Uri(baseUri, "/pid"), workers: 2, newConnectionPerRequest: true);
+        var observed = System.Diagnostics.Stopwatch.StartNew();
+        while (observed.Elapsed < duration)
+        {
+            await probes.WaitForMoreSuccessesAsync(20);
+        }
+
+        await probes.StopAsync();
+        output.WriteLine($"probes: {probes}");
+        probes.AssertNoFailures();
+        Assert.Equal([only.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)], probes.ResponsesByBody.Keys);
+    }
+
+    /// <summary>
     /// Starts a successor, waits until it has taken over and serves the handoff socket, then until the old process
     /// has drained and exited; returns the successor and the old process's exit code.
     /// </summary>
