@@ -1,4 +1,3 @@
-using System.Globalization;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
@@ -22,15 +21,10 @@ public sealed class ChainTests(ITestOutputHelper output)
     {
         using var scope = new TestScope();
         var config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00");
-        await using var v1 = await StartFirstAsync("v1", config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
-        var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
-        await v1.WaitForEventAsync(Events.FirstConnectionAccepted); // the long request is v1's
-
-        var v2 = SampleApp.Start("v2", config, output);
-        await using var _ = v2;
-        await v2.WaitForEventAsync(Events.Committed);
-        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        var (v1, v1Request, v2) = await FirstDrainingSecondServingAsync(scope, config, client);
+        await using var _ = v1;
+        await using var __ = v2;
 
         await using var v3 = SampleApp.Start("v3", config.With("Sample__StartupDelayMs", "6000"), output);
         await v3.WaitForEventAsync(Events.ListenersReceived);
@@ -52,7 +46,7 @@ public sealed class ChainTests(ITestOutputHelper output)
 
         // And the chain goes on from v3: a fourth version takes over from it.
         var (v4, v3Exit) = await HandOverAsync(v3, "v4", config, output);
-        await using var __ = v4;
+        await using var ___ = v4;
         Assert.Equal(0, v3Exit);
     }
 
@@ -63,15 +57,10 @@ public sealed class ChainTests(ITestOutputHelper output)
     {
         using var scope = new TestScope();
         var config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00");
-        await using var v1 = await StartFirstAsync("v1", config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
-        var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
-        await v1.WaitForEventAsync(Events.FirstConnectionAccepted); // the long request is v1's
-
-        var v2 = SampleApp.Start("v2", config, output);
-        await using var _ = v2;
-        await v2.WaitForEventAsync(Events.Committed);
-        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        var (v1, v1Request, v2) = await FirstDrainingSecondServingAsync(scope, config, client);
+        await using var _ = v1;
+        await using var __ = v2;
         var v2Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
         await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
 
@@ -91,5 +80,19 @@ public sealed class ChainTests(ITestOutputHelper output)
         Assert.Contains("pid", await v1Request, StringComparison.Ordinal);
         Assert.Equal(0, await v1.WaitForExitAsync());
         await Task.WhenAny(v2Request); // v2 was killed with it in flight: its outcome is not the point
+    }
+
+    /// <summary>
+    /// v1 with a 20 s request in flight hands over to v2: v1 drains (for that request), v2 serves the handoff socket.
+    /// </summary>
+    private async Task<(SampleApp V1, Task<string> V1Request, SampleApp V2)> FirstDrainingSecondServingAsync(TestScope scope, SampleConfig config, HttpClient client)
+    {
+        var v1 = await StartFirstAsync("v1", config, output);
+        var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000"));
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted); // the long request is v1's
+        var v2 = SampleApp.Start("v2", config, output);
+        await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.ServingHandoffSocket);
+        return (v1, v1Request, v2);
     }
 }

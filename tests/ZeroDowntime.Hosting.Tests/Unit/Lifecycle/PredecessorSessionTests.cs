@@ -102,11 +102,7 @@ public sealed class PredecessorSessionTests
     public async Task Draining_HeartbeatThenDrainOver_Exits()
     {
         await using var process = new InProcessCoordinator();
-        await process.StartAloneAsync();
-        using var successor = await process.GreetAsync();
-        successor.Send(new ReadyMessage());
-        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
-        successor.Send(new HeartbeatMessage());
+        using var successor = await CommittedAndConfirmedAsync(process);
         using var served = process.ServePathAsSuccessor();
 
         await process.Application.StopRequested.Task.WaitAsync(Bound);
@@ -122,11 +118,7 @@ public sealed class PredecessorSessionTests
     public async Task Draining_DrainOverBeforeTheSuccessorServesThePath_ExitsOnlyOnceItDoes()
     {
         await using var process = new InProcessCoordinator();
-        await process.StartAloneAsync();
-        using var successor = await process.GreetAsync();
-        successor.Send(new ReadyMessage());
-        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
-        successor.Send(new HeartbeatMessage());
+        using var successor = await CommittedAndConfirmedAsync(process);
 
         await process.Time.WaitForTimerAsync(TimeSpan.FromMilliseconds(10), Bound); // looking at the path
         for (int i = 0; i < 5; i++)
@@ -271,6 +263,17 @@ public sealed class PredecessorSessionTests
         {
             TaskScheduler.UnobservedTaskException -= record;
         }
+    }
+
+    /// <summary>Starts alone, hands over to the test's successor, which is committed and sends its first heartbeat.</summary>
+    private static async Task<HandoffChannel> CommittedAndConfirmedAsync(InProcessCoordinator process)
+    {
+        await process.StartAloneAsync();
+        var successor = await process.GreetAsync();
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        successor.Send(new HeartbeatMessage());
+        return successor;
     }
 
     internal static async Task WaitForRoleAsync(InProcessCoordinator process, ProcessRole role)
