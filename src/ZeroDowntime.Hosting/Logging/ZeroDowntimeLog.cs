@@ -5,7 +5,9 @@ namespace ZeroDowntime.Hosting.Logging;
 /// <summary>
 /// Every log line of the library. Event ids are stable: never reuse or renumber one. 1-19 start-up and listeners,
 /// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 70-79 the process
-/// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams.
+/// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams, 100-119 more of
+/// the handoff (ownership, release, dropped endpoints), 120-129 upgrades, 130-139 socket files and newcomers, 140-149
+/// the configuration read at start and the successor's endpoint check (150-159: the NLog package).
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
