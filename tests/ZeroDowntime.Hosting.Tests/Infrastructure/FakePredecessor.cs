@@ -71,7 +71,7 @@ internal sealed class FakePredecessor : IAsyncDisposable
                 return;
             }
 
-            int number = Interlocked.Increment(ref _connections);
+            Interlocked.Increment(ref _connections);
             _ = Task.Run(async () =>
             {
                 using var channel = new HandoffChannel(accepted);
@@ -79,9 +79,13 @@ internal sealed class FakePredecessor : IAsyncDisposable
                 {
                     if (await channel.ReadAsync(TimeSpan.FromSeconds(10), _stop.Token) is HelloMessage hello)
                     {
+                        // The answer gets the greeting's number, not the connection's: a newcomer refused as "already
+                        // handed over" also asks for status on a connection of its own, which is no greeting.
+                        int number;
                         lock (_greetings)
                         {
                             _greetings.Add(hello);
+                            number = _greetings.Count;
                         }
 
                         await _answer(number, channel);
