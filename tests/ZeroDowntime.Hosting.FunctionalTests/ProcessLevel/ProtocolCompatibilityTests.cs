@@ -64,19 +64,21 @@ public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, Previou
         await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
         await load.WaitForMoreSuccessesAsync(200);
 
-        var (middle, oldestExit) = await HandOverAsync(oldest, "v2-this-build", thisBuild, output, whileStarting: null);
-        await using var _ = middle;
+        // Not HandOverAsync, which waits for the old process to exit: the oldest must still drain when v3 greets v2.
+        await using var middle = SampleApp.Start("v2-this-build", thisBuild, output);
+        await middle.WaitForEventAsync(Events.Committed);
+        await middle.WaitForEventAsync(Events.ServingHandoffSocket);
         await load.WaitForMoreSuccessesAsync(200);
         Assert.False(oldest.HasExited, "the oldest must still drain when the third greets the middle one");
 
         var (newest, middleExit) = await HandOverAsync(middle, "v3-this-build", thisBuild, output);
-        await using var __ = newest;
+        await using var _ = newest;
         Assert.Equal(0, middleExit);
         Assert.Contains(middle.Entries, l => l.Is(Events.ToldPredecessorStopping) && l.Contains("no answer", StringComparison.Ordinal));
         await load.WaitForMoreSuccessesAsync(200);
 
         var (back, newestExit) = await HandOverAsync(newest, "v4-landed", landedBuild, output);
-        await using var ___ = back;
+        await using var __ = back;
         Assert.Equal(0, newestExit);
         await load.WaitForMoreSuccessesAsync(200);
         await load.StopAsync();
