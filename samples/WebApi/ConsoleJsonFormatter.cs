@@ -88,6 +88,12 @@ internal static class ConsoleJsonFormatterExtensions
     /// <summary>Makes <see cref="ConsoleJsonFormatter"/> the console's formatter (over <c>Logging:Console:FormatterName</c>).</summary>
     public static ILoggingBuilder AddConsoleJsonFormatter(this ILoggingBuilder logging)
     {
+        // One write(2) per line. Console.Out writes through a 256-byte buffer, so a longer line left in several writes,
+        // and the successors an upgrade starts share this process's stdout pipe: two processes' lines interleaved
+        // mid-line, and the tests reading that pipe lost an event (found in UpgradeTests' three SIGHUP upgrades). With
+        // a buffer larger than any line and a flush per write, each line is one write, and a pipe keeps a write of up to
+        // PIPE_BUF (4096) bytes whole.
+        Console.SetOut(new StreamWriter(Console.OpenStandardOutput(), new System.Text.UTF8Encoding(false), 1 << 16) { AutoFlush = true });
         logging.Services.TryAddEnumerable(ServiceDescriptor.Singleton<ConsoleFormatter, ConsoleJsonFormatter>());
         logging.Services.Configure<ConsoleLoggerOptions>(options => options.FormatterName = ConsoleJsonFormatter.FormatterName);
         return logging;
