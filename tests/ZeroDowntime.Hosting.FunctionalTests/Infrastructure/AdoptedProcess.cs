@@ -12,7 +12,21 @@ internal sealed partial class AdoptedProcess(int pid) : IDisposable
 {
     public int Pid { get; } = pid;
 
-    public bool HasExited => !Directory.Exists($"/proc/{Pid}") || File.ReadAllText($"/proc/{Pid}/stat").Split(") ")[^1].StartsWith('Z');
+    /// <summary>Gone, or a zombie. One read of /proc: a check for the directory first raced a reap between the two.</summary>
+    public bool HasExited
+    {
+        get
+        {
+            try
+            {
+                return File.ReadAllText($"/proc/{Pid}/stat").Split(") ")[^1].StartsWith('Z');
+            }
+            catch (Exception ex) when (ex is DirectoryNotFoundException or FileNotFoundException or IOException)
+            {
+                return true; // reaped
+            }
+        }
+    }
 
     public void Signal(int signal) => Posix.Kill(Pid, signal);
 
