@@ -109,9 +109,7 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
     public async Task DroppedEndpoint_WhileTheOldProcessDrains_RefusesAtOnce()
     {
         using var scope = new TestScope();
-        int dropped = TestScope.FreePort();
-        var v1Config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00") with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"] };
-        var v2Config = scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port}"] };
+        var (dropped, v1Config, v2Config) = TwoPortsThenOne(scope);
         await using var v1 = await StartFirstAsync("v1", v1Config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
         var inFlight = client.GetStringAsync(new Uri($"http://127.0.0.1:{dropped}/delay/15000"));
@@ -140,9 +138,7 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
     public async Task DroppedEndpoint_SuccessorLostAfterTheCommit_OldProcessBindsItAnewAndServesBothPorts()
     {
         using var scope = new TestScope();
-        int dropped = TestScope.FreePort();
-        var v1Config = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00") with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"] };
-        var v2Config = scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port}"] };
+        var (dropped, v1Config, v2Config) = TwoPortsThenOne(scope);
         await using var v1 = await StartFirstAsync("v1", v1Config, output);
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
         var inFlight = client.GetStringAsync(new Uri($"http://127.0.0.1:{scope.Port}/delay/20000")); // keeps v1 draining
@@ -166,6 +162,15 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
 
         Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
         Assert.Contains("pid", await inFlight, StringComparison.Ordinal);
+    }
+
+    /// <summary>v1 on the scope's port and a second one (draining up to a minute); v2 on the scope's port only.</summary>
+    private static (int Dropped, SampleConfig V1, SampleConfig V2) TwoPortsThenOne(TestScope scope)
+    {
+        int dropped = TestScope.FreePort();
+        var v1 = scope.Config().With("ZeroDowntime__DrainTimeout", "00:01:00") with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"] };
+        var v2 = scope.Config() with { Arguments = ["--urls", $"http://127.0.0.1:{scope.Port}"] };
+        return (dropped, v1, v2);
     }
 
     private static async Task<int> GetPidAsync(string baseUri)
