@@ -103,7 +103,7 @@ public sealed class PredecessorSessionTests
     {
         await using var process = new InProcessCoordinator();
         using var successor = await CommittedAndConfirmedAsync(process);
-        using var served = process.ServePathAsSuccessor();
+        using var served = await ServePathOnceLookedAtAsync(process);
 
         await process.Application.StopRequested.Task.WaitAsync(Bound);
         await process.Logger.WaitForAsync(e => e.EventId.Name == "Exiting", Bound);
@@ -243,7 +243,7 @@ public sealed class PredecessorSessionTests
             successor.Send(new ReadyMessage());
             Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
             successor.Send(new HeartbeatMessage()); // it serves: nothing to drain, so this process exits
-            using var served = process.ServePathAsSuccessor();
+            using var served = await ServePathOnceLookedAtAsync(process);
             await process.Application.StopRequested.Task.WaitAsync(Bound);
 
             // The watch ended before the exit, so the successor's disconnect now meets nobody.
@@ -274,6 +274,19 @@ public sealed class PredecessorSessionTests
         Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
         successor.Send(new HeartbeatMessage());
         return successor;
+    }
+
+    /// <summary>
+    /// Serves the path as the successor once the drained process looks at it every 10 ms, then lets one look pass. Serving
+    /// it right after the heartbeat raced the process's first look: when the look came second the process exited at once,
+    /// when it came first it waited for a tick of the fake clock that nobody advanced (CI, stop 25).
+    /// </summary>
+    private static async Task<System.Net.Sockets.Socket> ServePathOnceLookedAtAsync(InProcessCoordinator process)
+    {
+        await process.Time.WaitForTimerAsync(TimeSpan.FromMilliseconds(10), Bound);
+        var served = process.ServePathAsSuccessor();
+        process.Time.Advance(TimeSpan.FromMilliseconds(10));
+        return served;
     }
 
     internal static async Task WaitForRoleAsync(InProcessCoordinator process, ProcessRole role)
