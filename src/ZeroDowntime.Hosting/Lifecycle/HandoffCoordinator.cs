@@ -76,7 +76,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         SocketPathGuard.EnsureSafe(path);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
             new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
-            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time);
+            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time,
+            new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time));
         process.ServeConnectionsWith(HandleConnectionAsync);
         _upgrades = new UpgradeRunner(process);
         _upgrades.InstallSignals();
@@ -98,6 +99,15 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         else
         {
             successor.Dispose();
+        }
+
+        // Listening sockets passed at start (systemd's fd store or .socket unit, zerodowntime run after a crash): adopted
+        // like a predecessor's, before Kestrel binds, so that its endpoints serve them instead of binding anew.
+        var (activated, others) = SocketActivation.TakeFromEnvironment();
+        _registry.AddActivated(activated);
+        if (others.Count > 0)
+        {
+            _logger.ActivatedDescriptorsIgnored(others.Count, string.Join(", ", others));
         }
 
         _applicationLifetime.ApplicationStopping.Register(OnHostStopping);

@@ -10,7 +10,7 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// <summary>
 /// Kestrel's transport for TCP and Unix-socket endpoints when handoffs are enabled. It is registered after
 /// Kestrel's <see cref="SocketTransportFactory"/>, so Kestrel asks it first; endpoints it cannot hand over
-/// (file handles) fall through to Kestrel's own transport.
+/// (abstract Unix sockets) fall through to Kestrel's own transport; a file handle is handed over under its bound address.
 /// </summary>
 internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
