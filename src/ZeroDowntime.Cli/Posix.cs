@@ -33,6 +33,9 @@ internal static unsafe partial class Posix
 
     // glibc: posix_spawnattr_t is 336 bytes and sigset_t 128 on x86-64 and arm64; room to spare.
     private const int SpawnAttrBytes = 1024;
+
+    // glibc: posix_spawn_file_actions_t is 80 bytes on x86-64 and arm64; room to spare.
+    private const int SpawnFileActionsBytes = 256;
     private const int SigSetBytes = 256;
 
     [LibraryImport("libc", SetLastError = true)]
@@ -52,6 +55,15 @@ internal static unsafe partial class Posix
 
     [LibraryImport("libc")]
     private static partial int posix_spawnp(int* pid, byte* file, void* fileActions, void* attributes, byte** argv, byte** envp);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_init(void* actions);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_destroy(void* actions);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_adddup2(void* actions, int fd, int newFd);
 
     [LibraryImport("libc")]
     private static partial int posix_spawnattr_init(void* attributes);
@@ -114,7 +126,14 @@ internal static unsafe partial class Posix
     /// posix_spawnp with an empty signal mask and default dispositions (.NET ignores SIGPIPE; an exec'd program must
     /// not inherit that): the pid, or 0 and the error number.
     /// </summary>
-    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment)
+    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment) => Spawn(argv, environment, []);
+
+    /// <summary>
+    /// <see cref="Spawn(IReadOnlyList{string}, IReadOnlyList{string})"/>, with <paramref name="inherited"/>[i] as the
+    /// child's descriptor 3 + i (dup2 in the child, which clears close-on-exec on the copy): systemd's LISTEN_FDS
+    /// layout. Every source must be above 2 + its count, so that no dup2 overwrites a source still to be copied.
+    /// </summary>
+    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment, IReadOnlyList<int> inherited)
     {
         var strings = new List<nint>();
         byte* attributes = (byte*)NativeMemory.AllocZeroed(SpawnAttrBytes);
@@ -150,9 +169,33 @@ internal static unsafe partial class Posix
                     return (0, 22); // EINVAL: signal-set calls report no errno
                 }
 
-                int pid = 0;
-                error = posix_spawnp(&pid, args[0], null, attributes, args, env);
-                return error == 0 ? (pid, 0) : (0, error);
+                byte* actions = (byte*)NativeMemory.AllocZeroed(SpawnFileActionsBytes);
+                try
+                {
+                    error = posix_spawn_file_actions_init(actions);
+                    if (error != 0)
+                    {
+                        return (0, error);
+                    }
+
+                    for (int i = 0; i < inherited.Count && error == 0; i++)
+                    {
+                        error = posix_spawn_file_actions_adddup2(actions, inherited[i], 3 + i);
+                    }
+
+                    int pid = 0;
+                    if (error == 0)
+                    {
+                        error = posix_spawnp(&pid, args[0], inherited.Count > 0 ? actions : null, attributes, args, env);
+                    }
+
+                    _ = posix_spawn_file_actions_destroy(actions);
+                    return error == 0 ? (pid, 0) : (0, error);
+                }
+                finally
+                {
+                    NativeMemory.Free(actions);
+                }
             }
             finally
             {
