@@ -531,8 +531,9 @@ internal sealed class Supervisor : IDisposable
 
 /// <summary>
 /// How often <c>zerodowntime run</c> starts a crashed app again: at most <see cref="MaxRestarts"/> restarts within
-/// <see cref="Window"/> (<c>--max-restarts</c>, <c>--restart-window</c>; defaults 5 within 60 s), each after a back-off
-/// of 100 ms doubled for every restart already in the window, at most 3.2 s.
+/// <see cref="Window"/> (<c>--max-restarts</c>, <c>--restart-window</c>; defaults 5 within 60 s). The first restart in
+/// the window is at once (clients wait in the queue meanwhile); each later one after a back-off of 100 ms doubled for
+/// every restart already in the window, at most 3.2 s, so that an app that crashes at start does not spin.
 /// </summary>
 internal sealed record RestartPolicy(int MaxRestarts, TimeSpan Window)
 {
@@ -541,6 +542,10 @@ internal sealed record RestartPolicy(int MaxRestarts, TimeSpan Window)
     private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan LongestBackoff = TimeSpan.FromMilliseconds(3200);
 
-    public static TimeSpan Backoff(int restartsInWindow) =>
-        restartsInWindow >= 5 ? LongestBackoff : TimeSpan.FromTicks(Math.Min(FirstBackoff.Ticks << restartsInWindow, LongestBackoff.Ticks));
+    public static TimeSpan Backoff(int restartsInWindow) => restartsInWindow switch
+    {
+        <= 0 => TimeSpan.Zero,
+        >= 6 => LongestBackoff,
+        _ => TimeSpan.FromTicks(Math.Min(FirstBackoff.Ticks << (restartsInWindow - 1), LongestBackoff.Ticks)),
+    };
 }

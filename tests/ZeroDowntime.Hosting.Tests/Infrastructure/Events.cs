@@ -161,6 +161,12 @@ internal static class Events
 
     public static readonly EventId LogFileKeptOnArchive = new(151, nameof(LogFileKeptOnArchive));
 
+    public static readonly EventId ListenerActivated = new(180, nameof(ListenerActivated));
+
+    public static readonly EventId ListenerStored = new(182, nameof(ListenerStored));
+
+    public static readonly EventId ListenerUnstored = new(183, nameof(ListenerUnstored));
+
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
 }
