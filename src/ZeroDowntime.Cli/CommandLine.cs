@@ -27,7 +27,7 @@ internal static class CommandLine
     public static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var verbatim = RunCommandVerbatim(args);
-        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", "--", ..]);
+        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", ..] && verbatim.Contains("--"));
         var result = root.Parse(verbatim, Parsing);
         if (result.Action is ParseErrorAction)
         {
@@ -150,10 +150,24 @@ internal static class CommandLine
     /// <summary>
     /// run's COMMAND and its arguments are the app's: from the first token after <c>run</c> that is not an option on,
     /// nothing is parsed (as env(1) and nohup(1) do), so <c>run dotnet App.dll --help</c> runs the app with --help.
-    /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument.
+    /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument. run's own options
+    /// (<c>--max-restarts N</c>, <c>--restart-window T</c>) come before the command and stay the tool's.
     /// </summary>
-    private static string[] RunCommandVerbatim(string[] args) =>
-        args is ["run", var first, ..] && !first.StartsWith('-') ? ["run", "--", .. args.AsSpan(1)] : args;
+    private static string[] RunCommandVerbatim(string[] args)
+    {
+        if (args is not ["run", ..])
+        {
+            return args;
+        }
+
+        int first = 1;
+        while (first + 1 < args.Length && args[first] is "--max-restarts" or "--restart-window")
+        {
+            first += 2;
+        }
+
+        return first < args.Length && !args[first].StartsWith('-') ? [.. args.AsSpan(0, first), "--", .. args.AsSpan(first)] : args;
+    }
 
     private static int Usage(TextWriter writer, int exitCode)
     {
