@@ -79,6 +79,16 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time,
             new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time));
         process.ServeConnectionsWith(HandleConnectionAsync);
+
+        // Kestrel unbinds a listener while this process serves on: a configuration reload dropped the endpoint. Not on
+        // a shutdown or after a handoff (a successor, or the next start, serves it): the store keeps those.
+        _registry.ListenerReleased = key =>
+        {
+            if (process.Role.State == ProcessRole.Owner && !process.HostStoppingToken.IsCancellationRequested)
+            {
+                process.FdStore?.Remove(key);
+            }
+        };
         _upgrades = new UpgradeRunner(process);
         _upgrades.InstallSignals();
 

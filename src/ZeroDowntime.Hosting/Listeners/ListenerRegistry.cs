@@ -136,14 +136,28 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     /// </summary>
     public void Release(ListenerEntry entry)
     {
+        bool released = false;
         lock (_lock)
         {
             if (entry.HeldByKestrel)
             {
                 entry.MoveTo(ListenerState.Released);
+                released = true;
             }
         }
+
+        if (released)
+        {
+            ListenerReleased?.Invoke(entry.Identity);
+        }
     }
+
+    /// <summary>
+    /// Told (outside the lock) about every listener <see cref="Release"/> closed: the coordinator takes an endpoint that
+    /// a configuration reload dropped out of the service manager's fd store, whose copy would otherwise queue
+    /// connections for nobody.
+    /// </summary>
+    public Action<ListenerKey>? ListenerReleased { get; set; }
 
     /// <summary>
     /// Runs <paramref name="send"/> with the listeners a successor gets, under the registry's lock: no descriptor can

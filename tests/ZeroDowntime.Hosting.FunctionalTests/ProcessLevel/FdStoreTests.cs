@@ -63,6 +63,51 @@ public sealed class FdStoreTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>
+    /// A configuration reload in place (appsettings.json's <c>Kestrel:Endpoints</c> loses one) makes Kestrel unbind
+    /// that listener while the process serves on: it is taken out of the store (FDSTOREREMOVE=1), or the keeper's copy
+    /// would queue connections for nobody. The endpoint kept stays stored and served.
+    /// </summary>
+    [Fact]
+    public async Task FdStore_ReloadDropsAnEndpoint_ItIsRemovedFromTheStore()
+    {
+        using var scope = new TestScope();
+        int dropped = TestScope.FreePort();
+        await using var keeper = new FdStoreRecorder(Path.Combine(scope.Directory, "notify.sock"));
+        string settings = Path.Combine(scope.Directory, "appsettings.json");
+        await WriteSettingsAsync(settings, scope.Port, dropped);
+        var config = scope.Config().With("NOTIFY_SOCKET", keeper.Path) with { Arguments = [], WorkingDirectory = scope.Directory };
+        await using var app = await StartFirstAsync("app", config, output);
+        await app.WaitForEventCountAsync(Events.ListenerStored, 2);
+
+        await WriteSettingsAsync(settings, scope.Port);
+        var removed = await app.WaitForEventAsync(Events.ListenerUnstored, TimeSpan.FromSeconds(30));
+        Assert.Equal($"tcp:127.0.0.1:{dropped}", removed["Key"]);
+        await keeper.FlushAsync();
+        Assert.Single(keeper.Messages, m => m.Text == $"FDSTOREREMOVE=1\nFDNAME=tcp%3A127.0.0.1%3A{dropped}");
+        Assert.DoesNotContain(keeper.Messages, m => m.Text.StartsWith("FDSTOREREMOVE=1", StringComparison.Ordinal) && m.Text.Contains($"%3A{scope.Port}", StringComparison.Ordinal));
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal(app.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+    }
+
+    /// <summary>The sample's appsettings.json with Kestrel:Endpoints on <paramref name="ports"/> instead of Urls.</summary>
+    private static async Task WriteSettingsAsync(string path, params int[] ports)
+    {
+        var json = System.Text.Json.Nodes.JsonNode.Parse(await File.ReadAllTextAsync(Path.Combine(SampleApp.SampleDirectory, "appsettings.json")))!.AsObject();
+        json.Remove("Urls");
+        var endpoints = new System.Text.Json.Nodes.JsonObject();
+        foreach (int port in ports)
+        {
+            endpoints[$"Port{port}"] = new System.Text.Json.Nodes.JsonObject { ["Url"] = $"http://127.0.0.1:{port}" };
+        }
+
+        json["Kestrel"] = new System.Text.Json.Nodes.JsonObject { ["Endpoints"] = endpoints };
+
+        // Written aside and renamed over: the reload reads a whole file, never a half-written one.
+        await File.WriteAllTextAsync(path + ".tmp", json.ToJsonString());
+        File.Move(path + ".tmp", path, overwrite: true);
+    }
+
     /// <summary>The inode of the socket behind a descriptor of another process (<c>socket:[N]</c>).</summary>
     private static ulong SocketInode(int pid, int fd)
     {
