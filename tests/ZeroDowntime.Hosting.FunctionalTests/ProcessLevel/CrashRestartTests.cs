@@ -91,6 +91,11 @@ public sealed class CrashRestartTests(ITestOutputHelper output)
         Assert.True(inFlight <= 5 * Concurrency, $"{inFlight} failed requests: more than the {Concurrency} a kill that can be in flight");
         Assert.True(result.Complete > 1000, $"ab completed only {result.Complete} requests");
 
+        // Every process stored the same socket again (after each restart and each upgrade): the supervisor kept one.
+        var stores = run.Lines.Where(l => l.Contains("zerodowntime run[", StringComparison.Ordinal) && l.Contains(": FDSTORE ", StringComparison.Ordinal)).ToList();
+        Assert.Equal(1 + 5 + upgrades, stores.Count);
+        Assert.All(stores, l => Assert.EndsWith(", 1 in all", l, StringComparison.Ordinal));
+
         Posix.Kill(supervisor, Posix.SIGTERM);
         await run.WaitForOutputLineAsync(l => l.Contains("no child left: exiting with code 0", StringComparison.Ordinal), "the supervisor's exit");
         Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(30)));

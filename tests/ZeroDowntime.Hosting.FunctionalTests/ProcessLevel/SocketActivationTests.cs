@@ -15,21 +15,23 @@ public sealed class SocketActivationTests(ITestOutputHelper output)
 {
     /// <summary>
     /// The app serves the socket it was passed (fd 3, matched to its endpoint by the bound address: the name "web" is
-    /// a .socket unit's own), binds nothing, sets close-on-exec on it, and hands it over to a successor (started as
-    /// usual) under load: 0 failed requests.
+    /// a .socket unit's own), binds nothing, sets close-on-exec on it, closes a second one that no endpoint asks for,
+    /// and hands the first over to a successor (started as usual) under load: 0 failed requests.
     /// </summary>
     [Fact]
     public async Task SystemdSocketActivate_ServesThePassedSocket_ThenHandsItOver_NoFailedRequest()
     {
         LoadTool.Require("systemd-socket-activate");
         using var scope = new TestScope();
+        int unused = TestScope.FreePort();
 
         // systemd-socket-activate passes only the variables named with -E (from its own environment), and refuses a name
         // with a dot (Logging__LogLevel__Microsoft.AspNetCore: the app logs ASP.NET Core's information lines too).
         string[] passed = ["DOTNET_ENVIRONMENT", "ASPNETCORE_ENVIRONMENT", "Logs__ConsoleJson", "ZeroDowntime__SocketPath", "Logs__Directory", "HOME"];
         var config = scope.Config() with
         {
-            Launcher = ["systemd-socket-activate", "--listen", $"127.0.0.1:{scope.Port}", "--fdname=web", .. passed.SelectMany(v => new[] { "-E", v })],
+            Launcher = ["systemd-socket-activate", "--listen", $"127.0.0.1:{scope.Port}", "--listen", $"127.0.0.1:{unused}", "--fdname=web:spare",
+                .. passed.SelectMany(v => new[] { "-E", v })],
         };
         await using var v1 = SampleApp.Start("v1", config, output);
 
@@ -44,6 +46,17 @@ public sealed class SocketActivationTests(ITestOutputHelper output)
         Assert.Equal("web", adopted["Name"]);
         Assert.Equal(0, v1.CountEvent(Events.ListenerBound));
         Assert.True(CloseOnExec(v1.Pid, 3), "fd 3 must be close-on-exec once adopted (systemd passes it without)");
+
+        // The second socket (fd 4, "spare") matches no endpoint: closed once the app has started, so that the kernel
+        // refuses its clients instead of queueing them for nobody.
+        var unusedLine = await v1.WaitForEventAsync(Events.InheritedListenerUnused);
+        Assert.Equal($"tcp:127.0.0.1:{unused}", unusedLine["Key"]);
+        // systemd-socket-activate exec'd the app, so the app held the only copy: closed, the port refuses.
+        using (var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Tcp))
+        {
+            var refused = await Assert.ThrowsAsync<System.Net.Sockets.SocketException>(() => probe.ConnectAsync(System.Net.IPAddress.Loopback, unused));
+            Assert.Equal(System.Net.Sockets.SocketError.ConnectionRefused, refused.SocketErrorCode);
+        }
 
         await using var load = HttpLoad.Start(scope.BaseUri, workers: 8, newConnectionPerRequest: true);
         await load.WaitForMoreSuccessesAsync(200);
