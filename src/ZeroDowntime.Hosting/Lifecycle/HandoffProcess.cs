@@ -156,10 +156,6 @@ internal sealed class HandoffProcess : IDisposable
         {
             // Listeners passed at start (LISTEN_FDS) that no endpoint asked for: closed, and taken out of the store.
             dropped = Registry.CloseDropped();
-        }
-
-        if (reason == HandoffAcquireReason.FirstStart)
-        {
             await Participants.AcquireAsync(reason, participants, ShutdownToken);
             OpenGate();
         }
