@@ -118,4 +118,17 @@ public sealed class OptionsTests
         builder.WebHost.UseZeroDowntime();
         return builder.Build().Services;
     }
+
+    // Item 1: what validation checks is what is really used: the temporary name the socket is bound under too.
+    [Fact]
+    public void Validate_PathWhoseTemporaryNameIsTooLong_FailsNamingBoth()
+    {
+        string path = "/" + new string('d', 98) + "/h.sock"; // 106 bytes; the temporary name is 99 + 1 + 11 = 111
+        Assert.Equal(106, path.Length);
+
+        var result = new ZeroDowntimeOptionsValidator().Validate(null, new ZeroDowntimeOptions { SocketPath = path, ApplicationId = "app" });
+
+        Assert.True(result.Failed, "a path whose temporary twin exceeds sun_path must be refused at start");
+        Assert.Contains("temporary", result.FailureMessage, StringComparison.Ordinal);
+    }
 }
