@@ -161,6 +161,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(73, LogLevel.Error, "An application callback on IZeroDowntimeLifetime.Draining threw; the drain goes on", EventName = "DrainingCallbackFailed")]
     public static partial void DrainingCallbackFailed(this ILogger logger, Exception exception);
 
+    [LoggerMessage(76, LogLevel.Warning, "Upgrades by {Signal} are configured, but this process was started with {Signal} ignored (inherited, e.g. from nohup): the signal will not reach it. Start it without that, or upgrade with `zerodowntime upgrade`", EventName = "UpgradeSignalIgnoredFromStart")]
+    public static partial void UpgradeSignalIgnoredFromStart(this ILogger logger, string signal);
+
     [LoggerMessage(100, LogLevel.Warning, "Revoked by the predecessor while becoming the owner: this process claims nothing ({Status} not announced, the handoff socket not served) and exits", EventName = "OwnershipWithdrawn")]
     public static partial void OwnershipWithdrawn(this ILogger logger, string status);
 

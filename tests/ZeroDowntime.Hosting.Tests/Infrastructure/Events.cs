@@ -100,6 +100,8 @@ internal static class Events
 
     public static readonly EventId HangupIgnored = new(71, nameof(HangupIgnored));
 
+    public static readonly EventId UpgradeSignalIgnoredFromStart = new(76, nameof(UpgradeSignalIgnoredFromStart));
+
     public static readonly EventId AddressInUse = new(72, nameof(AddressInUse));
 
     public static readonly EventId ShutdownDelayStarted = new(74, nameof(ShutdownDelayStarted));
