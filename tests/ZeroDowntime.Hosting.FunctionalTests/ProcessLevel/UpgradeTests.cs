@@ -225,4 +225,27 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"successor pid (\d+)")]
     private static partial Regex SuccessorPid();
+
+    // Item 4: SIGHUP (a closed terminal, or an operator's habit: HUP means reload elsewhere) must not kill the server.
+    // It now means "upgrade" by default (UpgradeTests); where upgrades by signal are off, it is logged and ignored.
+    [Fact]
+    public async Task Sighup_UpgradeSignalNone_IsLoggedAndIgnored_ServerKeepsServing()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__Upgrade__Signal", "None");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(100);
+
+        v1.Signal(Posix.SIGHUP);
+        await v1.WaitForEventAsync(Events.HangupIgnored);
+        v1.Signal(Posix.SIGHUP);
+        await load.WaitForMoreSuccessesAsync(500);
+        await load.StopAsync();
+
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.False(v1.HasExited);
+        Assert.Equal(2, v1.Entries.Count(l => l.Is(Events.HangupIgnored)));
+    }
 }
