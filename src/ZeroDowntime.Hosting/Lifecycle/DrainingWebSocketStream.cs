@@ -59,7 +59,7 @@ internal sealed class DrainingWebSocketStream(Stream inner, HttpContext context,
 
         try
         {
-            _closeDeadline.CancelAfter(LongLivedConnections.WebSocketCloseTimeout);
+            _closeDeadline.CancelAfter(owner.WebSocketCloseTimeout);
             _closeDeadline.Token.Register(AbortUnlessEnded);
         }
         catch (ObjectDisposedException)
@@ -176,7 +176,7 @@ internal sealed class DrainingWebSocketStream(Stream inner, HttpContext context,
     {
         if (!_disposed.Task.IsCompleted)
         {
-            logger.WebSocketCloseTimedOut(LongLivedConnections.WebSocketCloseTimeout);
+            logger.WebSocketCloseTimedOut(owner.WebSocketCloseTimeout);
             context.Abort();
         }
     }

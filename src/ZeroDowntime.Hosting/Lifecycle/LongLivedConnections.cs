@@ -28,8 +28,8 @@ internal sealed class LongLivedConnections(ILogger logger)
     private volatile bool _closing;
     private volatile bool _closingSignalR;
 
-    /// <summary>How long a WebSocket's peer has to answer the drain's close frame before the socket is aborted.</summary>
-    public static readonly TimeSpan WebSocketCloseTimeout = TimeSpan.FromSeconds(5);
+    /// <summary>How long a WebSocket's peer has to answer the drain's close frame before the request is aborted (5 s; tests set less).</summary>
+    public TimeSpan WebSocketCloseTimeout { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <summary>True once <see cref="CloseWebSocketsAndEventStreams"/> ran: one accepted after it is closed at once.</summary>
     public bool IsClosing => _closing;
