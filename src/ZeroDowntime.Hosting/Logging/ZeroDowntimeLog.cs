@@ -7,7 +7,8 @@ namespace ZeroDowntime.Hosting.Logging;
 /// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 70-79 the process
 /// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams, 100-119 more of
 /// the handoff (ownership, release, dropped endpoints), 120-129 upgrades, 130-139 socket files and newcomers, 140-149
-/// the configuration read at start and the successor's endpoint check (150-159: the NLog package).
+/// the configuration read at start and the successor's endpoint check (150-159: the NLog package), 200-219 long-lived
+/// connections in the drain (WebSockets, event streams, SignalR) and the bound on draining generations.
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
@@ -238,4 +239,16 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(143, LogLevel.Warning, "ZeroDowntime:Enabled is false in the configuration now, but was true when UseZeroDowntime() ran (the value comes from a configuration source added after that call): handoffs stay enabled. Set it where UseZeroDowntime() reads it (appsettings.json, environment, command line) or in its configure callback", EventName = "EnabledReadTooLate")]
     public static partial void EnabledReadTooLate(this ILogger logger);
+
+    [LoggerMessage(200, LogLevel.Information, "Drain: closing {WebSockets} WebSocket(s) with 1001 Going Away and ending {EventStreams} event stream(s)", EventName = "LongLivedClosing")]
+    public static partial void LongLivedClosing(this ILogger logger, int webSockets, int eventStreams);
+
+    [LoggerMessage(201, LogLevel.Information, "Drain: asking {Count} SignalR connection(s) to close with a reconnect allowed", EventName = "SignalRClosing")]
+    public static partial void SignalRClosing(this ILogger logger, int count);
+
+    [LoggerMessage(202, LogLevel.Warning, "Drain: a WebSocket's peer did not answer the close frame within {Timeout}; aborted", EventName = "WebSocketCloseTimedOut")]
+    public static partial void WebSocketCloseTimedOut(this ILogger logger, TimeSpan timeout);
+
+    [LoggerMessage(203, LogLevel.Error, "Drain: an application callback on an event stream's RequestAborted threw; the drain goes on", EventName = "EventStreamCallbackFailed")]
+    public static partial void EventStreamCallbackFailed(this ILogger logger, Exception exception);
 }

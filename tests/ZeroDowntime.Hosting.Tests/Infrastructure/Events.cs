@@ -163,6 +163,11 @@ internal static class Events
 
     public static readonly EventId LogFileKeptOnArchive = new(151, nameof(LogFileKeptOnArchive));
 
+    // Long-lived connections in the drain (200-219).
+    public static readonly EventId LongLivedClosing = new(200, nameof(LongLivedClosing));
+    public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
+    public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
+
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
 }
