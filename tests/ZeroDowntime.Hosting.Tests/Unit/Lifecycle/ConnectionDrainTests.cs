@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
