@@ -33,6 +33,7 @@ if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
 
 builder.Services.AddHostedService<SampleStartup>();
 builder.Services.AddHealthChecks().AddZeroDowntime();
+builder.Services.AddSignalR().AddJsonProtocol(json => json.PayloadSerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
 
 var app = builder.Build();
 
@@ -51,6 +52,9 @@ app.MapGet("/delay/{ms}", async (string ms, CancellationToken aborted) =>
     return Results.Text($"delayed {delay} ms, pid {pid}\n");
 });
 app.MapGet("/log/{id}", LogMarkerEndpoint.Handle);
+
+// Long-lived connections (/ws, /sse, /hub), which the drain closes so that their clients move to the successor.
+LongLivedEndpoints.Map(app);
 
 // Readiness follows the handoff and the shutdown delay (503 while this process leaves rotation or drains); liveness
 // is 200 while the process runs.

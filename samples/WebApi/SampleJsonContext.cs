@@ -8,4 +8,5 @@ namespace ZeroDowntime.Sample;
 /// with it the JIT and the AOT build write the same bytes (the serializer options are the same web defaults).
 /// </summary>
 [JsonSerializable(typeof(string))]
+[JsonSerializable(typeof(int))]
 internal sealed partial class SampleJsonContext : JsonSerializerContext;

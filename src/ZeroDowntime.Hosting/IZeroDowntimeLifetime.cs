@@ -2,7 +2,9 @@ namespace ZeroDowntime.Hosting;
 
 /// <summary>
 /// Tells the application about handoffs. Inject it to end long-lived work (WebSockets, server-sent events,
-/// streaming calls) cleanly when this process has handed its listeners to a successor.
+/// streaming calls) cleanly when this process has handed its listeners to a successor. The drain already closes
+/// WebSockets, server-sent event streams and SignalR connections itself unless
+/// <see cref="ZeroDowntimeOptions.CloseLongLivedConnections"/> is off.
 /// </summary>
 public interface IZeroDowntimeLifetime
 {

@@ -103,6 +103,19 @@ public sealed class ZeroDowntimeOptions
     /// </remarks>
     public bool AllowReplacingAllEndpoints { get; set; }
 
+    /// <summary>
+    /// Whether the drain ends long-lived exchanges itself, so that their clients move to the successor at once instead
+    /// of holding this process until <see cref="DrainTimeout"/> and then seeing an abort: WebSockets accepted through
+    /// ASP.NET Core get a close frame with 1001 Going Away (aborted if the peer does not answer within 5 seconds), a
+    /// server-sent event response (a GET with <c>Accept: text/event-stream</c>) sees its <c>RequestAborted</c> cancelled
+    /// so that it ends cleanly, and SignalR connections are closed as SignalR closes them itself, with a reconnect allowed
+    /// (after <see cref="IdleConnectionGracePeriod"/>, once idle keep-alive connections are closed).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to <see langword="true"/>. Turn it off to end them yourself from <see cref="IZeroDowntimeLifetime.Draining"/>.
+    /// </remarks>
+    public bool CloseLongLivedConnections { get; set; } = true;
+
     /// <summary>How this process starts its successor on a signal or on <c>zerodowntime upgrade</c>.</summary>
     public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
 

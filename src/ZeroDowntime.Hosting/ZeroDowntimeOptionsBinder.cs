@@ -35,6 +35,7 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
         options.DrainOnShutdown = values.Boolean(nameof(options.DrainOnShutdown), options.DrainOnShutdown);
         options.ShutdownDelay = values.Duration(nameof(options.ShutdownDelay), options.ShutdownDelay);
         options.AllowReplacingAllEndpoints = values.Boolean(nameof(options.AllowReplacingAllEndpoints), options.AllowReplacingAllEndpoints);
+        options.CloseLongLivedConnections = values.Boolean(nameof(options.CloseLongLivedConnections), options.CloseLongLivedConnections);
 
         var upgrade = new ConfigurationValues(configuration.GetSection($"{ZeroDowntimeOptions.SectionName}:{nameof(options.Upgrade)}"), options.BindingErrors);
         options.Upgrade.Signal = upgrade.Choice(nameof(options.Upgrade.Signal), options.Upgrade.Signal, Signals);

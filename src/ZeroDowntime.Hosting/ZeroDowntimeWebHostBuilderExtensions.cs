@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
@@ -71,6 +72,11 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton<ListenerRegistry>();
             services.TryAddSingleton<AcceptGate>();
             services.TryAddSingleton<ConnectionTracker>();
+            services.TryAddSingleton(sp => sp.GetRequiredService<ConnectionTracker>().LongLived);
+
+            // SignalR connections become known to the drain (a hub filter; nothing happens in an app without SignalR).
+            services.TryAddSingleton<SignalRDrainFilter>();
+            services.Configure<HubOptions>(hubs => hubs.AddFilter<SignalRDrainFilter>());
             services.AddMetrics();
             services.TryAddSingleton<ZeroDowntimeMetrics>();
 

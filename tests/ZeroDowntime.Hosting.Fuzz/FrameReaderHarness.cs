@@ -2,25 +2,6 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Fuzz;
 
-/// <summary>How a byte stream ended for the reader.</summary>
-internal enum FeedEnd
-{
-    /// <summary>Every byte was consumed as whole frames, then the peer closed: <c>ReadAsync</c> throws Closed.</summary>
-    EndOfStream,
-
-    /// <summary>The peer closed in the middle of a frame: the channel throws <see cref="HandoffProtocolException"/>.</summary>
-    Truncated,
-
-    /// <summary>The reader threw <see cref="HandoffProtocolException"/>.</summary>
-    ProtocolError,
-}
-
-/// <summary>A frame the reader decoded, and where its bytes were in the input.</summary>
-internal readonly record struct DecodedFrame(HandoffMessage Message, int Start, int Length);
-
-/// <summary>What the reader made of one input: how many messages it decoded before it ended, and how it ended.</summary>
-internal readonly record struct FeedOutcome(int Messages, FeedEnd End, string? Error);
-
 /// <summary>
 /// The one "feed these bytes to the reader" function that every fuzz target shares. It drives the internal protocol
 /// API exactly as <see cref="HandoffChannel.ReadAsync"/> does: a fixed receive buffer of one maximal frame, a

@@ -2,22 +2,6 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Fuzz;
 
-/// <summary>Which generator made an input; the run counts inputs per generator.</summary>
-internal enum FuzzGenerator
-{
-    /// <summary>Uniformly random bytes: exercises the magic and header checks.</summary>
-    RandomBytes,
-
-    /// <summary>A well-formed header (magic, a type, a matching length) around a random or field-shaped payload: exercises Decode.</summary>
-    RandomPayload,
-
-    /// <summary>One to four valid frames made from real messages with <see cref="HandoffProtocol.Encode"/>: must round-trip.</summary>
-    ValidFrames,
-
-    /// <summary>Valid frames after one to four mutations (bit flips, inserts, deletes, truncation, length and type rewrites...).</summary>
-    MutatedFrames,
-}
-
 /// <summary>One fuzz input: the bytes, the chunk sizes in which they reach the reader, and what a valid input must decode to.</summary>
 /// <param name="Generator">The generator that made it.</param>
 /// <param name="Input">The byte stream the peer sends.</param>

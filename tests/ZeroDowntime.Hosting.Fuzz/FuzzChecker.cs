@@ -3,12 +3,6 @@ using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Hosting.Fuzz;
 
-/// <summary>A property of the reader did not hold for an input.</summary>
-internal sealed class FuzzPropertyException(string message, Exception? inner = null) : Exception(message, inner);
-
-/// <summary>What one input cost the reader.</summary>
-internal readonly record struct FuzzMeasurement(FeedOutcome Outcome, long AllocatedBytes, TimeSpan Elapsed);
-
 /// <summary>
 /// Feeds one input to the reader and checks the properties: only <see cref="HandoffProtocolException"/> is thrown;
 /// the input finishes within <see cref="TimeBound"/>; it allocates at most <see cref="AllocationBound"/>; the

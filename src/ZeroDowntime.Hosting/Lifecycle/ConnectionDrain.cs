@@ -20,6 +20,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
     {
         if (successorLost.IsCancellationRequested)
         {
+            tracker.LongLived.Resume();
             return false;
         }
 
@@ -27,11 +28,23 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
         var grace = options.IdleConnectionGracePeriod;
         var deadline = options.DrainTimeout;
         logger.DrainStarted(tracker.Count, grace, deadline);
+        if (options.CloseLongLivedConnections)
+        {
+            tracker.LongLived.CloseWebSocketsAndEventStreams();
+        }
+
         try
         {
             if (!await tracker.WaitUntilEmptyAsync(grace, time, successorLost))
             {
                 logger.IdleConnectionsClosing(tracker.RequestCloseAll());
+                if (options.CloseLongLivedConnections)
+                {
+                    // Only now: a SignalR client reconnects at once, and must not negotiate over a pooled keep-alive
+                    // connection to this process (the successor would not know that connection id).
+                    tracker.LongLived.CloseSignalR();
+                }
+
                 while (true)
                 {
                     var remaining = deadline - time.GetElapsedTime(start);
@@ -48,6 +61,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
         }
         catch (OperationCanceledException) when (successorLost.IsCancellationRequested)
         {
+            tracker.LongLived.Resume();
             return false;
         }
 

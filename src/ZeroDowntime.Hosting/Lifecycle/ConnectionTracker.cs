@@ -25,6 +25,9 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
 
     public int Count => _connections.Count;
 
+    /// <summary>The WebSockets, event streams and SignalR connections among them, which the drain ends itself.</summary>
+    public LongLivedConnections LongLived { get; } = new(logger);
+
     public void Track(ConnectionContext connection)
     {
         if (_firstAccepted == 0 && Interlocked.Exchange(ref _firstAccepted, 1) == 0)
@@ -43,12 +46,18 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
     /// <summary>
     /// Asks every connection to close gracefully: Kestrel closes an idle HTTP/1.1 connection at once, answers an
     /// in-flight request with <c>Connection: close</c>, and sends GOAWAY on HTTP/2. Returns how many were asked.
+    /// Upgraded connections (WebSockets) are left to <see cref="LongLived"/>.
     /// </summary>
     public int RequestCloseAll()
     {
         int count = 0;
         foreach (var connection in _connections.Values)
         {
+            if (LongLived.IsUpgraded(connection.ConnectionId))
+            {
+                continue;
+            }
+
             connection.Features.Get<IConnectionLifetimeNotificationFeature>()?.RequestClose();
             count++;
         }
@@ -108,6 +117,7 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
     private void OnClosed(string connectionId)
     {
         _connections.TryRemove(connectionId, out _);
+        LongLived.Forget(connectionId);
         if (!_connections.IsEmpty)
         {
             return;

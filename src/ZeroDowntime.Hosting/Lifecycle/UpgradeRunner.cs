@@ -17,8 +17,6 @@ namespace ZeroDowntime.Hosting.Lifecycle;
 /// </summary>
 internal sealed class UpgradeRunner : IDisposable
 {
-    private const int SIGUSR2 = 12;
-
     /// <summary>How long a successor that never greeted has between SIGTERM and SIGKILL.</summary>
     internal static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
 
@@ -42,7 +40,7 @@ internal sealed class UpgradeRunner : IDisposable
         var signal = _process.Options.Upgrade.Signal switch
         {
             ZeroDowntimeUpgradeSignal.SigHup => PosixSignal.SIGHUP,
-            ZeroDowntimeUpgradeSignal.SigUsr2 => (PosixSignal)SIGUSR2,
+            ZeroDowntimeUpgradeSignal.SigUsr2 => (PosixSignal)Libc.SIGUSR2,
             _ => (PosixSignal?)null,
         };
 
@@ -61,13 +59,24 @@ internal sealed class UpgradeRunner : IDisposable
             }
         });
 
-        if (signal == (PosixSignal)SIGUSR2)
+        if (signal == (PosixSignal)Libc.SIGUSR2)
         {
-            _upgradeSignal = PosixSignalRegistration.Create((PosixSignal)SIGUSR2, context =>
+            _upgradeSignal = PosixSignalRegistration.Create((PosixSignal)Libc.SIGUSR2, context =>
             {
                 context.Cancel = true;
                 OnSignal("SIGUSR2");
             });
+        }
+
+        // Started with the upgrade signal ignored (nohup, or a parent that ignores it): the registration above is then
+        // never called, and a "kill -HUP" would upgrade nothing, without a word. Say so once, at start.
+        if (signal is { } upgradeSignal)
+        {
+            int number = upgradeSignal == PosixSignal.SIGHUP ? Libc.SIGHUP : Libc.SIGUSR2;
+            if (Libc.IsSignalIgnored(number))
+            {
+                _logger.UpgradeSignalIgnoredFromStart(number == Libc.SIGHUP ? "SIGHUP" : "SIGUSR2");
+            }
         }
     }
 

@@ -8,7 +8,8 @@ namespace ZeroDowntime.Hosting.Logging;
 /// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams, 100-119 more of
 /// the handoff (ownership, release, dropped endpoints), 120-129 upgrades, 130-139 socket files and newcomers, 140-149
 /// the configuration read at start and the successor's endpoint check (150-159: the NLog package), 180-199 sockets
-/// kept by the service manager (socket activation, fd store).
+/// kept by the service manager (socket activation, fd store), 200-219 long-lived connections in the drain
+/// (WebSockets, event streams, SignalR) and the bound on draining generations.
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
@@ -162,6 +163,9 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(73, LogLevel.Error, "An application callback on IZeroDowntimeLifetime.Draining threw; the drain goes on", EventName = "DrainingCallbackFailed")]
     public static partial void DrainingCallbackFailed(this ILogger logger, Exception exception);
 
+    [LoggerMessage(76, LogLevel.Warning, "Upgrades by {Signal} are configured, but this process was started with {Signal} ignored (inherited, e.g. from nohup): the signal will not reach it. Start it without that, or upgrade with `zerodowntime upgrade`", EventName = "UpgradeSignalIgnoredFromStart")]
+    public static partial void UpgradeSignalIgnoredFromStart(this ILogger logger, string signal);
+
     [LoggerMessage(100, LogLevel.Warning, "Revoked by the predecessor while becoming the owner: this process claims nothing ({Status} not announced, the handoff socket not served) and exits", EventName = "OwnershipWithdrawn")]
     public static partial void OwnershipWithdrawn(this ILogger logger, string status);
 
@@ -252,4 +256,15 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(184, LogLevel.Warning, "The service manager's fd store did not take '{Message}': {Error}", EventName = "FdStoreFailed")]
     public static partial void FdStoreFailed(this ILogger logger, string message, string error);
 
+    [LoggerMessage(200, LogLevel.Information, "Drain: closing {WebSockets} WebSocket(s) with 1001 Going Away and ending {EventStreams} event stream(s)", EventName = "LongLivedClosing")]
+    public static partial void LongLivedClosing(this ILogger logger, int webSockets, int eventStreams);
+
+    [LoggerMessage(201, LogLevel.Information, "Drain: asking {Count} SignalR connection(s) to close with a reconnect allowed", EventName = "SignalRClosing")]
+    public static partial void SignalRClosing(this ILogger logger, int count);
+
+    [LoggerMessage(202, LogLevel.Warning, "Drain: a WebSocket's peer did not answer the close frame within {Timeout}; aborted", EventName = "WebSocketCloseTimedOut")]
+    public static partial void WebSocketCloseTimedOut(this ILogger logger, TimeSpan timeout);
+
+    [LoggerMessage(203, LogLevel.Error, "Drain: an application callback on an event stream's RequestAborted threw; the drain goes on", EventName = "EventStreamCallbackFailed")]
+    public static partial void EventStreamCallbackFailed(this ILogger logger, Exception exception);
 }

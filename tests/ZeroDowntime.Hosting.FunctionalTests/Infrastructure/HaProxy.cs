@@ -3,60 +3,8 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text;
 using Xunit.Abstractions;
-using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
-
-/// <summary>How HAProxy is put in front of the fleet (see <see cref="HaProxy.BuildConfig"/>).</summary>
-/// <param name="Servers">Backend servers by name, each a sample instance on 127.0.0.1 and its own port.</param>
-/// <param name="CheckPath">The health check: <c>GET CheckPath</c>, healthy on status 200 only.</param>
-/// <param name="Retries">
-/// <c>false</c>: <c>retries 0</c>, no redispatch, so that every request HAProxy could not deliver reaches the client
-/// as a failure. <c>true</c>: <c>retries 3</c> + <c>option redispatch</c>, as many users run it (a refused connect
-/// is retried, the last time on another server).
-/// </param>
-/// <param name="CheckIntervalMs">Health check interval in milliseconds (<c>inter</c>).</param>
-/// <param name="Fall">Failed checks in a row before a server is DOWN.</param>
-/// <param name="Rise">Passed checks in a row before a server is UP again.</param>
-internal sealed record HaProxyOptions(
-    IReadOnlyList<(string Name, int Port)> Servers,
-    string CheckPath = "/health/ready",
-    bool Retries = false,
-    int CheckIntervalMs = 100,
-    int Fall = 3,
-    int Rise = 2)
-{
-    /// <summary>The longest HAProxy takes to take a failing server out of rotation (its checks run every inter).</summary>
-    public TimeSpan TimeToDown => TimeSpan.FromMilliseconds(CheckIntervalMs * Fall);
-}
-
-/// <summary>One row of HAProxy's <c>show stat</c> (CSV): a frontend, a backend or a server, by column name.</summary>
-internal sealed class HaProxyStat(IReadOnlyDictionary<string, string> fields)
-{
-    public string Proxy => fields["pxname"];
-
-    public string Name => fields["svname"];
-
-    /// <summary>UP, DOWN, or transitional ("UP 1/3": going down; "DOWN 1/2": coming up), MAINT, OPEN (frontend).</summary>
-    public string Status => fields["status"];
-
-    /// <summary>Result of the last check: L7OK, L7STS (wrong status), L4CON (refused), ...</summary>
-    public string CheckStatus => fields.GetValueOrDefault("check_status", "");
-
-    /// <summary>In rotation: UP, or UP and going down after a failed check.</summary>
-    public bool IsUp => Status == "UP" || Status.StartsWith("UP ", StringComparison.Ordinal);
-
-    /// <summary>Out of rotation: DOWN (also while coming up again), or in maintenance.</summary>
-    public bool IsDown => Status.StartsWith("DOWN", StringComparison.Ordinal) || Status.StartsWith("MAINT", StringComparison.Ordinal);
-
-    public long this[string column] =>
-        long.TryParse(fields.GetValueOrDefault(column, ""), NumberStyles.None, CultureInfo.InvariantCulture, out long value) ? value : 0;
-
-    /// <summary>The counters that say whether HAProxy failed or repaired requests.</summary>
-    public override string ToString() =>
-        $"{Proxy}/{Name} {Status} (check {CheckStatus}): sessions {this["stot"]}, 2xx {this["hrsp_2xx"]}, 5xx {this["hrsp_5xx"]}, " +
-        $"connect errors {this["econ"]}, response errors {this["eresp"]}, retries {this["wretr"]}, redispatches {this["wredis"]}";
-}
 
 /// <summary>
 /// A real HAProxy (Debian package <c>haproxy</c>) as a child process, in the foreground (<c>-W -db</c>), with its own

@@ -403,6 +403,12 @@ internal sealed record SampleConfig(string SocketPath, IReadOnlyList<string> Arg
     /// <summary>A command that runs <c>dotnet WebApi.dll ...</c> (its first element is the program), e.g. a supervisor.</summary>
     public IReadOnlyList<string> Launcher { get; init; } = [];
 
+    /// <summary>
+    /// Pauses the sample at a step of the handoff (<c>ZERODOWNTIME_FAULT_PAUSE</c>: after-receive, before-ready,
+    /// after-ready, in-release...) until it gets SIGCONT or is killed; event 90 says it paused.
+    /// </summary>
+    public SampleConfig WithFaultPause(string step) => With("ZERODOWNTIME_FAULT_PAUSE", step);
+
     public SampleConfig With(string key, string value)
     {
         var environment = new Dictionary<string, string>(Environment) { [key] = value };

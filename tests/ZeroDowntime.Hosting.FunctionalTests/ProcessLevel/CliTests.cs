@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Net.Sockets;
 using System.Text.Json;
-using System.Text.Json.Nodes;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
@@ -229,7 +228,7 @@ public sealed class CliTests(ITestOutputHelper output)
         using var scope = new TestScope();
         var releases = new Releases(scope);
         releases.Switch(releases.Create("1"));
-        var config = (scope.Config() with { SampleDirectory = releases.Current, RelativeEntryPoint = true }).With("ZeroDowntime__HandoffTimeout", "00:00:03");
+        var config = (scope.Config() with { SampleDirectory = releases.Current, RelativeEntryPoint = true }).With("ZeroDowntime__HandoffTimeout", "00:00:06");
         await using var v1 = await StartFirstAsync("v1", config, output);
         var successors = new List<int>();
         try
@@ -237,10 +236,11 @@ public sealed class CliTests(ITestOutputHelper output)
             await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
             await load.WaitForMoreSuccessesAsync(100);
 
-            // Slower than the HandoffTimeout of 3 s: v1 abandons it.
-            releases.Switch(releases.Create("2-slow", json => json["Sample"]!["StartupDelayMs"] = 6000));
+            // Slower than the HandoffTimeout of 6 s: v1 abandons it. (The successor must still greet within those 6 s of its
+            // launch, JIT start-up included: 3 s was too little on a loaded machine, CI-like load average 25.)
+            releases.Switch(releases.Create("2-slow", json => json["Sample"]!["StartupDelayMs"] = 12000));
             var first = ZeroDowntimeTool.RunAsync(output, UpgradeWait, "upgrade", "--socket", scope.SocketPath, "--json");
-            await v1.WaitForOutputLineAsync(l => l.Contains("Warming up for 6000 ms", StringComparison.Ordinal), "the slow release's warm-up line");
+            await v1.WaitForOutputLineAsync(l => l.Contains("Warming up for 12000 ms", StringComparison.Ordinal), "the slow release's warm-up line");
             var during = await StatusAsync(scope);
             successors.Add(during.GetProperty("successorPid").GetInt32());
 
@@ -254,7 +254,7 @@ public sealed class CliTests(ITestOutputHelper output)
             output.WriteLine($"abandoned: {abandoned.Json.GetProperty("reason").GetString()}");
             Assert.Equal(v1.Pid, (await StatusAsync(scope)).GetProperty("pid").GetInt32());
 
-            // The tool's own deadline: exit 5 at 1 s; the upgrade itself goes on and is abandoned by v1 at 3 s.
+            // The tool's own deadline: exit 5 at 1 s; the upgrade itself goes on and is abandoned by v1 at 6 s.
             using (var abandonedSuccessor = new AdoptedProcess(successors[0]))
             {
                 await abandonedSuccessor.WaitForExitAsync(TimeSpan.FromSeconds(30));

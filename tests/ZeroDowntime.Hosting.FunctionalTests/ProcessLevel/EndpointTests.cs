@@ -181,4 +181,31 @@ public sealed partial class EndpointTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"tcp:127\.0\.0\.1:0 on 127\.0\.0\.1:(\d+)")]
     private static partial Regex BoundPort();
+
+    // Item 2: the port is held by a copy that serves no handoff socket (here: the sample with ZeroDowntime disabled).
+    // The new process must say what is wrong in one line and exit with a documented code, not abort (134).
+    [Fact]
+    public async Task PortHeldByCopyWithoutHandoffSocket_NewProcessExits79_NamingEndpointAndSocketPath()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config();
+        await using var plain = SampleApp.Start("plain", config.With("ZeroDowntime__Enabled", "false"), output);
+        await plain.WaitForLineAsync(l => l.Contains("Application started", StringComparison.Ordinal), "Application started");
+
+        await using var v1 = SampleApp.Start("v1", config, output);
+        int exitCode = await v1.WaitForExitAsync();
+
+        Assert.Equal(ZeroDowntimeExitCodes.AddressInUse, exitCode);
+        var line = await v1.WaitForEventAsync(Events.AddressInUse);
+        Assert.Contains($"127.0.0.1:{scope.Port}", line, StringComparison.Ordinal);
+        Assert.Contains(scope.SocketPath, line, StringComparison.Ordinal);
+        var stderr = v1.Lines.Where(l => l.StartsWith("stderr: ZeroDowntime:", StringComparison.Ordinal)).ToArray();
+        Assert.Single(stderr);
+        Assert.Contains($"127.0.0.1:{scope.Port}", stderr[0], StringComparison.Ordinal);
+        Assert.Contains("(exit code 79)", stderr[0], StringComparison.Ordinal);
+
+        // The copy that holds the port is untouched.
+        using var client = new HttpClient();
+        Assert.Equal(plain.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+    }
 }

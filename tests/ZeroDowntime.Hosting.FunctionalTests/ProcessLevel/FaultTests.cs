@@ -9,8 +9,6 @@ namespace ZeroDowntime.Hosting.FunctionalTests;
 /// <summary>Every step of a handoff can fail; every failure must leave a server that serves.</summary>
 public sealed class FaultTests(ITestOutputHelper output)
 {
-    private const string FaultVariable = "ZERODOWNTIME_FAULT_PAUSE";
-
     [Theory]
     [InlineData("after-connect", Posix.SIGKILL)]
     [InlineData("after-connect", Posix.SIGSTOP)]
@@ -33,7 +31,7 @@ public sealed class FaultTests(ITestOutputHelper output)
 
         var faulty = step == "while-starting"
             ? config.With("Sample__StartupDelayMs", "10000")
-            : config.With(FaultVariable, step);
+            : config.WithFaultPause(step);
         await using var v2 = SampleApp.Start("v2-faulty", faulty, output);
         if (step == "while-starting")
         {
@@ -113,7 +111,7 @@ public sealed class FaultTests(ITestOutputHelper output)
 
         // v2 holds still after receiving the sockets (until SIGCONT): the window in which nobody accepts is as long
         // as the test needs, not a start-up delay that a loaded machine may outrun.
-        await using var v2 = SampleApp.Start("v2", config.With(FaultVariable, "after-receive"), output);
+        await using var v2 = SampleApp.Start("v2", config.WithFaultPause("after-receive"), output);
         await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGKILL);
         await v1.WaitForExitAsync();
@@ -386,5 +384,44 @@ public sealed class FaultTests(ITestOutputHelper output)
     {
         string line = File.ReadLines($"/proc/{pid}/status").First(l => l.StartsWith("VmRSS:", StringComparison.Ordinal));
         return long.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
+    }
+
+    // Item 6: a participant that overruns its time at the commit must not let the commit go ahead while it runs
+    // (the successor would take a log file the old process is still moving). The old process abandons the handoff
+    // once the participant returns; the successor drains what it accepted and exits 77.
+    [Fact]
+    public async Task ParticipantOverrunsAtCommit_HandoffAbandoned_SuccessorDrainsAndExits77_OldKeepsServing()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config();
+        await using var v1 = await StartFirstAsync("v1", config.WithFaultPause("in-release"), output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: false);
+        await load.WaitForMoreSuccessesAsync(100);
+
+        await using var v2 = SampleApp.Start("v2", config, output);
+        await v1.WaitForEventAsync(Events.FaultInjectionPause); // the participant hangs in ReleaseAsync
+        await v1.WaitForEventAsync(Events.ParticipantOverran);
+        await load.WaitForMoreSuccessesAsync(100); // v2 (gate open) serves meanwhile
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
+
+        v1.Signal(Posix.SIGCONT); // the participant returns
+        await v1.WaitForEventAsync(Events.HandoffAbandonedAtCommit);
+        await v2.WaitForEventAsync(Events.HandoffAbandoned);
+        await v2.WaitForEventAsync(Events.AbandonedSuccessorDraining);
+        Assert.Equal(ZeroDowntimeExitCodes.HandoffAbandoned, await v2.WaitForExitAsync());
+        await load.WaitForMoreSuccessesAsync(200);
+        await load.StopAsync();
+
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.False(v1.HasExited);
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
+        using var client = new HttpClient();
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+
+        // The log file never changed hands: webapi.log holds v1's lines only, and v2 wrote its own archive.
+        string logs = Path.Combine(scope.Directory, "logs");
+        var pids = File.ReadLines(Path.Combine(logs, "webapi.log")).Select(l => l.Split('|')[1]).Distinct().ToArray();
+        Assert.Equal([v1.Pid.ToString(CultureInfo.InvariantCulture)], pids);
     }
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
@@ -328,5 +329,32 @@ public sealed class HandoffTests(ITestOutputHelper output)
 
             await timer.WaitForNextTickAsync();
         }
+    }
+
+    // Item 1: a 99-byte SocketPath passed validation, but the temporary name (+17 bytes) did not fit sun_path: the
+    // handoff socket was never served and nothing was logged; the next version then died on EADDRINUSE.
+    [Fact]
+    public async Task SocketPathOf99Bytes_IsServed_AndSuccessorTakesOver()
+    {
+        using var scope = new TestScope();
+        string directory = Path.Combine(scope.Directory, new string('d', 99 - scope.Directory.Length - 1 - "handoff.sock".Length - 1));
+        Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string socketPath = Path.Combine(directory, "handoff.sock");
+        Assert.Equal(99, socketPath.Length);
+        var config = scope.Config() with { SocketPath = socketPath };
+
+        var v1 = await StartFirstAsync("v1", config, output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(100);
+        var (v2, oldExit) = await HandOverAsync(v1, "v2", config, output);
+        await using var _ = v2;
+        await v1.DisposeAsync();
+        await load.WaitForMoreSuccessesAsync(100);
+        await load.StopAsync();
+
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.Equal(0, oldExit);
+        Assert.True(File.Exists(socketPath));
     }
 }

@@ -173,7 +173,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
             }
 
             // v2 holds after receiving the sockets until SIGCONT: v1 dies inside the handoff however slow the machine.
-            v2 = SampleApp.Start("v2", config.With("ZERODOWNTIME_FAULT_PAUSE", "after-receive").With("ZeroDowntime__HandoffTimeout", "00:00:20"), output);
+            v2 = SampleApp.Start("v2", config.WithFaultPause("after-receive").With("ZeroDowntime__HandoffTimeout", "00:00:20"), output);
             await v2.WaitForEventAsync(Events.FaultInjectionPause);
             v1.Signal(Posix.SIGKILL);
             var killed = System.Diagnostics.Stopwatch.StartNew();
@@ -309,7 +309,7 @@ public sealed partial class LogHandoffTests(ITestOutputHelper output)
         using var scope = new TestScope();
         string logs = Path.Combine(scope.Directory, "logs");
         var config = scope.Config().With("Logs__Directory", logs);
-        await using var v1 = await StartFirstAsync("v1", config.With("ZERODOWNTIME_FAULT_PAUSE", "in-release"), output);
+        await using var v1 = await StartFirstAsync("v1", config.WithFaultPause("in-release"), output);
         using var client = new HttpClient();
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri(scope.BaseUri, "/log/1"))).StatusCode);
 

@@ -1,4 +1,3 @@
-using System.Globalization;
 using System.Net.Sockets;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.Protocol;
@@ -278,10 +277,4 @@ print("got", len(data), "bytes", flush=True)
             throw new InvalidOperationException($"lchown {path} failed: errno {System.Runtime.InteropServices.Marshal.GetLastPInvokeError()}");
         }
     }
-}
-
-internal static partial class Native
-{
-    [System.Runtime.InteropServices.LibraryImport("libc", SetLastError = true, StringMarshalling = System.Runtime.InteropServices.StringMarshalling.Utf8)]
-    internal static partial int lchown(string path, int uid, int gid);
 }

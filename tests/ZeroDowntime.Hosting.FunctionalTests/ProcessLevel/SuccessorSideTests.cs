@@ -4,9 +4,9 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
-using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
@@ -18,8 +18,6 @@ namespace ZeroDowntime.Hosting.FunctionalTests;
 /// </summary>
 public sealed class SuccessorSideTests(ITestOutputHelper output)
 {
-    private const string FaultVariable = "ZERODOWNTIME_FAULT_PAUSE";
-
     [Fact]
     public async Task VersionRefusedByPredecessor_SuccessorExits76_NamingBothVersions()
     {
@@ -100,7 +98,7 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         await using var v1 = await StartFirstAsync("v1", config, output);
 
         // v1 sends the listeners, then freezes before it can read v2's Ready.
-        await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").With(FaultVariable, "after-receive"), output);
+        await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").WithFaultPause("after-receive"), output);
         await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGSTOP);
         try
@@ -238,5 +236,37 @@ public sealed class SuccessorSideTests(ITestOutputHelper output)
         }
 
         await Until.TrueAsync(() => datagrams.Contains(sentinel), "the sentinel datagram");
+    }
+
+    // Item 8: a successor stopped between Ready and Committed must tell its predecessor at once, from the host's
+    // stopping step, not from the process-exit hook after the whole host shutdown: meanwhile nobody would accept.
+    [Fact]
+    public async Task SuccessorStoppedBetweenReadyAndCommitted_TellsPredecessorAtOnce_OldServesAgain()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config();
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        var v1Request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/20000")); // keeps v1 draining
+        await v1.WaitForEventAsync(Events.FirstConnectionAccepted);
+        await using var v2 = SampleApp.Start("v2", config.WithFaultPause("after-ready"), output);
+        await v2.WaitForEventAsync(Events.FaultInjectionPause);
+        await v1.WaitForEventAsync(Events.DrainStarted); // v1 has closed its gate and sent Committed
+
+        // A request that only v2 can take now. (Should v2's Kestrel close that connection before it has read the
+        // request, HttpClient retries it on a new one, which v1 answers once it serves again: either way it succeeds.)
+        var inFlight = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/3000"));
+        await v2.WaitForEventAsync(Events.FirstConnectionAccepted);
+
+        v2.Signal(Posix.SIGTERM);
+        var lost = await v1.WaitForEventAsync(Events.SuccessorLost);
+        Assert.Contains("before the commit", lost, StringComparison.Ordinal); // from v2's stopping step, not its exit
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+        Assert.Contains("delayed 3000 ms", await inFlight, StringComparison.Ordinal);
+
+        await v2.WaitForExitAsync();
+        Assert.DoesNotContain(v2.Entries, l => l.Is(Events.Committed));
+        Assert.Contains("delayed 20000 ms", await v1Request, StringComparison.Ordinal);
+        Assert.False(v1.HasExited);
     }
 }

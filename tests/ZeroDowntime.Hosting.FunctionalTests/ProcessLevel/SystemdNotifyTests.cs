@@ -41,7 +41,7 @@ public sealed class SystemdNotifyTests(ITestOutputHelper output)
 
         // v2 holds at the last step before Ready (started, gate open, nothing said to v1 yet). Everything it sent
         // until then is in the datagram queue ahead of a sentinel that this test sends now: none may say READY.
-        var (v2, oldExit) = await HandOverAsync(v1, "v2", config.With("ZERODOWNTIME_FAULT_PAUSE", "before-ready"), output, async successor =>
+        var (v2, oldExit) = await HandOverAsync(v1, "v2", config.WithFaultPause("before-ready"), output, async successor =>
         {
             await successor.WaitForEventAsync(Events.FaultInjectionPause);
             await FlushAsync(notifyPath, datagrams);

@@ -72,6 +72,33 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
     // One upgrade at a time: a second SIGHUP while a (slow) successor starts is logged and refused; a SIGHUP with
     // Upgrade:Signal=None is only logged; a successor that fails is logged with its exit code and reason, and the old
     // process goes on serving.
+    // Found while running the suite under nohup: a process started with SIGHUP ignored never sees it (the runtime keeps
+    // an inherited SIG_IGN), so "kill -HUP" upgraded nothing and nothing said why. It is now said at start.
+    [Fact]
+    public async Task StartedUnderNohup_UpgradeSignalIgnored_SaysSoAtStart_ServesOnAfterSighup()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config() with { Launcher = ["nohup"] };
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        var warning = v1.EventsOf(Events.UpgradeSignalIgnoredFromStart);
+        Assert.Single(warning);
+        Assert.Contains("SIGHUP", warning[0].Text, StringComparison.Ordinal);
+
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 2, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(50);
+        v1.Signal(Posix.SIGHUP);
+        await load.WaitForMoreSuccessesAsync(200);
+        await load.StopAsync();
+        load.AssertNoFailures();
+        Assert.False(v1.HasExited);
+        Assert.Empty(v1.EventsOf(Events.UpgradeStarted));
+
+        // Started as usual, the same configuration says nothing.
+        using var other = new TestScope();
+        await using var plain = await StartFirstAsync("plain", other.Config(), output);
+        Assert.Empty(plain.EventsOf(Events.UpgradeSignalIgnoredFromStart));
+    }
+
     [Fact]
     public async Task SecondSighupWhileUpgrading_Refused_FailingSuccessor_LoggedWithExitCode_OldServes()
     {
@@ -198,4 +225,27 @@ public sealed partial class UpgradeTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"successor pid (\d+)")]
     private static partial Regex SuccessorPid();
+
+    // Item 4: SIGHUP (a closed terminal, or an operator's habit: HUP means reload elsewhere) must not kill the server.
+    // It now means "upgrade" by default (UpgradeTests); where upgrades by signal are off, it is logged and ignored.
+    [Fact]
+    public async Task Sighup_UpgradeSignalNone_IsLoggedAndIgnored_ServerKeepsServing()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config().With("ZeroDowntime__Upgrade__Signal", "None");
+        await using var v1 = await StartFirstAsync("v1", config, output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(100);
+
+        v1.Signal(Posix.SIGHUP);
+        await v1.WaitForEventAsync(Events.HangupIgnored);
+        v1.Signal(Posix.SIGHUP);
+        await load.WaitForMoreSuccessesAsync(500);
+        await load.StopAsync();
+
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        Assert.False(v1.HasExited);
+        Assert.Equal(2, v1.Entries.Count(l => l.Is(Events.HangupIgnored)));
+    }
 }

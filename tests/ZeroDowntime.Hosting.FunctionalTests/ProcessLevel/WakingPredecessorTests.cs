@@ -26,7 +26,7 @@ public sealed class WakingPredecessorTests(ITestOutputHelper output)
         await load.WaitForMoreSuccessesAsync(100);
 
         // v1 sends the listeners, then freezes before it can read v2's Ready.
-        await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").With("ZERODOWNTIME_FAULT_PAUSE", "after-receive"), output);
+        await using var v2 = SampleApp.Start("v2", config.With("ZeroDowntime__HandoffTimeout", "00:00:03").WithFaultPause("after-receive"), output);
         await v2.WaitForEventAsync(Events.FaultInjectionPause);
         v1.Signal(Posix.SIGSTOP);
         try
@@ -55,5 +55,44 @@ public sealed class WakingPredecessorTests(ITestOutputHelper output)
         output.WriteLine($"load: {load}");
         load.AssertNoFailures();
         Assert.Equal(0, oldExit);
+    }
+
+    // Item 5: a predecessor frozen for longer than the heartbeat timeout while it drains (SIGSTOP, cgroup freezer,
+    // swap) wakes up to an expired deadline and queued heartbeats: it must read them, not revoke a healthy successor.
+    [Fact]
+    public async Task PredecessorFrozen7sWhileDraining_TenRounds_SuccessorNeverRevoked()
+    {
+        using var scope = new TestScope();
+        var config = scope.Config();
+        var server = await StartFirstAsync("v1", config, output);
+        using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
+        try
+        {
+            for (int round = 1; round <= 10; round++)
+            {
+                var request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/12000"));
+                await server.WaitForEventAsync(Events.FirstConnectionAccepted);
+                var successor = SampleApp.Start($"v{round + 1}", config, output);
+                await successor.WaitForEventAsync(Events.Committed);
+                await successor.WaitForEventAsync(Events.ServingHandoffSocket);
+                await server.WaitForEventAsync(Events.DrainStarted);
+
+                server.Signal(Posix.SIGSTOP);
+                await Task.Delay(TimeSpan.FromSeconds(7)); // the stimulus: frozen past the 5 s heartbeat timeout
+                server.Signal(Posix.SIGCONT);
+
+                Assert.Contains($"pid {server.Pid.ToString("D7", CultureInfo.InvariantCulture)}", await request, StringComparison.Ordinal);
+                Assert.Equal(0, await server.WaitForExitAsync());
+                Assert.DoesNotContain(server.Entries, l => l.Is(Events.SuccessorLost));
+                Assert.False(successor.HasExited, $"round {round}: the successor was revoked");
+                output.WriteLine($"round {round}: {server.Name} frozen 7 s while draining, woke, finished its request and exited 0; {successor.Name} serves");
+                await server.DisposeAsync();
+                server = successor;
+            }
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
     }
 }

@@ -100,6 +100,8 @@ internal static class Events
 
     public static readonly EventId HangupIgnored = new(71, nameof(HangupIgnored));
 
+    public static readonly EventId UpgradeSignalIgnoredFromStart = new(76, nameof(UpgradeSignalIgnoredFromStart));
+
     public static readonly EventId AddressInUse = new(72, nameof(AddressInUse));
 
     public static readonly EventId ShutdownDelayStarted = new(74, nameof(ShutdownDelayStarted));
@@ -166,6 +168,11 @@ internal static class Events
     public static readonly EventId ListenerStored = new(182, nameof(ListenerStored));
 
     public static readonly EventId ListenerUnstored = new(183, nameof(ListenerUnstored));
+
+    // Long-lived connections in the drain (200-219).
+    public static readonly EventId LongLivedClosing = new(200, nameof(LongLivedClosing));
+    public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
+    public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
 
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");

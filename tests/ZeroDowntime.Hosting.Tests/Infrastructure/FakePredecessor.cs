@@ -4,30 +4,32 @@ using ZeroDowntime.Hosting.Protocol;
 namespace ZeroDowntime.Hosting.Tests.Infrastructure;
 
 /// <summary>
-/// A hand-driven "running process" on the handoff socket, for the successor's own refusals and exits: each accepted
-/// connection gets its greeting read and then whatever <c>answer</c> says for that connection (its 1-based
-/// number). Same uid as the successor (the tests run as one user), so the credential check passes.
+/// The running process played by the test: a listening handoff socket whose every answer the test writes. Two ways to
+/// drive it: step by step (<see cref="AcceptAsync"/>, <see cref="WelcomeAsync"/>) when the test plays one connection
+/// in order, or <see cref="AnswerEachGreeting"/> when a successor may connect several times and each greeting gets
+/// what the answer says for its 1-based number. Same uid as the successor (the tests run as one user), so the
+/// credential check passes. Disposing the bound socket also removes the socket file.
 /// </summary>
-internal sealed class FakePredecessor : IAsyncDisposable
+internal sealed class FakePredecessor : IDisposable, IAsyncDisposable
 {
+    private static readonly TimeSpan Bound = TimeSpan.FromSeconds(10);
+
     private readonly Socket _listener = new(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-    private readonly Func<int, HandoffChannel, Task> _answer;
     private readonly CancellationTokenSource _stop = new();
     private readonly List<HelloMessage> _greetings = [];
-    private readonly Task _loop;
+    private Task _loop = Task.CompletedTask;
     private int _connections;
 
-    private FakePredecessor(string path, Func<int, HandoffChannel, Task> answer)
+    public FakePredecessor(string path)
     {
-        _answer = answer;
         _listener.Bind(new UnixDomainSocketEndPoint(path));
         _listener.Listen(16);
-        _loop = Task.Run(AcceptLoopAsync);
     }
 
-    /// <summary>Connections accepted so far.</summary>
+    /// <summary>Connections accepted by <see cref="AnswerEachGreeting"/> so far.</summary>
     public int Connections => Volatile.Read(ref _connections);
 
+    /// <summary>The greetings that <see cref="AnswerEachGreeting"/> has read, in order.</summary>
     public IReadOnlyList<HelloMessage> Greetings
     {
         get
@@ -39,16 +41,49 @@ internal sealed class FakePredecessor : IAsyncDisposable
         }
     }
 
-    public static FakePredecessor Start(string path, Func<int, HandoffChannel, Task> answer) => new(path, answer);
+    /// <summary>Listens at <paramref name="path"/> and answers each greeting with <paramref name="answer"/>.</summary>
+    public static FakePredecessor Start(string path, Func<int, HandoffChannel, Task> answer)
+    {
+        var predecessor = new FakePredecessor(path);
+        predecessor.AnswerEachGreeting(answer);
+        return predecessor;
+    }
 
-    /// <summary>Stops listening; disposing the bound socket also removes the socket file.</summary>
+    /// <summary>Accepts one connection (bounded wait).</summary>
+    public async Task<HandoffChannel> AcceptAsync()
+    {
+        using var cts = new CancellationTokenSource(Bound);
+        return new HandoffChannel(await _listener.AcceptAsync(cts.Token));
+    }
+
+    /// <summary>Accepts the successor, reads its Hello and welcomes it with no listeners.</summary>
+    public async Task<HandoffChannel> WelcomeAsync()
+    {
+        var channel = await AcceptAsync();
+        var hello = Assert.IsType<HelloMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
+        channel.Send(new WelcomeMessage(hello.Version, Environment.ProcessId, [], 1, 0));
+        return channel;
+    }
+
+    /// <summary>
+    /// From now on accepts every connection in the background, reads its greeting and runs <paramref name="answer"/>
+    /// with the greeting's 1-based number and the channel, which is closed when the answer returns.
+    /// </summary>
+    public void AnswerEachGreeting(Func<int, HandoffChannel, Task> answer) => _loop = Task.Run(() => AcceptLoopAsync(answer));
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        _listener.Dispose();
+    }
+
     public async ValueTask DisposeAsync()
     {
         await _stop.CancelAsync();
         _listener.Dispose();
         try
         {
-            await _loop.WaitAsync(TimeSpan.FromSeconds(10));
+            await _loop.WaitAsync(Bound);
         }
         catch (Exception ex) when (ex is ObjectDisposedException or SocketException or OperationCanceledException)
         {
@@ -57,7 +92,7 @@ internal sealed class FakePredecessor : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private async Task AcceptLoopAsync()
+    private async Task AcceptLoopAsync(Func<int, HandoffChannel, Task> answer)
     {
         while (!_stop.IsCancellationRequested)
         {
@@ -77,7 +112,7 @@ internal sealed class FakePredecessor : IAsyncDisposable
                 using var channel = new HandoffChannel(accepted);
                 try
                 {
-                    if (await channel.ReadAsync(TimeSpan.FromSeconds(10), _stop.Token) is HelloMessage hello)
+                    if (await channel.ReadAsync(Bound, _stop.Token) is HelloMessage hello)
                     {
                         // The answer gets the greeting's number, not the connection's: a newcomer refused as "already
                         // handed over" also asks for status on a connection of its own, which is no greeting.
@@ -88,7 +123,7 @@ internal sealed class FakePredecessor : IAsyncDisposable
                             number = _greetings.Count;
                         }
 
-                        await _answer(number, channel);
+                        await answer(number, channel);
                     }
                 }
                 catch (Exception ex) when (ex is SocketException or IOException or OperationCanceledException or HandoffChannelException)
@@ -96,64 +131,5 @@ internal sealed class FakePredecessor : IAsyncDisposable
                 }
             });
         }
-    }
-}
-
-/// <summary>
-/// A connected pair of Unix sockets whose far end is a descriptor to hand to someone else. Once every copy of that
-/// descriptor is closed, the near end reads end of stream: a way to see that a process closed a descriptor it was
-/// sent, without counting a whole process's descriptors.
-/// </summary>
-internal sealed class FdProbe : IDisposable
-{
-    private readonly Socket _near;
-    private Socket? _far;
-
-    private FdProbe(Socket near, Socket far)
-    {
-        _near = near;
-        _far = far;
-    }
-
-    /// <summary>The descriptor to send.</summary>
-    public int Fd => (int)_far!.SafeHandle.DangerousGetHandle();
-
-    public static async Task<FdProbe> CreateAsync(string directory)
-    {
-        string path = Path.Combine(directory, $"probe-{Guid.NewGuid():N}.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        var near = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await near.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        var far = await listener.AcceptAsync();
-        return new FdProbe(near, far);
-    }
-
-    /// <summary>Closes this process's copy of the far end (after sending it).</summary>
-    public void CloseLocalCopy()
-    {
-        _far?.Dispose();
-        _far = null;
-    }
-
-    /// <summary>True when every copy of the far end is closed within <paramref name="timeout"/>.</summary>
-    public async Task<bool> AllCopiesClosedAsync(TimeSpan timeout)
-    {
-        using var limit = new CancellationTokenSource(timeout);
-        try
-        {
-            return await _near.ReceiveAsync(new byte[1], SocketFlags.None, limit.Token) == 0;
-        }
-        catch (OperationCanceledException)
-        {
-            return false;
-        }
-    }
-
-    public void Dispose()
-    {
-        _far?.Dispose();
-        _near.Dispose();
     }
 }

@@ -46,5 +46,3 @@ internal sealed class RecordingLogger<T> : ILogger<T>
 
     public IEnumerable<LogEntry> Named(string eventName) => Entries.Where(e => e.EventId.Name == eventName);
 }
-
-internal sealed record LogEntry(LogLevel Level, EventId EventId, string Message, Exception? Exception);

@@ -78,6 +78,7 @@ public sealed class ConfigurationErrorTests
             ["ZeroDowntime:DrainOnShutdown"] = "false",
             ["ZeroDowntime:ShutdownDelay"] = "00:00:04",
             ["ZeroDowntime:AllowReplacingAllEndpoints"] = "true",
+            ["ZeroDowntime:CloseLongLivedConnections"] = "false",
             ["ZeroDowntime:Upgrade:Signal"] = "sigusr2",
             ["ZeroDowntime:Upgrade:Command"] = "exec ./WebApi",
             ["ZeroDowntime:Upgrade:WorkingDirectory"] = "/srv/app/current",

@@ -1,10 +1,11 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 
-public sealed class FdPassingTests : IDisposable
+public sealed partial class FdPassingTests : IDisposable
 {
     private readonly TestScope _scope = new();
 
@@ -21,7 +22,7 @@ public sealed class FdPassingTests : IDisposable
     [InlineData(16)]
     public async Task SendReceive_SeveralFds_ArriveAsTheSameSocketsWithCloexecAndNoneLeak(int count)
     {
-        var (client, server) = await ConnectedPairAsync();
+        var (client, server) = await UnixSocketPair.ConnectAsync(_scope.Directory);
         using var _ = client;
         using var __ = server;
         var probes = new List<FdProbe>();
@@ -67,7 +68,7 @@ public sealed class FdPassingTests : IDisposable
     [Fact]
     public async Task Send_DataLargerThanOneFrame_ArrivesWholeAcrossReceives()
     {
-        var (client, server) = await ConnectedPairAsync();
+        var (client, server) = await UnixSocketPair.ConnectAsync(_scope.Directory);
         using var _ = client;
         using var __ = server;
         byte[] data = Enumerable.Range(0, 200_000).Select(i => (byte)i).ToArray();
@@ -95,7 +96,7 @@ public sealed class FdPassingTests : IDisposable
     [Fact]
     public async Task Receive_PeerClosed_ReturnsEndOfStream()
     {
-        var (client, server) = await ConnectedPairAsync();
+        var (client, server) = await UnixSocketPair.ConnectAsync(_scope.Directory);
         using var _ = client;
         server.Dispose();
         await client.ReceiveAsync(Memory<byte>.Empty, SocketFlags.None);
@@ -105,21 +106,36 @@ public sealed class FdPassingTests : IDisposable
     [Fact]
     public async Task Receive_NothingSent_ReturnsWouldBlockWithoutBlocking()
     {
-        var (client, server) = await ConnectedPairAsync();
+        var (client, server) = await UnixSocketPair.ConnectAsync(_scope.Directory);
         using var _ = client;
         using var __ = server;
         Assert.Equal(ReceiveStatus.WouldBlock, FdPassing.Receive(client, new byte[4], []).Status);
     }
 
-    private async Task<(Socket Client, Socket Server)> ConnectedPairAsync()
+    // Item 11: sendmsg/recvmsg hold a reference on the socket's handle. Without it a dispose that races a send lets
+    // the fd number be reused and the frame land in an unrelated socket; here the number is reused on purpose.
+    [Fact]
+    public async Task Send_AfterSocketDisposedAndFdNumberReused_WritesNothingToTheNewSocket()
     {
-        string path = Path.Combine(_scope.Directory, "pair.sock");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await client.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        var server = await listener.AcceptAsync();
-        return (client, server);
+        var (stale, _) = await UnixSocketPair.ConnectAsync(_scope.Directory);
+        var (unrelated, unrelatedPeer) = await UnixSocketPair.ConnectAsync(_scope.Directory);
+        using var __ = unrelated;
+        using var ___ = unrelatedPeer;
+        int number = (int)stale.SafeHandle.DangerousGetHandle();
+        stale.Dispose();
+        Assert.Equal(number, dup2((int)unrelated.SafeHandle.DangerousGetHandle(), number));
+        try
+        {
+            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.Send(stale, [1, 2, 3], [], TimeSpan.FromSeconds(5), TimeProvider.System));
+            Assert.ThrowsAny<ObjectDisposedException>(() => FdPassing.Receive(stale, new byte[4], []));
+            Assert.Equal(0, unrelatedPeer.Available);
+        }
+        finally
+        {
+            Libc.close(number);
+        }
     }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int dup2(int oldFd, int newFd);
 }

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Listeners;
 using static ZeroDowntime.Hosting.Tests.Unit.ListenerTestKit;
 
@@ -10,7 +12,7 @@ namespace ZeroDowntime.Hosting.Tests.Unit;
 /// when the gate closes, returns null after unbind as Kestrel's own transports do, and never disturbs the shared
 /// socket on the way out.
 /// </summary>
-public sealed class HandoffConnectionListenerTests
+public sealed partial class HandoffConnectionListenerTests
 {
     private static readonly IPEndPoint Loopback0 = new(IPAddress.Loopback, 0);
 
@@ -137,4 +139,91 @@ public sealed class HandoffConnectionListenerTests
         var registry = Registry();
         return (registry, registry.Acquire(Loopback0, Key(Loopback0), Transport()));
     }
+
+    // Item 12 (pins what holds): disposing Kestrel's non-owning Socket while accepts are in flight leaves the shared
+    // listener listening for the other process. A runtime change here would reset every later connection.
+    [Fact]
+    public async Task DisposeNonOwningSocket_WhileAcceptsPendingUnderConnectFlood_ListenerKeepsListening()
+    {
+        using var owner = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        owner.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        owner.Listen(512);
+        int fd = (int)owner.SafeHandle.DangerousGetHandle();
+        var endPoint = (IPEndPoint)owner.LocalEndPoint!;
+
+        for (int round = 0; round < 50; round++)
+        {
+            var kestrels = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
+            var accepts = Enumerable.Range(0, 4).Select(_ => kestrels.AcceptAsync()).ToArray();
+            var flood = Enumerable.Range(0, 8).Select(_ => ConnectAndCloseAsync(endPoint)).ToArray();
+            kestrels.Dispose();
+            await Task.WhenAll(flood);
+            foreach (var accept in accepts)
+            {
+                try
+                {
+                    (await accept.WaitAsync(TimeSpan.FromSeconds(10))).Dispose();
+                }
+                catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+                {
+                }
+            }
+
+            int copy = dup(fd);
+            try
+            {
+                Assert.Equal(1, AcceptConn(copy));
+            }
+            finally
+            {
+                Libc.close(copy);
+            }
+        }
+
+        // And the other process's copy still accepts, and its connections end with FIN, not RST.
+        var successor = new Socket(new SafeSocketHandle(fd, ownsHandle: false));
+        while (successor.Poll(0, SelectMode.SelectRead))
+        {
+            (await successor.AcceptAsync()).Dispose(); // what the flood left queued
+        }
+
+        using var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await client.ConnectAsync(endPoint);
+        using (var accepted = await successor.AcceptAsync().WaitAsync(TimeSpan.FromSeconds(10)))
+        {
+            accepted.Send("ok"u8);
+            accepted.Shutdown(SocketShutdown.Both);
+        }
+
+        var buffer = new byte[8];
+        Assert.Equal(2, await client.ReceiveAsync(buffer, SocketFlags.None));
+        Assert.Equal(0, await client.ReceiveAsync(buffer, SocketFlags.None)); // FIN; an RST would throw
+        successor.Dispose();
+    }
+
+    private static async Task ConnectAndCloseAsync(IPEndPoint endPoint)
+    {
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            await socket.ConnectAsync(endPoint);
+        }
+        catch (SocketException)
+        {
+        }
+    }
+
+    private static unsafe int AcceptConn(int fd)
+    {
+        int value = 0;
+        int length = sizeof(int);
+        Assert.Equal(0, getsockopt(fd, Libc.SOL_SOCKET, 30 /* SO_ACCEPTCONN */, &value, &length));
+        return value;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int dup(int fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int getsockopt(int fd, int level, int name, void* value, int* length);
 }

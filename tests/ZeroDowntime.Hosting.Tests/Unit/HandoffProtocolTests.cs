@@ -174,4 +174,18 @@ public sealed class HandoffProtocolTests
         Assert.True(HandoffProtocol.TryReadFrame(frame, out var type, out var payload, out _));
         return HandoffProtocol.Decode(type, payload);
     }
+
+    // Found while fuzzing the protocol (docs/fuzzing.md).
+    [Theory]
+    [InlineData(0)]
+    [InlineData(1)]
+    public void Encode_LoneSurrogate_IsRefusedAsProtocolError(int variant)
+    {
+        // Built in code: attribute arguments cannot carry a lone surrogate (the compiler stores them as UTF-8).
+        string reason = variant == 0 ? "\uD800" : "start-up failed: " + "\U0001F600"[..1];
+
+        // Was EncoderFallbackException: a reason cut in the middle of a surrogate pair could not be encoded.
+        var ex = Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Encode(new FailedMessage(reason)));
+        Assert.Contains("UTF-16", ex.Message, StringComparison.Ordinal);
+    }
 }

@@ -38,4 +38,20 @@ public sealed class LifetimeTests
         Assert.True(closed.IsCancellationRequested);
         Assert.False(gate.Current.Opened.IsCompleted);
     }
+
+    // Item 7: app code on Draining must never stop the drain.
+    [Fact]
+    public void BeginDrain_DrainingCallbackThrows_DoesNotThrowAndStillDrains()
+    {
+        using var lifetime = new ZeroDowntimeLifetime();
+        bool laterCallbackRan = false;
+        lifetime.Draining.Register(() => throw new InvalidOperationException("app callback failed"));
+        lifetime.Draining.Register(() => laterCallbackRan = true);
+
+        lifetime.BeginDrain();
+
+        Assert.True(lifetime.HasHandedOver);
+        Assert.True(lifetime.Draining.IsCancellationRequested);
+        Assert.True(laterCallbackRan);
+    }
 }

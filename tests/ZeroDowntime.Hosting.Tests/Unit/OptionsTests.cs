@@ -2,7 +2,6 @@ using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
@@ -119,59 +118,17 @@ public sealed class OptionsTests
         builder.WebHost.UseZeroDowntime();
         return builder.Build().Services;
     }
-}
 
-public sealed class Http3NoticeTests
-{
+    // Item 1: what validation checks is what is really used: the temporary name the socket is bound under too.
     [Fact]
-    public async Task MultiplexedTransport_IsWrapped_LogsThatHttp3IsNotHandedOver_AndStillBinds()
+    public void Validate_PathWhoseTemporaryNameIsTooLong_FailsNamingBoth()
     {
-        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = "Http3App" });
-        var fake = new FakeQuicFactory();
-        builder.Services.AddSingleton<Microsoft.AspNetCore.Connections.IMultiplexedConnectionListenerFactory>(fake);
-        var logs = new ListLoggerProvider();
-        builder.Logging.AddProvider(logs);
-        builder.WebHost.UseZeroDowntime();
-        using var app = builder.Build();
+        string path = "/" + new string('d', 98) + "/h.sock"; // 106 bytes; the temporary name is 99 + 1 + 11 = 111
+        Assert.Equal(106, path.Length);
 
-        var factories = app.Services.GetServices<Microsoft.AspNetCore.Connections.IMultiplexedConnectionListenerFactory>().ToArray();
-        var wrapped = Assert.Single(factories, f => f.GetType().Name == "Http3HandoffNotice");
-        await wrapped.BindAsync(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 4433));
+        var result = new ZeroDowntimeOptionsValidator().Validate(null, new ZeroDowntimeOptions { SocketPath = path, ApplicationId = "app" });
 
-        Assert.Equal(1, fake.Binds);
-        Assert.Contains(logs.Messages, m => m.EventName == "Http3NotHandedOver" && m.Text.Contains("127.0.0.1:4433", StringComparison.Ordinal));
-    }
-
-    private sealed class FakeQuicFactory : Microsoft.AspNetCore.Connections.IMultiplexedConnectionListenerFactory
-    {
-        public int Binds { get; private set; }
-
-        public ValueTask<Microsoft.AspNetCore.Connections.IMultiplexedConnectionListener> BindAsync(System.Net.EndPoint endpoint, Microsoft.AspNetCore.Http.Features.IFeatureCollection? features = null, CancellationToken cancellationToken = default)
-        {
-            Binds++;
-            return ValueTask.FromResult<Microsoft.AspNetCore.Connections.IMultiplexedConnectionListener>(null!);
-        }
-    }
-}
-
-internal sealed class ListLoggerProvider : Microsoft.Extensions.Logging.ILoggerProvider
-{
-    public System.Collections.Concurrent.ConcurrentQueue<(string? EventName, string Text)> Messages { get; } = new();
-
-    public Microsoft.Extensions.Logging.ILogger CreateLogger(string categoryName) => new ListLogger(this);
-
-    public void Dispose()
-    {
-    }
-
-    private sealed class ListLogger(ListLoggerProvider provider) : Microsoft.Extensions.Logging.ILogger
-    {
-        public IDisposable? BeginScope<TState>(TState state)
-            where TState : notnull => null;
-
-        public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => true;
-
-        public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            provider.Messages.Enqueue((eventId.Name, formatter(state, exception)));
+        Assert.True(result.Failed, "a path whose temporary twin exceeds sun_path must be refused at start");
+        Assert.Contains("temporary", result.FailureMessage, StringComparison.Ordinal);
     }
 }

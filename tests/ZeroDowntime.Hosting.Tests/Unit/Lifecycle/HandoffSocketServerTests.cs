@@ -1,4 +1,6 @@
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
@@ -45,5 +47,60 @@ public sealed class HandoffSocketServerTests : IDisposable
 
         Assert.Empty(logger.Named("HandoffSocketRemoved"));
         Assert.Single(logger.Named("UnixSocketFileKept"));
+    }
+
+    // Item 1: the handoff socket is served for every path that validation accepts, up to sun_path's 107 bytes.
+    [Fact]
+    public void HandoffSocketServer_PathOf107Bytes_IsServed()
+    {
+        string path = PathOfLength(107, fileNamePrefix: "handoff-");
+        var logger = new RecordingLogger<HandoffSocketServerTests>();
+        using var server = new HandoffSocketServer(path, logger, TimeProvider.System);
+
+        server.Start(static socket => { socket.Dispose(); return Task.CompletedTask; });
+
+        Assert.Equal(Libc.S_IFSOCK, Libc.TryStat(path)!.Value.Mode & Libc.S_IFMT);
+        using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        client.Connect(new UnixDomainSocketEndPoint(path));
+    }
+
+    // Item 1: whatever escapes a background task of the library is logged at Critical (never unobserved).
+    [Fact]
+    public async Task HandoffSocketServer_HandlerThrows_IsLoggedAtCritical()
+    {
+        var logger = new RecordingLogger<HandoffSocketServerTests>();
+        using var server = new HandoffSocketServer(Path.Combine(_scope.Directory, "guard.sock"), logger, TimeProvider.System);
+        var handled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        server.Start(socket =>
+        {
+            socket.Dispose();
+            handled.SetResult();
+            throw new InvalidOperationException("boom from a handler");
+        });
+
+        using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await client.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(_scope.Directory, "guard.sock")));
+        await handled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        var entry = await logger.WaitForAsync(e => e.Level == LogLevel.Critical, TimeSpan.FromSeconds(10));
+        Assert.Equal("BackgroundTaskFailed", entry.EventId.Name);
+        Assert.Equal("boom from a handler", entry.Exception?.Message);
+    }
+
+    private string PathOfLength(int bytes, string fileNamePrefix)
+    {
+        string directory = _scope.Directory;
+        int fileLength = bytes - directory.Length - 1;
+        string padded = Path.Combine(directory, new string('d', Math.Max(1, fileLength - 80)));
+        if (fileLength > 80)
+        {
+            Directory.CreateDirectory(padded);
+            directory = padded;
+            fileLength = bytes - directory.Length - 1;
+        }
+
+        string path = Path.Combine(directory, fileNamePrefix + new string('x', fileLength - fileNamePrefix.Length));
+        Assert.Equal(bytes, System.Text.Encoding.UTF8.GetByteCount(path));
+        return path;
     }
 }

@@ -4,6 +4,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
@@ -34,7 +35,7 @@ public sealed class InheritedEndpointCheckTests : IDisposable
     {
         await using var process = new InProcessCoordinator();
         process.Options.Origin = Elsewhere;
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await TakeOverAsync(process, predecessor);
 
         // Kestrel binds the one endpoint this configuration names (here 127.0.0.1:0): none of the inherited ones.
@@ -72,7 +73,7 @@ public sealed class InheritedEndpointCheckTests : IDisposable
     public async Task TakingOver_KeepsOneOfTwoInheritedEndpoints_SaysReady()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await TakeOverAsync(process, predecessor);
 
         var kept = (IPEndPoint)_predecessorListeners[0].LocalEndPoint!;
@@ -90,7 +91,7 @@ public sealed class InheritedEndpointCheckTests : IDisposable
         await using var process = new InProcessCoordinator();
         process.Options.AllowReplacingAllEndpoints = true;
         process.Options.Origin = Elsewhere;
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await TakeOverAsync(process, predecessor);
 
         process.Application.Start();
@@ -106,7 +107,7 @@ public sealed class InheritedEndpointCheckTests : IDisposable
     private string[] Keys => _predecessorListeners.Select(s => ListenerKey.For(s.LocalEndPoint!)!.ToString()).ToArray();
 
     /// <summary>Starts the coordinator as the successor and welcomes it with the two listening sockets.</summary>
-    private async Task<HandoffChannel> TakeOverAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
+    private async Task<HandoffChannel> TakeOverAsync(InProcessCoordinator process, FakePredecessor predecessor)
     {
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         var channel = await predecessor.AcceptAsync();

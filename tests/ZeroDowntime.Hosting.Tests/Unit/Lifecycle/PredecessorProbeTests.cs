@@ -1,5 +1,6 @@
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
@@ -17,7 +18,7 @@ public sealed class PredecessorProbeTests
     public async Task Probing_RefusedWhileShuttingDown_WaitsUntilTheSocketIsGone_ThenStartsAlone()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         await RefuseAsShuttingDownAsync(predecessor);
         await process.Logger.WaitForAsync(e => e.EventId.Name == "PredecessorShuttingDown", Bound);
@@ -49,7 +50,7 @@ public sealed class PredecessorProbeTests
     public async Task Probing_StillShuttingDownAfterTheLimit_FailsWithExit75()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         await RefuseAsShuttingDownAsync(predecessor);
 
@@ -68,7 +69,7 @@ public sealed class PredecessorProbeTests
     public async Task Probing_StoppedWhileWaitingForShutdown_FailsWithExit75()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var stopping = new CancellationTokenSource();
         var starting = process.Coordinator.StartingAsync(stopping.Token);
         await RefuseAsShuttingDownAsync(predecessor);
@@ -87,7 +88,7 @@ public sealed class PredecessorProbeTests
     public async Task Probing_RefusedByDrainingProcess_GreetsAgainAfter50ms()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         using (var greeting = await predecessor.AcceptAsync())
         {
@@ -107,7 +108,7 @@ public sealed class PredecessorProbeTests
         Assert.Empty(process.Logger.Named("PredecessorShuttingDown"));
     }
 
-    private static async Task RefuseAsShuttingDownAsync(ScriptedPredecessor predecessor)
+    private static async Task RefuseAsShuttingDownAsync(FakePredecessor predecessor)
     {
         using (var greeting = await predecessor.AcceptAsync())
         {
@@ -118,7 +119,7 @@ public sealed class PredecessorProbeTests
         await AnswerStatusAsync(predecessor, ServingState.ShuttingDown);
     }
 
-    private static async Task AnswerStatusAsync(ScriptedPredecessor predecessor, ServingState state)
+    private static async Task AnswerStatusAsync(FakePredecessor predecessor, ServingState state)
     {
         using var channel = await predecessor.AcceptAsync();
         Assert.IsType<StatusRequestMessage>(await channel.ReadAsync(Bound, CancellationToken.None));

@@ -149,4 +149,50 @@ public sealed partial class SocketPathGuardTests : IDisposable
 
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int lchown(string path, uint owner, uint group);
+
+    // Item 10: a symlink on the way to the socket that another user owns could be retargeted by them at will.
+    [Fact]
+    public void EnsureSafe_SymlinkedDirectoryOwnedByAnotherUser_IsRefused()
+    {
+        string real = Path.Combine(_scope.Directory, "real");
+        Directory.CreateDirectory(real, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string link = Path.Combine(_scope.Directory, "link");
+        File.CreateSymbolicLink(link, real);
+        Assert.Equal(0, lchown(link, 65534, 65534));
+
+        var ex = Assert.Throws<ZeroDowntimeStartupException>(() => SocketPathGuard.EnsureSafe(Path.Combine(link, "handoff.sock")));
+
+        Assert.Equal(ZeroDowntimeExitCodes.InvalidConfiguration, ex.ExitCode);
+        Assert.Contains("65534", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("symlink", ex.Message, StringComparison.OrdinalIgnoreCase);
+    }
+
+    // Item 10: a link of our own, but in a directory that others can write (no sticky bit): they can replace it.
+    [Fact]
+    public void EnsureSafe_SymlinkInDirectoryOthersCanWrite_IsRefused()
+    {
+        string real = Path.Combine(_scope.Directory, "real");
+        Directory.CreateDirectory(real, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string open = Path.Combine(_scope.Directory, "open");
+        Directory.CreateDirectory(open);
+        File.SetUnixFileMode(open, (UnixFileMode)0b111_111_111);
+        string link = Path.Combine(open, "link");
+        File.CreateSymbolicLink(link, real);
+
+        var ex = Assert.Throws<ZeroDowntimeStartupException>(() => SocketPathGuard.EnsureSafe(Path.Combine(link, "handoff.sock")));
+
+        Assert.Contains(open, ex.Message, StringComparison.Ordinal);
+    }
+
+    // Item 10: links of our own in directories only we (or root) can write stay fine, as does /var/run -> /run.
+    [Fact]
+    public void EnsureSafe_OwnSymlinkInPrivateDirectory_IsAccepted()
+    {
+        string real = Path.Combine(_scope.Directory, "real");
+        Directory.CreateDirectory(real, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        string link = Path.Combine(_scope.Directory, "link");
+        File.CreateSymbolicLink(link, real);
+
+        SocketPathGuard.EnsureSafe(Path.Combine(link, "handoff.sock"));
+    }
 }

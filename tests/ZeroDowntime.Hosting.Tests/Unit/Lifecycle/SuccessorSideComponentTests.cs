@@ -28,7 +28,7 @@ public sealed class SuccessorSideComponentTests
     public async Task AwaitingCommit_Committed_OwnsHeartbeatsAndServesTheSocket()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.WelcomeAsync();
         await starting.WaitAsync(Bound);
@@ -54,7 +54,7 @@ public sealed class SuccessorSideComponentTests
     public async Task AwaitingCommit_NoAnswerWithinHandoffTimeoutPlus5s_SendsFailedAndExits77()
     {
         await using var process = new InProcessCoordinator(handoffTimeout: TimeSpan.FromSeconds(20));
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
 
         var wait = TimeSpan.FromSeconds(20) + SuccessorSide.ReadTimeout;
@@ -72,7 +72,7 @@ public sealed class SuccessorSideComponentTests
     public async Task AwaitingCommit_HostStopping_SendsFailedAtOnceAndClosesTheGate()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
 
         process.Application.BeginStopping();
@@ -91,7 +91,7 @@ public sealed class SuccessorSideComponentTests
     public async Task AwaitingCommit_PredecessorVanishes_CarriesOnAlone()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         var channel = await predecessor.WelcomeAsync();
         await starting.WaitAsync(Bound);
@@ -110,7 +110,7 @@ public sealed class SuccessorSideComponentTests
     public async Task TakingOver_AbandonedWaitingAtApplicationStarted_Exits77WithoutAccepting()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.WelcomeAsync();
         await starting.WaitAsync(Bound);
@@ -127,7 +127,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Owner_Revoked_Exits77()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
         channel.Send(new CommittedMessage());
         Assert.IsType<HeartbeatMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
@@ -145,7 +145,7 @@ public sealed class SuccessorSideComponentTests
     {
         using var notify = new NotifySocketListener();
         await using var process = new InProcessCoordinator(notifySocketPath: notify.Path);
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
 
         channel.Send(new CommittedMessage());
@@ -163,7 +163,7 @@ public sealed class SuccessorSideComponentTests
         var participant = new GatedParticipant();
         participant.Reset(); // hold the acquisition
         await using var process = new InProcessCoordinator(participants: [participant], notifySocketPath: notify.Path);
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         ulong predecessorSocket = Interop.Libc.TryStat(process.SocketPath)!.Value.Inode;
         using var channel = await AwaitingCommitAsync(process, predecessor);
         channel.Send(new CommittedMessage());
@@ -190,7 +190,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Owner_SuccessorGreets_ReleasesTheDrainingPredecessorBeforeSendingTheListeners()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await CommittedAsync(process, predecessor);
 
         var greeting = process.GreetAsync();
@@ -210,7 +210,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Owner_RevokedAcrossTheRelease_RefusesTheSuccessorAndExits77()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await CommittedAsync(process, predecessor);
 
         var greeting = process.ConnectAsync();
@@ -234,7 +234,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Owner_SuccessorGreetsAndAnEarlierBuildDoesNotAnswerTheRelease_WelcomesAfterTheAnswerTimeout()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await CommittedAsync(process, predecessor);
 
         var greeting = process.GreetAsync();
@@ -253,7 +253,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Owner_PlainShutdown_ReleasesTheDrainingPredecessorFirst()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await CommittedAsync(process, predecessor);
 
         var stopping = process.Coordinator.StoppingAsync(CancellationToken.None);
@@ -278,7 +278,7 @@ public sealed class SuccessorSideComponentTests
     }
 
     /// <summary>Takes over from <paramref name="predecessor"/>, which commits; returns once this process serves.</summary>
-    private static async Task<HandoffChannel> CommittedAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
+    private static async Task<HandoffChannel> CommittedAsync(InProcessCoordinator process, FakePredecessor predecessor)
     {
         var channel = await AwaitingCommitAsync(process, predecessor);
         channel.Send(new CommittedMessage());
@@ -293,7 +293,7 @@ public sealed class SuccessorSideComponentTests
     {
         await using var process = new InProcessCoordinator();
         using var recorder = new MeasurementRecorder(process.MeterFactory);
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
 
         process.Time.Advance(TimeSpan.FromSeconds(3)); // start-up and Ready took 3 s on this clock
@@ -311,7 +311,7 @@ public sealed class SuccessorSideComponentTests
     public async Task AwaitingCommit_Abandoned_DrainsWithoutSayingItHandedOver()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await AwaitingCommitAsync(process, predecessor);
 
         channel.Send(new AbandonedMessage("too slow"));
@@ -323,7 +323,7 @@ public sealed class SuccessorSideComponentTests
     }
 
     /// <summary>Starts the process as the successor of <paramref name="predecessor"/> and reads its Ready.</summary>
-    private static async Task<HandoffChannel> AwaitingCommitAsync(InProcessCoordinator process, ScriptedPredecessor predecessor)
+    private static async Task<HandoffChannel> AwaitingCommitAsync(InProcessCoordinator process, FakePredecessor predecessor)
     {
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         var channel = await predecessor.WelcomeAsync();
@@ -337,7 +337,7 @@ public sealed class SuccessorSideComponentTests
     public async Task Probing_RefusedBusy_FailsStartWithExit75()
     {
         await using var process = new InProcessCoordinator();
-        using var predecessor = new ScriptedPredecessor(process.SocketPath);
+        using var predecessor = new FakePredecessor(process.SocketPath);
         var starting = process.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.AcceptAsync();
         Assert.IsType<HelloMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
