@@ -1,3 +1,4 @@
+using ZeroDowntime.Cli.Interop;
 using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Cli;

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
+using ZeroDowntime.Cli.Interop;
 using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Cli;
@@ -24,7 +25,7 @@ namespace ZeroDowntime.Cli;
 /// </summary>
 internal sealed class Supervisor : IDisposable
 {
-    private static readonly int[] ForwardedSignals = [Posix.SIGTERM, Posix.SIGINT, Posix.SIGQUIT, Posix.SIGHUP, Posix.SIGUSR2];
+    private static readonly int[] ForwardedSignals = [Libc.SIGTERM, Libc.SIGINT, Libc.SIGQUIT, Libc.SIGHUP, Libc.SIGUSR2];
     private readonly Lock _lock = new();
     private readonly TextWriter _log;
     private readonly int _self = Posix.ProcessId;
@@ -151,14 +152,14 @@ internal sealed class Supervisor : IDisposable
             var (pid, errno) = Posix.WaitForExitedChild();
             if (pid < 0)
             {
-                if (errno == Posix.EINTR)
+                if (errno == Libc.EINTR)
                 {
                     continue;
                 }
 
                 lock (_lock)
                 {
-                    if (errno != Posix.ECHILD)
+                    if (errno != Libc.ECHILD)
                     {
                         Log($"waitid failed: {Posix.ErrorText(errno)}");
                         return _lastMainExitCode ?? ExitCodes.CannotStart;
@@ -290,7 +291,7 @@ internal sealed class Supervisor : IDisposable
     {
         lock (_lock)
         {
-            if (signal is Posix.SIGTERM or Posix.SIGINT or Posix.SIGQUIT)
+            if (signal is Libc.SIGTERM or Libc.SIGINT or Libc.SIGQUIT)
             {
                 _stopSignal = signal;
                 _stopRequested.Set();
@@ -320,7 +321,7 @@ internal sealed class Supervisor : IDisposable
     private void ForwardLocked(int signal)
     {
         List<int> targets;
-        if (!_mainExited && _main is { } main && (main.StartTime == 0 || main.IsRunning()) && Posix.Kill(main.Pid, signal) != Posix.ESRCH)
+        if (!_mainExited && _main is { } main && (main.StartTime == 0 || main.IsRunning()) && Posix.Kill(main.Pid, signal) != Libc.ESRCH)
         {
             targets = [main.Pid];
         }

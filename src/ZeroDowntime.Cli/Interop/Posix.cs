@@ -1,7 +1,8 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ZeroDowntime.Hosting.Interop;
 
-namespace ZeroDowntime.Cli;
+namespace ZeroDowntime.Cli.Interop;
 
 /// <summary>
 /// The few libc calls the supervisor needs. The child is started with posix_spawnp, not System.Diagnostics.Process:
@@ -9,16 +10,6 @@ namespace ZeroDowntime.Cli;
 /// </summary>
 internal static unsafe partial class Posix
 {
-    public const int SIGHUP = 1;
-    public const int SIGINT = 2;
-    public const int SIGQUIT = 3;
-    public const int SIGKILL = 9;
-    public const int SIGUSR2 = 12;
-    public const int SIGTERM = 15;
-    public const int SIGSTOP = 19;
-    public const int EINTR = 4;
-    public const int ECHILD = 10;
-    public const int ESRCH = 3;
     private const int PR_SET_CHILD_SUBREAPER = 36;
     private const int P_ALL = 0;
     private const int WNOHANG = 1;
@@ -40,9 +31,6 @@ internal static unsafe partial class Posix
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int waitpid(int pid, int* status, int options);
@@ -95,7 +83,7 @@ internal static unsafe partial class Posix
     public static int BecomeSubreaper() => prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>kill(2): 0, or the errno.</summary>
-    public static int Kill(int pid, int signal) => kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
+    public static int Kill(int pid, int signal) => Libc.kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>
     /// Blocks until a child has exited and returns its pid, leaving it a zombie (waitid with WNOWAIT): its pid stays
@@ -161,7 +149,7 @@ internal static unsafe partial class Posix
 
             try
             {
-                error = sigemptyset(mask) | sigfillset(defaults) | sigdelset(defaults, SIGKILL) | sigdelset(defaults, SIGSTOP)
+                error = sigemptyset(mask) | sigfillset(defaults) | sigdelset(defaults, Libc.SIGKILL) | sigdelset(defaults, Libc.SIGSTOP)
                     | posix_spawnattr_setsigmask(attributes, mask) | posix_spawnattr_setsigdefault(attributes, defaults)
                     | posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
                 if (error != 0)
