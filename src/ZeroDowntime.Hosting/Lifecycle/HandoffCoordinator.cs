@@ -29,6 +29,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly ZeroDowntimeMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly NotifySocketClient _notifySocket;
+    private readonly Warmup.TakeoverPreparation? _preparation;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
     private readonly CancellationTokenSource _skipShutdownDelay = new();
@@ -50,7 +51,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         ILogger<HandoffCoordinator> logger,
         ZeroDowntimeMetrics metrics,
         TimeProvider? time = null,
-        NotifySocketClient? notifySocket = null)
+        NotifySocketClient? notifySocket = null,
+        Warmup.TakeoverPreparation? preparation = null)
     {
         _optionsAccessor = options;
         _registry = registry;
@@ -63,6 +65,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _metrics = metrics;
         _time = time ?? TimeProvider.System;
         _notifySocket = notifySocket ?? new NotifySocketClient();
+        _preparation = preparation;
     }
 
     /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
@@ -220,8 +223,14 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, process.ShutdownToken);
             if (_successor is { } successor)
             {
-                await successor.TakeOverAsync();
+                await successor.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);
                 return;
+            }
+
+            // First start: warm up (and wait for the readiness checks) before the gate first opens.
+            if (_preparation is { } firstStart)
+            {
+                await firstStart.BeforeFirstAcceptAsync(process.HostStoppingToken);
             }
 
             // First start: Kestrel has bound every endpoint, so this process is the server; only now may it take the
