@@ -121,7 +121,7 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             errors.Add($"{Section}:Concurrency is {warmup.Concurrency}; allowed: 1 to 64.");
         }
 
-        if (warmup.Duration < TimeSpan.Zero || warmup.Duration >= options.HandoffTimeout)
+        if (warmup.Duration < TimeSpan.Zero || (options.HandoffTimeout > TimeSpan.Zero && warmup.Duration >= options.HandoffTimeout))
         {
             errors.Add($"{Section}:Duration is {warmup.Duration}; allowed: 00:00:00 up to (not including) HandoffTimeout ({options.HandoffTimeout}), which bounds the warm-up.");
         }
