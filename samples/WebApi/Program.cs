@@ -39,7 +39,15 @@ var app = builder.Build();
 
 // Every response of "/" has the same length (the pid is zero-padded), so Apache Bench counts none as failed.
 string pid = Environment.ProcessId.ToString("D7", CultureInfo.InvariantCulture);
-app.MapGet("/", () => $"Hello from ZeroDowntime.Hosting sample, pid {pid}\n");
+var rootCalls = new ColdPathCounter();
+app.MapGet("/", (HttpContext context) =>
+{
+    rootCalls.Count(context);
+    return $"Hello from ZeroDowntime.Hosting sample, pid {pid}\n";
+});
+
+// How often "/" ran, warm-up requests apart, and whether its first run (its cold path) was a warm-up request.
+app.MapGet("/stats/root", () => rootCalls.Describe());
 app.MapGet("/pid", () => Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
 app.MapGet("/delay/{ms}", async (string ms, CancellationToken aborted) =>
 {

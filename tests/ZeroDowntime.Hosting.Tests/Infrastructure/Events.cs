@@ -174,6 +174,16 @@ internal static class Events
     public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
     public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
 
+    public static readonly EventId WarmupStarted = new(160, nameof(WarmupStarted));
+
+    public static readonly EventId WarmupRequestSummary = new(162, nameof(WarmupRequestSummary));
+
+    public static readonly EventId WarmupRequestFailed = new(163, nameof(WarmupRequestFailed));
+
+    public static readonly EventId WarmupFinished = new(165, nameof(WarmupFinished));
+
+    public static readonly EventId NotReadyForHandoff = new(166, nameof(NotReadyForHandoff));
+
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
 }

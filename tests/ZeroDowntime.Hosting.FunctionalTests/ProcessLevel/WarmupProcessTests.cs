@@ -1,0 +1,43 @@
+using System.Globalization;
+using Xunit.Abstractions;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
+
+namespace ZeroDowntime.Hosting.FunctionalTests;
+
+/// <summary>
+/// The warm-up with the real sample (its appsettings.json warms <c>GET /</c>, <c>/pid</c> and <c>/health/live</c>, 32
+/// rounds): a successor runs its endpoint's cold path on warm-up requests before Ready, never on a client's.
+/// </summary>
+public sealed class WarmupProcessTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task Successor_WarmsUpBeforeReady_ItsFirstClientRequestDoesNotRunTheColdPath()
+    {
+        using var scope = new TestScope();
+        await using var v1 = await Handoff.StartFirstAsync("v1", scope.Config(), output);
+        var (v2, oldExitCode) = await Handoff.HandOverAsync(v1, "v2", scope.Config(), output);
+        await using (v2)
+        {
+            Assert.Equal(0, oldExitCode);
+            using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            string hello = await client.GetStringAsync(new Uri(scope.BaseUri, "/"));
+            Assert.Contains(v2.Pid.ToString("D7", CultureInfo.InvariantCulture), hello, StringComparison.Ordinal);
+
+            // 32 rounds over HTTP/1.1, all before this request. (The sample's cleartext endpoint answers HTTP/2 with prior
+            // knowledge by HTTP_1_1_REQUIRED: the warm-up logs that it does not speak it.)
+            string stats = (await client.GetStringAsync(new Uri(scope.BaseUri, "/stats/root"))).Trim();
+            output.WriteLine($"v2 /stats/root: {stats}");
+            Assert.Equal("calls=1 warmup=32 first=warmup", stats);
+
+            // The order in v2's log: warm-up done, then Ready, then the commit; and the warm-up is a start-up phase.
+            var lines = v2.Entries.ToList();
+            int finished = lines.FindIndex(l => l.Is(Events.WarmupFinished));
+            int ready = lines.FindIndex(l => l.Is(Events.SentReady));
+            Assert.InRange(finished, 0, ready - 1);
+            Assert.DoesNotContain(lines, l => l.Is(Events.WarmupRequestFailed));
+            Assert.Contains(lines, l => l.Is(Events.StartupTimeline) && l.Text.Contains("WarmedUp", StringComparison.Ordinal));
+            output.WriteLine(string.Join("\n", lines.Where(l => l.Is(Events.WarmupRequestSummary) || l.Is(Events.StartupTimeline)).Select(l => l.Text)));
+        }
+    }
+}
