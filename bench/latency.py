@@ -40,7 +40,8 @@ BUILDS = {
 }
 # How the bench starts a successor (only the successor's warm-up; the first process always starts plainly).
 WARMUPS = {
-    "plain": "started plainly",
+    "plain": "started plainly, with the warm-up the sample configures (ZeroDowntime:Warmup, issue 19)",
+    "nowarmup": "started plainly, library warm-up off (ZeroDowntime__Warmup__Enabled=false): the baseline of issue 19",
     "idle": "successor under chrt --idle 0 until Ready, then SCHED_OTHER (chrt --other -a -p 0; needs root)",
     "idlekeep": "successor under chrt --idle 0 for its whole life (no privilege)",
     "nice": "successor under nice -n 19 for its whole life (no privilege)",
@@ -167,6 +168,8 @@ class DotnetServer:
             "ZeroDowntime__Enabled": "true" if self.enabled else "false",
             "Logs__Directory": os.path.join(self.work, "logs"),
         })
+        if self.warmup == "nowarmup":
+            env["ZeroDowntime__Warmup__Enabled"] = "false"
         env.pop("ASPNETCORE_URLS", None)
         return env
 
@@ -565,7 +568,7 @@ def svg(data, path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default="r2r,aot,tableflip",
+    p.add_argument("--configs", default="jit:nowarmup,jit,r2r:nowarmup,r2r,aot:nowarmup,aot,tableflip",
                    help="comma-separated: aot, r2r, jit, tableflip, and BUILD:WARMUP with WARMUP one of "
                         + ", ".join(WARMUPS))
     p.add_argument("--steady", type=int, default=15, help="seconds of steady load before and after the handoffs")

@@ -53,6 +53,7 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
             warmup.Requests = requests.Select(r => r.Value ?? "").ToList();
         }
 
+        warmup.Enabled = values.Boolean(nameof(warmup.Enabled), warmup.Enabled);
         warmup.Iterations = values.Integer(nameof(warmup.Iterations), warmup.Iterations);
         warmup.Duration = values.Duration(nameof(warmup.Duration), warmup.Duration);
         warmup.Concurrency = values.Integer(nameof(warmup.Concurrency), warmup.Concurrency);

@@ -10,6 +10,10 @@ namespace ZeroDowntime.Hosting;
 /// </summary>
 public sealed class ZeroDowntimeWarmupOptions
 {
+    /// <summary>Whether the warm-up runs: false turns it off without removing <see cref="Requests"/> (to measure it).</summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool Enabled { get; set; } = true;
+
     /// <summary>
     /// The requests of one round, each written <c>METHOD /path</c>, optionally followed by header lines
     /// (<c>"GET /api/items\nAccept: application/json"</c>). No body is sent.

@@ -43,7 +43,7 @@ internal sealed class TakeoverPreparation
         var healthChecks = services.GetService<HealthCheckService>();
         int tagged = services.GetService<IOptions<HealthCheckServiceOptions>>()?.Value.Registrations
             .Count(r => r.Tags.Contains(ZeroDowntimeHealthChecksBuilderExtensions.ReadyForHandoffTag)) ?? 0;
-        var warmup = options.Warmup.Requests.Count > 0
+        var warmup = options.Warmup is { Enabled: true, Requests.Count: > 0 }
             ? new WarmupRunner(options.Warmup, services.GetRequiredService<HandoffListenerFactory>(), services, logger, services.GetService<WarmupStartupFilter>())
             : null;
         var time = services.GetService<TimeProvider>() ?? TimeProvider.System;

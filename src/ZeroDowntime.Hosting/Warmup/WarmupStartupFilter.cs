@@ -11,7 +11,7 @@ namespace ZeroDowntime.Hosting.Warmup;
 /// </summary>
 internal sealed class WarmupStartupFilter(IOptions<ZeroDowntimeOptions> options) : IStartupFilter
 {
-    private volatile bool _warmingUp = options.Value.Warmup.Requests.Count > 0;
+    private volatile bool _warmingUp = options.Value.Warmup is { Enabled: true, Requests.Count: > 0 };
 
     /// <summary>The warm-up is over: requests are no longer looked at.</summary>
     public void Finished() => _warmingUp = false;

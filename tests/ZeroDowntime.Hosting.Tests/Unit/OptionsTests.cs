@@ -81,8 +81,10 @@ public sealed class OptionsTests
             ["ZeroDowntime:Warmup:Concurrency"] = "4",
             ["ZeroDowntime:Warmup:Required"] = "true",
             ["ZeroDowntime:Warmup:Host"] = "shop.example",
+            ["ZeroDowntime:Warmup:Enabled"] = "false",
         }).Warmup;
 
+        Assert.False(warmup.Enabled);
         Assert.Equal(["GET /", "post /api/items?x=1\nAccept: application/json"], warmup.Requests);
         Assert.Equal((5, TimeSpan.FromSeconds(2), 4, true, "shop.example"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
         var parsed = Warmup.WarmupRequest.Parse(warmup.Requests[1], out _)!;
@@ -95,6 +97,7 @@ public sealed class OptionsTests
     {
         var warmup = Resolve([]).Warmup;
         Assert.Empty(warmup.Requests);
+        Assert.True(warmup.Enabled);
         Assert.Equal((32, TimeSpan.Zero, 2, false, "localhost"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
     }
 
