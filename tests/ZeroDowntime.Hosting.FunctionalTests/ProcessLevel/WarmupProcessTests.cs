@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
@@ -39,5 +40,37 @@ public sealed class WarmupProcessTests(ITestOutputHelper output)
             Assert.Contains(lines, l => l.Is(Events.StartupTimeline) && l.Text.Contains("WarmedUp", StringComparison.Ordinal));
             output.WriteLine(string.Join("\n", lines.Where(l => l.Is(Events.WarmupRequestSummary) || l.Is(Events.StartupTimeline)).Select(l => l.Text)));
         }
+    }
+
+    /// <summary>
+    /// The readiness gate with the real tool: a release whose check tagged <c>zerodowntime-ready</c> stays Unhealthy
+    /// (Sample:UnreadyCheck) never says Ready; shortly before HandoffTimeout (5 s here) it gives up, and the running
+    /// process's log and <c>zerodowntime upgrade</c>'s result name the check. The old process serves on.
+    /// </summary>
+    [Fact]
+    public async Task Upgrade_SuccessorCheckStaysUnhealthy_UpgradeFailsNamingTheCheck_OldServesOn()
+    {
+        using var scope = new TestScope();
+        var releases = new Releases(scope);
+        string first = releases.Create("1", json => json["ZeroDowntime"]!["HandoffTimeout"] = "00:00:05");
+        string unready = releases.Create("2-unready", json =>
+        {
+            json["ZeroDowntime"]!["HandoffTimeout"] = "00:00:05";
+            json["Sample"]!["UnreadyCheck"] = true;
+        });
+        releases.Switch(first);
+        var config = scope.Config() with { SampleDirectory = releases.Current, RelativeEntryPoint = true };
+        await using var v1 = await Handoff.StartFirstAsync("v1", config, output);
+
+        releases.Switch(unready);
+        var upgrade = await ZeroDowntimeTool.RunAsync(output, TimeSpan.FromSeconds(45), "upgrade", "--socket", scope.SocketPath);
+        Assert.Equal(1, upgrade.ExitCode);
+        Assert.Contains("readiness check 'sample-dependency' is Unhealthy", upgrade.Stderr, StringComparison.Ordinal);
+        var failed = await v1.WaitForEventAsync(Events.SuccessorFailed);
+        Assert.Contains("'sample-dependency' is Unhealthy: the sample's dependency is down", failed.Text, StringComparison.Ordinal);
+        Assert.Contains(v1.Entries, l => l.Is(Events.NotReadyForHandoff) && l.Text.Contains("sample-dependency", StringComparison.Ordinal));
+        Assert.False(v1.HasExited);
+        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
 }
