@@ -37,4 +37,7 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(170, LogLevel.Information, "Warm-up: no endpoint of this process is served through the handoff's listeners; nothing sent", EventName = "WarmupNoEndpoint")]
     public static partial void WarmupNoEndpoint(this ILogger logger);
+
+    [LoggerMessage(171, LogLevel.Warning, "Warm-up skipped: the start-up took all of HandoffTimeout ({HandoffTimeout}) that it may use", EventName = "WarmupSkipped")]
+    public static partial void WarmupSkipped(this ILogger logger, TimeSpan handoffTimeout);
 }

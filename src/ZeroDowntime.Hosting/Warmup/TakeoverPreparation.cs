@@ -59,11 +59,19 @@ internal sealed class TakeoverPreparation
         using var timeUp = new CancellationTokenSource(budget > TimeSpan.Zero ? budget : TimeSpan.Zero, _time);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, timeUp.Token);
         long start = _time.GetTimestamp();
-        if (_warmup is not null)
+        if (_warmup is not null && budget <= TimeSpan.Zero)
         {
+            // The start-up alone took the whole handoff timeout: the predecessor has given up (or is frozen). Say Ready
+            // at once, as without a warm-up, and learn which.
+            _logger.WarmupSkipped(_options.HandoffTimeout);
+        }
+        else if (_warmup is not null)
+        {
+            // Cut short by the deadline, the warm-up is not a failure unless it is required: a cold request is better
+            // than no handoff.
             string? failure = await _warmup.RunAsync("Ready", _options.Warmup.Required, deadline.Token);
             _timeline?.Reached("WarmedUp");
-            if (failure is not null && (_options.Warmup.Required || deadline.IsCancellationRequested))
+            if (failure is not null && _options.Warmup.Required)
             {
                 return "warm-up: " + failure;
             }
