@@ -25,8 +25,8 @@ public sealed class WarmupProcessTests(ITestOutputHelper output)
             string hello = await client.GetStringAsync(new Uri(scope.BaseUri, "/"));
             Assert.Contains(v2.Pid.ToString("D7", CultureInfo.InvariantCulture), hello, StringComparison.Ordinal);
 
-            // 32 rounds over HTTP/1.1, all before this request. (The sample's cleartext endpoint answers HTTP/2 with prior
-            // knowledge by HTTP_1_1_REQUIRED: the warm-up logs that it does not speak it.)
+            // 32 rounds over HTTP/1.1, all before this request. (The sample's cleartext endpoint has Kestrel's default
+            // Http1AndHttp2, which without TLS is HTTP/1.1 only: the warm-up logs that HTTP/2 was skipped.)
             string stats = (await client.GetStringAsync(new Uri(scope.BaseUri, "/stats/root"))).Trim();
             output.WriteLine($"v2 /stats/root: {stats}");
             Assert.Equal("calls=1 warmup=32 first=warmup", stats);
