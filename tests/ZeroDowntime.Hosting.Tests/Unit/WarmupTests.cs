@@ -10,7 +10,6 @@ using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 
@@ -70,7 +69,7 @@ public sealed class WarmupTests
     public async Task Successor_RequiredWarmupRequestFails_GivesTheHandoffUpNamingTheRequest()
     {
         using var scope = new TestScope();
-        using var predecessor = new ScriptedPredecessor(scope.SocketPath);
+        using var predecessor = new FakePredecessor(scope.SocketPath);
         var logs = new ListLoggerProvider();
         var seen = new ConcurrentQueue<Seen>();
         int exitCodeBefore = Environment.ExitCode;

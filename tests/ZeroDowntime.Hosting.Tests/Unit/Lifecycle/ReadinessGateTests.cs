@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Tests.Infrastructure;
 using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
@@ -22,7 +23,7 @@ public sealed class ReadinessGateTests
     {
         var check = new SwitchableCheck();
         await using var successor = Create(check, out var services);
-        using var predecessor = new ScriptedPredecessor(successor.SocketPath);
+        using var predecessor = new FakePredecessor(successor.SocketPath);
         var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.WelcomeAsync();
         await starting;
@@ -53,7 +54,7 @@ public sealed class ReadinessGateTests
     {
         var check = new SwitchableCheck();
         await using var successor = Create(check, out var services);
-        using var predecessor = new ScriptedPredecessor(successor.SocketPath);
+        using var predecessor = new FakePredecessor(successor.SocketPath);
         var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.WelcomeAsync();
         await starting;
@@ -78,7 +79,7 @@ public sealed class ReadinessGateTests
         await using var services = new ServiceCollection().AddLogging()
             .AddHealthChecks().AddCheck("other", () => HealthCheckResult.Unhealthy("not ours"), tags: ["ready"]).Services.BuildServiceProvider();
         await using var successor = new InProcessCoordinator(HandoffTimeout, preparation: c => Preparation(c, services, tagged: 0));
-        using var predecessor = new ScriptedPredecessor(successor.SocketPath);
+        using var predecessor = new FakePredecessor(successor.SocketPath);
         var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
         using var channel = await predecessor.WelcomeAsync();
         await starting;
