@@ -63,6 +63,7 @@ public sealed class WarmupTests
         Assert.Contains("WarmupFinished", events);
         Assert.DoesNotContain("WarmupRequestFailed", events);
         Assert.Contains(logs.Messages, m => m.EventName == "StartupPhase" && m.Text.Contains("WarmedUp", StringComparison.Ordinal));
+        await app.StopAsync();
     }
 
     [Fact]
