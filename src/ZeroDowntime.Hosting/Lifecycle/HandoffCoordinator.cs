@@ -201,6 +201,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
     public void Dispose()
     {
+        // Kestrel may unbind its listeners after this (a host disposed without being stopped): nothing of this process's
+        // state may be read by then (the callback read a disposed token: ObjectDisposedException out of the dispose).
+        _registry.ListenerReleased = null;
         _upgrades?.Dispose();
         _successor?.Dispose();
         _termination?.Dispose();

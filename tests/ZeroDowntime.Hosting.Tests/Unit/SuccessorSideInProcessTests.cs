@@ -65,6 +65,22 @@ public sealed class SuccessorSideInProcessTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// A host disposed without being stopped (a test, or an app that builds, starts and disposes a host itself): Kestrel
+    /// unbinds its listeners during the dispose, after the library's own state is gone. The listener callback of the
+    /// service manager's fd store read a disposed token there and the dispose threw ObjectDisposedException.
+    /// </summary>
+    [Fact]
+    public async Task HostDisposedWithoutStop_DisposesWithoutThrowing()
+    {
+        using var scope = new TestScope();
+        var host = InProcessHost.Create(scope.SocketPath, scope.Port, output, "v1"); // not InProcessHost's dispose: it stops first
+        await host.App.StartAsync();
+        await host.WaitForEventAsync(Events.ServingHandoffSocket);
+
+        await host.App.DisposeAsync();
+    }
+
+    /// <summary>
     /// A plain stop (what SIGTERM triggers) drains too (DrainOnShutdown, the default): Draining is cancelled, and
     /// HasHandedOver stays false, as the README promises.
     /// </summary>
