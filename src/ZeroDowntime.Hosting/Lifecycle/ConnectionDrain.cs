@@ -74,7 +74,9 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
             // Too many generations drain (MaxDrainingGenerations): this one, the oldest, ends now; below, as at the deadline.
         }
 
-        int aborted = tracker.Count > 0 ? tracker.AbortAll() : 0;
+        int aborted = tracker.Count == 0 ? 0 : endNow.IsCancellationRequested
+            ? tracker.AbortAll("Too many generations drain (ZeroDowntime:MaxDrainingGenerations): the oldest ends its drain.")
+            : tracker.AbortAll();
         var took = time.GetElapsedTime(start);
         if (endNow.IsCancellationRequested)
         {
