@@ -167,6 +167,8 @@ internal static class Events
     public static readonly EventId LongLivedClosing = new(200, nameof(LongLivedClosing));
     public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
     public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
+    public static readonly EventId DrainingGenerationsExceeded = new(210, nameof(DrainingGenerationsExceeded));
+    public static readonly EventId DrainEndedByLimit = new(211, nameof(DrainEndedByLimit));
 
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
