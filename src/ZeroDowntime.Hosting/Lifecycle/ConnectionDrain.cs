@@ -38,6 +38,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
 
         using var either = CancellationTokenSource.CreateLinkedTokenSource(successorLost, endNow);
         var waits = either.Token;
+        bool endedByLimit = false;
         try
         {
             if (!await tracker.WaitUntilEmptyAsync(grace, time, waits))
@@ -72,13 +73,14 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
         catch (OperationCanceledException) when (endNow.IsCancellationRequested)
         {
             // Too many generations drain (MaxDrainingGenerations): this one, the oldest, ends now; below, as at the deadline.
+            endedByLimit = true;
         }
 
-        int aborted = tracker.Count == 0 ? 0 : endNow.IsCancellationRequested
+        int aborted = tracker.Count == 0 ? 0 : endedByLimit
             ? tracker.AbortAll("Too many generations drain (ZeroDowntime:MaxDrainingGenerations): the oldest ends its drain.")
             : tracker.AbortAll();
         var took = time.GetElapsedTime(start);
-        if (endNow.IsCancellationRequested)
+        if (endedByLimit)
         {
             logger.DrainEndedByLimit(took.TotalMilliseconds, aborted);
         }
