@@ -27,7 +27,8 @@ fi
 
 # What the functional tests start, as (command or file, Debian package): the load generators ab, wrk and h2load, curl,
 # HAProxy in front of a fleet (FleetTests), setpriv and /usr/bin/python3 for the second local user (SecurityTests),
-# and clang and zlib for the Native AOT link (AotTests).
+# systemd-socket-activate to play systemd's socket activation (SocketActivationTests), and clang and zlib for the
+# Native AOT link (AotTests).
 missing_tools=()
 missing_packages=()
 need() {
@@ -43,6 +44,7 @@ need "command -v h2load" h2load nghttp2-client
 need "command -v curl" curl curl
 need "command -v haproxy || test -x /usr/sbin/haproxy" haproxy haproxy
 need "command -v setpriv" setpriv util-linux
+need "command -v systemd-socket-activate" systemd-socket-activate systemd
 need "test -x /usr/bin/python3" python3 python3
 need "command -v clang" clang clang
 need "test -e /usr/include/zlib.h" "zlib (zlib.h)" zlib1g-dev

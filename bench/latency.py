@@ -40,7 +40,8 @@ BUILDS = {
 }
 # How the bench starts a successor (only the successor's warm-up; the first process always starts plainly).
 WARMUPS = {
-    "plain": "started plainly",
+    "plain": "started plainly, with the warm-up the sample configures (ZeroDowntime:Warmup, issue 19)",
+    "nowarmup": "started plainly, library warm-up off (ZeroDowntime__Warmup__Enabled=false): the baseline of issue 19",
     "idle": "successor under chrt --idle 0 until Ready, then SCHED_OTHER (chrt --other -a -p 0; needs root)",
     "idlekeep": "successor under chrt --idle 0 for its whole life (no privilege)",
     "nice": "successor under nice -n 19 for its whole life (no privilege)",
@@ -167,6 +168,8 @@ class DotnetServer:
             "ZeroDowntime__Enabled": "true" if self.enabled else "false",
             "Logs__Directory": os.path.join(self.work, "logs"),
         })
+        if self.warmup == "nowarmup":
+            env["ZeroDowntime__Warmup__Enabled"] = "false"
         env.pop("ASPNETCORE_URLS", None)
         return env
 
@@ -481,10 +484,11 @@ def report(data):
                          f"{a['socket_errors'] + w['socket_errors'] + b['socket_errors']}, "
                          f"{a['non2xx'] + w['non2xx'] + b['non2xx']} | {r['load_openloop']} / {r['load_after']} |")
     lines += ["", "### Handoff timing (medians over the open-loop run's handoffs, min-max in brackets; ms)", "",
-              "| configuration | n | HostStarting | FdsReceived | KestrelBound | Started | **Ready** (min-max) "
+              "| configuration | n | HostStarting | FdsReceived | KestrelBound | Started | WarmedUp | **Ready** (min-max) "
               "| switch to old exit | Ready under wrk (n, median) | worst 100 ms p99 while the successor starts | worst 100 ms p99 "
               "in the 1 s after Ready | steady: worst 100 ms p99 per 1 s, median |",
-              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    effect = {}
     for r in data["results"]:
         hs = r["handoffs"]
         med = lambda key: statistics.median([h["phases"][key] for h in hs if key in h["phases"]]) \
@@ -508,9 +512,21 @@ def report(data):
                 per_second[int(x[0])] = max(per_second.get(int(x[0]), 0), x[2])
         steady_typical = f(statistics.median(per_second.values())) if per_second else "-"
         lines.append(f"| {title(r['config'])} | {len(hs)} | {f(med('HostStarting'))} | {f(med('FdsReceived'))} | "
-                     f"{f(med('KestrelBound'))} | {f(med('Started'))} | **{f(statistics.median(ready))}** "
+                     f"{f(med('KestrelBound'))} | {f(med('Started'))} | {f(med('WarmedUp'))} | **{f(statistics.median(ready))}** "
                      f"({f(min(ready))}-{f(max(ready))}) | {f(statistics.median(exits)) if exits else '-'} | {sat} | "
                      f"{spans(during)} | {spans(after)} | {steady_typical} |")
+        s_, h_ = r["openloop"]["steady"], r["openloop"]["handoff"]
+        effect.setdefault(r["config"]["build"], {})[r["config"].get("warmup", "plain")] = (
+            h_["p99"] / s_["p99"], statistics.median(after) if after else None, statistics.median(ready))
+    pairs = {b: v for b, v in effect.items() if "plain" in v and "nowarmup" in v}
+    if pairs:
+        # Issue 19: the same build with and without the library's warm-up, in this run.
+        lines += ["", "### Warm-up (issue 19): the same build without / with `ZeroDowntime:Warmup`, this run", "",
+                  "| build | p99 ratio (handoffs / steady) without / with | worst 100 ms p99 in the 1 s after Ready, ms, "
+                  "without / with | Ready ms without / with |", "| --- | ---: | ---: | ---: |"]
+        for b, v in pairs.items():
+            (r0, a0, y0), (r1, a1, y1) = v["nowarmup"], v["plain"]
+            lines.append(f"| {BUILDS[b][0]} | {r0:.2f} / **{r1:.2f}** | {f(a0)} / **{f(a1)}** | {f(y0)} / {f(y1)} |")
     if data.get("overhead"):
         o = data["overhead"]
         lines += ["", f"### Steady-state overhead ({BUILDS[o['build']][0]}, wrk -t2 -c64, {o['seconds']} s runs, "
@@ -565,7 +581,7 @@ def svg(data, path):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default="r2r,aot,tableflip",
+    p.add_argument("--configs", default="jit:nowarmup,jit,r2r:nowarmup,r2r,aot:nowarmup,aot,tableflip",
                    help="comma-separated: aot, r2r, jit, tableflip, and BUILD:WARMUP with WARMUP one of "
                         + ", ".join(WARMUPS))
     p.add_argument("--steady", type=int, default=15, help="seconds of steady load before and after the handoffs")

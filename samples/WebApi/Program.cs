@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Configuration.CommandLine;
 using Microsoft.Extensions.Configuration.EnvironmentVariables;
 using NLog.Web;
@@ -32,14 +33,30 @@ if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
 }
 
 builder.Services.AddHostedService<SampleStartup>();
-builder.Services.AddHealthChecks().AddZeroDowntime();
+var healthChecks = builder.Services.AddHealthChecks().AddZeroDowntime();
+
+// Sample:UnreadyCheck=true adds a check that holds the handoff (tagged zerodowntime-ready) and is never Healthy: the
+// successor gives the handoff up shortly before HandoffTimeout, naming it (issue 19's readiness gate).
+if (builder.Configuration.GetValue("Sample:UnreadyCheck", false))
+{
+    healthChecks.AddCheck("sample-dependency", () => HealthCheckResult.Unhealthy("the sample's dependency is down (Sample:UnreadyCheck=true)"),
+        tags: [ZeroDowntimeHealthChecksBuilderExtensions.ReadyForHandoffTag]);
+}
 builder.Services.AddSignalR().AddJsonProtocol(json => json.PayloadSerializerOptions.TypeInfoResolverChain.Insert(0, SampleJsonContext.Default));
 
 var app = builder.Build();
 
 // Every response of "/" has the same length (the pid is zero-padded), so Apache Bench counts none as failed.
 string pid = Environment.ProcessId.ToString("D7", CultureInfo.InvariantCulture);
-app.MapGet("/", () => $"Hello from ZeroDowntime.Hosting sample, pid {pid}\n");
+var rootCalls = new ColdPathCounter();
+app.MapGet("/", (HttpContext context) =>
+{
+    rootCalls.Count(context);
+    return $"Hello from ZeroDowntime.Hosting sample, pid {pid}\n";
+});
+
+// How often "/" ran, warm-up requests apart, and whether its first run (its cold path) was a warm-up request.
+app.MapGet("/stats/root", () => rootCalls.Describe());
 app.MapGet("/pid", () => Environment.ProcessId.ToString(CultureInfo.InvariantCulture));
 app.MapGet("/delay/{ms}", async (string ms, CancellationToken aborted) =>
 {

@@ -27,7 +27,7 @@ internal static class Cli
         Usage:
           zerodowntime status  [--socket PATH | --app ID] [--json]
           zerodowntime upgrade [--socket PATH | --app ID] [--timeout T] [--json]
-          zerodowntime run [--] COMMAND [ARGS...]
+          zerodowntime run [--max-restarts N] [--restart-window T] [--] COMMAND [ARGS...]
           zerodowntime --help | --version
 
         status    Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down),
@@ -38,7 +38,8 @@ internal static class Cli
         run       Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper,
                   its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT
                   to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main
-                  process's exit code (128+N when signal N killed it) once no child is left. Holds no listening socket.
+                  process's exit code (128+N when signal N killed it) once no child is left. Keeps the listening
+                  sockets the app stores with it (FDSTORE=1) and starts a crashed app again with them (LISTEN_FDS).
 
         Options:
           --socket PATH  The handoff socket (the app's ZeroDowntime:SocketPath).
@@ -47,6 +48,8 @@ internal static class Cli
           --timeout T    upgrade: how long to wait for the result (default 75s: the default HandoffTimeout of 60 s plus a
                          margin, below systemd's default TimeoutStartSec of 90 s). 90, 90s, 1500ms, 2m or 00:01:30.
           --json         One JSON object on stdout.
+          --max-restarts N    run: how many times a crashed app is started again within --restart-window (default 5).
+          --restart-window T  run: the window of --max-restarts (default 60s).
 
         Exit codes (status, upgrade):
           0  status: a process serves; upgrade: the successor committed and serves
@@ -58,7 +61,8 @@ internal static class Cli
           5  no answer in time (upgrade: --timeout passed; the upgrade may still be running)
           6  the socket is served by another user's process: nothing was asked (SO_PEERCRED)
           7  the process speaks no control requests (an older build, protocol v1) or sent garbage
-        run exits with the main process's exit code, 127 when COMMAND cannot be started, 2 on bad usage.
+        run exits with the main process's exit code, 127 when COMMAND cannot be started, 2 on bad usage, 8 when the
+        app crashed more than --max-restarts times within --restart-window (the kept sockets are closed).
         """;
 
     internal static async Task<int> StatusAsync(ControlOptions options, TextWriter stdout, TextWriter stderr)

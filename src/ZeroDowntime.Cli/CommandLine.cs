@@ -27,7 +27,7 @@ internal static class CommandLine
     public static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr)
     {
         var verbatim = RunCommandVerbatim(args);
-        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", "--", ..]);
+        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", ..] && verbatim.Contains("--"));
         var result = root.Parse(verbatim, Parsing);
         if (result.Action is ParseErrorAction)
         {
@@ -73,8 +73,44 @@ internal static class CommandLine
             Arity = ArgumentArity.ZeroOrMore,
             Description = "The app's command and its arguments, passed on as they are (put -- before a command that starts with '-').",
         };
-        var run = new Command("run", "Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper, its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main process's exit code (128+N when signal N killed it) once no child is left, 127 when COMMAND cannot be started. Holds no listening socket.")
+        var maxRestarts = new Option<int>("--max-restarts")
         {
+            HelpName = "N",
+            Description = "How many times a crashed app is started again within --restart-window before run gives up, closes the kept sockets and exits 8 (default 5).",
+            DefaultValueFactory = _ => RestartPolicy.Default.MaxRestarts,
+            CustomParser = result =>
+            {
+                string text = result.Tokens[0].Value;
+                if (int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int parsed) && parsed <= 1000)
+                {
+                    return parsed;
+                }
+
+                result.AddError($"--max-restarts '{text}' is not a number from 0 to 1000");
+                return 0;
+            },
+        };
+        var restartWindow = new Option<TimeSpan>("--restart-window")
+        {
+            HelpName = "T",
+            Description = "The window of --max-restarts (default 60s). 60, 60s, 1500ms, 2m or 00:01:00.",
+            DefaultValueFactory = _ => RestartPolicy.Default.Window,
+            CustomParser = result =>
+            {
+                string text = result.Tokens[0].Value;
+                if (ParseDuration(text) is { } parsed && parsed > TimeSpan.Zero && parsed <= MaxTimeout)
+                {
+                    return parsed;
+                }
+
+                result.AddError($"--restart-window '{text}' is not a duration from 1 ms to 1 h (60, 60s, 1500ms, 2m, 00:01:00)");
+                return TimeSpan.Zero;
+            },
+        };
+        var run = new Command("run", "Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper, its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main process's exit code (128+N when signal N killed it) once no child is left, 127 when COMMAND cannot be started. Keeps the listening sockets the app stores with it (FDSTORE=1) and starts a crashed app again with them (LISTEN_FDS), at most --max-restarts times within --restart-window (then it closes them and exits 8).")
+        {
+            maxRestarts,
+            restartWindow,
             command,
         };
         run.Validators.Add(result =>
@@ -90,7 +126,8 @@ internal static class CommandLine
                 result.AddError($"unknown option '{tokens[0].Value}' (put -- before a command that starts with '-')");
             }
         });
-        run.SetAction(result => Supervisor.Run(result.GetRequiredValue(command), stderr));
+        run.SetAction(result => Supervisor.Run(result.GetRequiredValue(command),
+            new RestartPolicy(result.GetValue(maxRestarts), result.GetValue(restartWindow)), stderr));
 
         // "zerodowntime help" as before, besides --help.
         var help = new Command("help") { Hidden = true, TreatUnmatchedTokensAsErrors = false };
@@ -113,10 +150,24 @@ internal static class CommandLine
     /// <summary>
     /// run's COMMAND and its arguments are the app's: from the first token after <c>run</c> that is not an option on,
     /// nothing is parsed (as env(1) and nohup(1) do), so <c>run dotnet App.dll --help</c> runs the app with --help.
-    /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument.
+    /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument. run's own options
+    /// (<c>--max-restarts N</c>, <c>--restart-window T</c>) come before the command and stay the tool's.
     /// </summary>
-    private static string[] RunCommandVerbatim(string[] args) =>
-        args is ["run", var first, ..] && !first.StartsWith('-') ? ["run", "--", .. args.AsSpan(1)] : args;
+    private static string[] RunCommandVerbatim(string[] args)
+    {
+        if (args is not ["run", ..])
+        {
+            return args;
+        }
+
+        int first = 1;
+        while (first + 1 < args.Length && args[first] is "--max-restarts" or "--restart-window")
+        {
+            first += 2;
+        }
+
+        return first < args.Length && !args[first].StartsWith('-') ? [.. args.AsSpan(0, first), "--", .. args.AsSpan(first)] : args;
+    }
 
     private static int Usage(TextWriter writer, int exitCode)
     {

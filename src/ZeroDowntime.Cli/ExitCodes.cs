@@ -27,6 +27,12 @@ internal static class ExitCodes
     /// <summary>The process speaks no control requests (an older build, protocol v1), or sent garbage.</summary>
     public const int Protocol = 7;
 
+    /// <summary>
+    /// run: the app crashed more often than <c>--max-restarts</c> within <c>--restart-window</c>; the supervisor closed
+    /// the listening sockets it kept, so clients are refused at once.
+    /// </summary>
+    public const int RestartLimit = 8;
+
     /// <summary>run: the command could not be started (as a shell says for a command not found).</summary>
     public const int CannotStart = 127;
 }

@@ -14,6 +14,17 @@ public static class ZeroDowntimeHealthChecksBuilderExtensions
     public const string CheckName = "zerodowntime";
 
     /// <summary>
+    /// The tag of the app's health checks that must be Healthy before this process takes over: a successor tells its
+    /// predecessor Ready (and a first start accepts) only once every check with this tag reports Healthy, checked
+    /// again every 250 ms. A check still not Healthy shortly before <see cref="ZeroDowntimeOptions.HandoffTimeout"/>
+    /// gives the handoff up: the successor stops with exit code <see cref="ZeroDowntimeExitCodes.HandoffAbandoned"/>,
+    /// and its log, the running process's log and the result of <c>zerodowntime upgrade</c> name the check. A first
+    /// start waits as long, then accepts and logs the check. For example
+    /// <c>services.AddHealthChecks().AddCheck&lt;DatabaseCheck&gt;("db", tags: [ZeroDowntimeHealthChecksBuilderExtensions.ReadyForHandoffTag])</c>.
+    /// </summary>
+    public const string ReadyForHandoffTag = "zerodowntime-ready";
+
+    /// <summary>
     /// Adds a health check named <c>zerodowntime</c>, tagged <c>ready</c>: Healthy wherever this process accepts
     /// connections (a successor that has started accepting included, and an old process draining after a handoff: the
     /// node serves through its successor), Unhealthy during <see cref="ZeroDowntimeOptions.ShutdownDelay"/> and the

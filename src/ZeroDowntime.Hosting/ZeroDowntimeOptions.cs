@@ -134,6 +134,12 @@ public sealed class ZeroDowntimeOptions
     public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
 
     /// <summary>
+    /// The requests this process sends through its own Kestrel before it takes over or first accepts (section
+    /// <c>ZeroDowntime:Warmup</c>), so that its first real clients do not wait for the JIT.
+    /// </summary>
+    public ZeroDowntimeWarmupOptions Warmup { get; set; } = new();
+
+    /// <summary>
     /// Values of the section that could not be parsed, one message each naming its key; the validator reports them with
     /// every other problem. Filled by the binder, never by an app.
     /// </summary>

@@ -42,5 +42,23 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
         options.Upgrade.Signal = upgrade.Choice(nameof(options.Upgrade.Signal), options.Upgrade.Signal, Signals);
         options.Upgrade.Command = upgrade.String(nameof(options.Upgrade.Command), options.Upgrade.Command);
         options.Upgrade.WorkingDirectory = upgrade.String(nameof(options.Upgrade.WorkingDirectory), options.Upgrade.WorkingDirectory);
+        BindWarmup(configuration.GetSection($"{ZeroDowntimeOptions.SectionName}:{nameof(options.Warmup)}"), options.Warmup, options.BindingErrors);
+    }
+
+    private static void BindWarmup(IConfigurationSection section, ZeroDowntimeWarmupOptions warmup, List<string> errors)
+    {
+        var values = new ConfigurationValues(section, errors);
+        if (section.GetSection(nameof(warmup.Requests)).GetChildren().ToList() is { Count: > 0 } requests)
+        {
+            // A list: one child per request, in its configured order ("0", "1", ...: sorted as numbers by the configuration).
+            warmup.Requests = requests.Select(r => r.Value ?? "").ToList();
+        }
+
+        warmup.Enabled = values.Boolean(nameof(warmup.Enabled), warmup.Enabled);
+        warmup.Iterations = values.Integer(nameof(warmup.Iterations), warmup.Iterations);
+        warmup.Duration = values.Duration(nameof(warmup.Duration), warmup.Duration);
+        warmup.Concurrency = values.Integer(nameof(warmup.Concurrency), warmup.Concurrency);
+        warmup.Required = values.Boolean(nameof(warmup.Required), warmup.Required);
+        warmup.Host = values.String(nameof(warmup.Host), warmup.Host) ?? warmup.Host;
     }
 }

@@ -100,6 +100,40 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             errors.Add($"{Section}:MaxDrainingGenerations is {options.MaxDrainingGenerations}; allowed: 0 (no bound) to 1000.");
         }
 
+        ValidateWarmup(options, errors);
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
+    }
+
+    private static void ValidateWarmup(ZeroDowntimeOptions options, List<string> errors)
+    {
+        const string Section = $"{ZeroDowntimeOptions.SectionName}:{nameof(ZeroDowntimeOptions.Warmup)}";
+        var warmup = options.Warmup;
+        for (int i = 0; i < warmup.Requests.Count; i++)
+        {
+            if (Warmup.WarmupRequest.Parse(warmup.Requests[i], out string? error) is null)
+            {
+                errors.Add($"{Section}:Requests:{i} {error}.");
+            }
+        }
+
+        if (warmup.Iterations is < 1 or > 100_000)
+        {
+            errors.Add($"{Section}:Iterations is {warmup.Iterations}; allowed: 1 to 100000.");
+        }
+
+        if (warmup.Concurrency is < 1 or > 64)
+        {
+            errors.Add($"{Section}:Concurrency is {warmup.Concurrency}; allowed: 1 to 64.");
+        }
+
+        if (warmup.Duration < TimeSpan.Zero || (options.HandoffTimeout > TimeSpan.Zero && warmup.Duration >= options.HandoffTimeout))
+        {
+            errors.Add($"{Section}:Duration is {warmup.Duration}; allowed: 00:00:00 up to (not including) HandoffTimeout ({options.HandoffTimeout}), which bounds the warm-up.");
+        }
+
+        if (string.IsNullOrWhiteSpace(warmup.Host) || Uri.CheckHostName(warmup.Host) == UriHostNameType.Unknown)
+        {
+            errors.Add($"{Section}:Host '{warmup.Host}' is not a host name (the Host header and TLS SNI of the warm-up requests).");
+        }
     }
 }

@@ -81,7 +81,8 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton<ZeroDowntimeMetrics>();
 
             // Registered after Kestrel's socket transport, so Kestrel asks this factory first.
-            services.AddSingleton<IConnectionListenerFactory, HandoffListenerFactory>();
+            services.TryAddSingleton<HandoffListenerFactory>();
+            services.AddSingleton<IConnectionListenerFactory>(sp => sp.GetRequiredService<HandoffListenerFactory>());
 
             // HTTP/3 (QUIC) cannot be handed over: say so for every such endpoint.
             Http3HandoffNotice.Decorate(services);
@@ -97,6 +98,11 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             // First: where the configuration came from, before any line of the handoff (and so before any failure).
             services.AddHostedService<StartupConfigurationNotice>();
 
+            // The warm-up and the readiness gate, which run before this process accepts (before Ready). The warm-up's
+            // filter is first in the pipeline too: it tells the app's answers from Kestrel's.
+            services.TryAddSingleton(Warmup.TakeoverPreparation.Create);
+            services.TryAddSingleton<Warmup.WarmupStartupFilter>();
+            services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter>(sp => sp.GetRequiredService<Warmup.WarmupStartupFilter>()));
             services.TryAddSingleton<HandoffCoordinator>();
             services.AddHostedService(sp => sp.GetRequiredService<HandoffCoordinator>());
 

@@ -1,4 +1,5 @@
 using System.Runtime.InteropServices;
+using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Hosting.NLog.Internal;
 
@@ -9,14 +10,8 @@ namespace ZeroDowntime.Hosting.NLog.Internal;
 /// created between them would be replaced (unlinked while another process writes it); it is used only where
 /// <c>renameat2</c> is missing (other systems, old C libraries, file systems without the flag).
 /// </summary>
-internal static partial class NoReplaceRename
+internal static class NoReplaceRename
 {
-    private const int AtFdCwd = -100;
-    private const uint RenameNoReplace = 1;
-    private const int EEXIST = 17;
-    private const int EINVAL = 22;
-    private const int ENOSYS = 38;
-
     /// <summary>
     /// Renames <paramref name="from"/> to <paramref name="to"/>; false when <paramref name="to"/> exists (nothing
     /// changed). Other failures throw <see cref="IOException"/>.
@@ -27,18 +22,18 @@ internal static partial class NoReplaceRename
         {
             try
             {
-                if (renameat2(AtFdCwd, from, AtFdCwd, to, RenameNoReplace) == 0)
+                if (Libc.renameat2(Libc.AT_FDCWD, from, Libc.AT_FDCWD, to, Libc.RENAME_NOREPLACE) == 0)
                 {
                     return true;
                 }
 
                 int errno = Marshal.GetLastPInvokeError();
-                if (errno == EEXIST)
+                if (errno == Libc.EEXIST)
                 {
                     return false;
                 }
 
-                if (errno is not (EINVAL or ENOSYS))
+                if (errno is not (Libc.EINVAL or Libc.ENOSYS))
                 {
                     throw new IOException($"could not rename {from} to {to}: {Marshal.GetPInvokeErrorMessage(errno)}");
                 }
@@ -57,7 +52,4 @@ internal static partial class NoReplaceRename
         File.Move(from, to, overwrite: false);
         return true;
     }
-
-    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
-    private static partial int renameat2(int oldDirFd, string oldPath, int newDirFd, string newPath, uint flags);
 }

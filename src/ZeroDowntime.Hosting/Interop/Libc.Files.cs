@@ -12,6 +12,7 @@ internal static unsafe partial class Libc
     public const int ENOENT = 2;
     public const int EEXIST = 17;
     public const int EINVAL = 22;
+    public const int ENOSYS = 38;
 
     /// <summary>statx(2): ask for the birth time too (filesystems that keep none leave it out of the mask).</summary>
     public const uint STATX_BTIME = 0x800;

@@ -9,8 +9,12 @@ namespace ZeroDowntime.Hosting.Interop;
 internal static partial class Libc
 {
     public const int SIGHUP = 1;
+    public const int SIGINT = 2;
+    public const int SIGQUIT = 3;
+    public const int SIGKILL = 9;
     public const int SIGUSR2 = 12;
     public const int SIGTERM = 15;
+    public const int SIGSTOP = 19;
 
     /// <summary>
     /// True when this process ignores <paramref name="signal"/>. A disposition of SIG_IGN is inherited across exec

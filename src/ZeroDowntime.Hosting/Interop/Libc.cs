@@ -20,7 +20,9 @@ internal static unsafe partial class Libc
     public const int MSG_CTRUNC = 0x8;
     public const int MSG_CMSG_CLOEXEC = 0x40000000;
 
+    public const int ESRCH = 3;
     public const int EINTR = 4;
+    public const int ECHILD = 10;
     public const int EAGAIN = 11;
 
     public const int AT_FDCWD = -100;

@@ -29,6 +29,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly ZeroDowntimeMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly NotifySocketClient _notifySocket;
+    private readonly Warmup.TakeoverPreparation? _preparation;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
     private readonly CancellationTokenSource _skipShutdownDelay = new();
@@ -50,7 +51,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         ILogger<HandoffCoordinator> logger,
         ZeroDowntimeMetrics metrics,
         TimeProvider? time = null,
-        NotifySocketClient? notifySocket = null)
+        NotifySocketClient? notifySocket = null,
+        Warmup.TakeoverPreparation? preparation = null)
     {
         _optionsAccessor = options;
         _registry = registry;
@@ -63,6 +65,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _metrics = metrics;
         _time = time ?? TimeProvider.System;
         _notifySocket = notifySocket ?? new NotifySocketClient();
+        _preparation = preparation;
     }
 
     /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
@@ -76,8 +79,19 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         SocketPathGuard.EnsureSafe(path);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
             new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
-            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time);
+            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time,
+            new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time));
         process.ServeConnectionsWith(HandleConnectionAsync);
+
+        // Kestrel unbinds a listener while this process serves on: a configuration reload dropped the endpoint. Not on
+        // a shutdown or after a handoff (a successor, or the next start, serves it): the store keeps those.
+        _registry.ListenerReleased = key =>
+        {
+            if (process.Role.State == ProcessRole.Owner && !process.HostStoppingToken.IsCancellationRequested)
+            {
+                process.FdStore?.Remove(key);
+            }
+        };
         _upgrades = new UpgradeRunner(process);
         _upgrades.InstallSignals();
 
@@ -98,6 +112,15 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         else
         {
             successor.Dispose();
+        }
+
+        // Listening sockets passed at start (systemd's fd store or .socket unit, zerodowntime run after a crash): adopted
+        // like a predecessor's, before Kestrel binds, so that its endpoints serve them instead of binding anew.
+        var (activated, others) = SocketActivation.TakeFromEnvironment();
+        _registry.AddActivated(activated);
+        if (others.Count > 0)
+        {
+            _logger.ActivatedDescriptorsIgnored(others.Count, string.Join(", ", others));
         }
 
         _applicationLifetime.ApplicationStopping.Register(OnHostStopping);
@@ -200,8 +223,14 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, process.ShutdownToken);
             if (_successor is { } successor)
             {
-                await successor.TakeOverAsync();
+                await successor.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);
                 return;
+            }
+
+            // First start: warm up (and wait for the readiness checks) before the gate first opens.
+            if (_preparation is { } firstStart)
+            {
+                await firstStart.BeforeFirstAcceptAsync(process.HostStoppingToken);
             }
 
             // First start: Kestrel has bound every endpoint, so this process is the server; only now may it take the

@@ -33,7 +33,8 @@ internal sealed class HandoffProcess : IDisposable
         NotifySocketClient notifySocket,
         ZeroDowntimeMetrics metrics,
         ILogger logger,
-        TimeProvider time)
+        TimeProvider time,
+        ServiceManagerFdStore? fdStore = null)
     {
         Options = options;
         Registry = registry;
@@ -47,6 +48,7 @@ internal sealed class HandoffProcess : IDisposable
         Metrics = metrics;
         Logger = logger;
         Time = time;
+        FdStore = fdStore;
         Role = new StateMachine<ProcessRole, RoleTrigger>(ProcessRoles.Table, (from, trigger, to) => logger.StateChanged(nameof(ProcessRole), from.ToString(), trigger.ToString(), to.ToString()));
     }
 
@@ -65,6 +67,9 @@ internal sealed class HandoffProcess : IDisposable
     public HandoffSocketServer Server { get; }
 
     public NotifySocketClient NotifySocket { get; }
+
+    /// <summary>The service manager's fd store, told about the listeners whenever this process becomes the owner; null in tests.</summary>
+    public ServiceManagerFdStore? FdStore { get; }
 
     public ZeroDowntimeMetrics Metrics { get; }
 
@@ -134,11 +139,12 @@ internal sealed class HandoffProcess : IDisposable
         HandoffSocketStep socket)
     {
         Interlocked.Exchange(ref _servingSinceUnixMilliseconds, Time.GetUtcNow().ToUnixTimeMilliseconds());
+        IReadOnlyList<ListenerKey> dropped = [];
         if (reason is HandoffAcquireReason.PredecessorReleased or HandoffAcquireReason.PredecessorVanished)
         {
             // First: from the commit, the draining predecessor's copies of the endpoints this process dropped queue for
             // nobody. Shut down, the kernel refuses them at once.
-            Registry.ShutDownDropped();
+            dropped = Registry.ShutDownDropped();
         }
         else if (reason is HandoffAcquireReason.Reclaimed or HandoffAcquireReason.NotCommitted)
         {
@@ -148,6 +154,8 @@ internal sealed class HandoffProcess : IDisposable
 
         if (reason == HandoffAcquireReason.FirstStart)
         {
+            // Listeners passed at start (LISTEN_FDS) that no endpoint asked for: closed, and taken out of the store.
+            dropped = Registry.CloseDropped();
             await Participants.AcquireAsync(reason, participants, ShutdownToken);
             OpenGate();
         }
@@ -177,6 +185,15 @@ internal sealed class HandoffProcess : IDisposable
             }
 
             NotifySocket.MainProcess(status);
+
+            // The service manager (systemd with FileDescriptorStoreMax=, or zerodowntime run) keeps a copy of every
+            // listener, so that a crash of this process leaves the queue listening; what nobody serves leaves it.
+            foreach (var key in dropped)
+            {
+                FdStore?.Remove(key);
+            }
+
+            FdStore?.Store(Registry);
             switch (socket)
             {
                 case HandoffSocketStep.Serve:

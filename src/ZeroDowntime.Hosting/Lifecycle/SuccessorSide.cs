@@ -101,7 +101,11 @@ internal sealed class SuccessorSide : IDisposable
     /// The host has started. Unless the predecessor gave up meanwhile: open the gate, send Ready, and wait for the
     /// commit (or its absence).
     /// </summary>
-    public async Task TakeOverAsync()
+    /// <param name="prepare">
+    /// The warm-up and readiness gate, given what is left of the handoff timeout; it returns why this process gives the
+    /// handoff up, or null to go on.
+    /// </param>
+    public async Task TakeOverAsync(Func<TimeSpan, Task<string?>>? prepare = null)
     {
         var channel = _channel!;
         if (await WasAbandonedWhileStartingAsync(channel))
@@ -115,6 +119,26 @@ internal sealed class SuccessorSide : IDisposable
             channel.TrySend(new FailedMessage(HandoffProtocol.FitText(refusal)));
             await AbandonAsync(SuccessorTrigger.Failed, refusal, ZeroDowntimeExitCodes.NoEndpointKept);
             return;
+        }
+
+        if (prepare is not null)
+        {
+            // Give up a little before the predecessor's own deadline (which began a little later, at the greeting it
+            // answered), so that this process, not the timeout, tells it which request or check failed.
+            var timeout = _process.Options.HandoffTimeout;
+            var margin = timeout / 10 < TimeSpan.FromSeconds(1) ? timeout / 10 : TimeSpan.FromSeconds(1);
+            if (await prepare(timeout - margin - _process.Time.GetElapsedTime(_greetedAt)) is { } notReady)
+            {
+                _logger.NotReadyForHandoff(PredecessorPid, notReady, ZeroDowntimeExitCodes.HandoffAbandoned);
+                channel.TrySend(new FailedMessage(HandoffProtocol.FitText(notReady)));
+                await AbandonAsync(SuccessorTrigger.Failed, notReady, ZeroDowntimeExitCodes.HandoffAbandoned, loggedHere: true);
+                return;
+            }
+
+            if (await WasAbandonedWhileStartingAsync(channel))
+            {
+                return;
+            }
         }
 
         _process.Registry.DropUnusedInherited();
@@ -351,7 +375,7 @@ internal sealed class SuccessorSide : IDisposable
     /// The predecessor gave the handoff up (or this process gave up on it): stop without ever owning anything. A
     /// successor that had opened its gate drains what it accepted first, as a predecessor would.
     /// </summary>
-    private async Task AbandonAsync(SuccessorTrigger trigger, string reason, int exitCode = ZeroDowntimeExitCodes.HandoffAbandoned)
+    private async Task AbandonAsync(SuccessorTrigger trigger, string reason, int exitCode = ZeroDowntimeExitCodes.HandoffAbandoned, bool loggedHere = false)
     {
         if (!Machine.TryFire(trigger))
         {
@@ -360,9 +384,9 @@ internal sealed class SuccessorSide : IDisposable
 
         _process.Role.TryFire(RoleTrigger.Withdrew);
         ProcessExitHooks.PendingHandoff = null;
-        if (exitCode == ZeroDowntimeExitCodes.HandoffAbandoned)
+        if (exitCode == ZeroDowntimeExitCodes.HandoffAbandoned && !loggedHere)
         {
-            _logger.HandoffAbandoned(PredecessorPid, reason); // another code is this process's own decision, logged where it was made
+            _logger.HandoffAbandoned(PredecessorPid, reason); // another code, or this process's own decision, is logged where it was made
         }
 
         _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);

@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
 using ZeroDowntime.Hosting.Lifecycle;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
@@ -9,7 +10,9 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// <summary>
 /// One listening socket as Kestrel sees it. It accepts only while the <see cref="AcceptGate"/> is open, through
 /// a <see cref="Socket"/> that does not own the descriptor: unbinding or disposing it cancels the pending accept
-/// and never closes, lingers or shuts down the socket that another process may be accepting on.
+/// and never closes, lingers or shuts down the socket that another process may be accepting on. It also returns the
+/// warm-up's connections (<see cref="Inject"/>), made inside this process, so that Kestrel serves them as it serves
+/// this endpoint's clients: its connection middleware (TLS, protocol selection) included.
 /// </summary>
 internal sealed class HandoffConnectionListener : IConnectionListener
 {
@@ -21,6 +24,8 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     private readonly bool _noDelay;
     private readonly CancellationTokenSource _unbound = new();
     private readonly Lock _lock = new();
+    private readonly Channel<(Socket Socket, IZeroDowntimeWarmupFeature Feature)> _injected =
+        Channel.CreateUnbounded<(Socket, IZeroDowntimeWarmupFeature)>(new UnboundedChannelOptions { SingleReader = false });
     private Socket _socket;
     private int _generation;
 
@@ -49,14 +54,21 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     {
         while (true)
         {
+            if (_injected.Reader.TryRead(out var injected))
+            {
+                var warmup = _contextFactory.Create(injected.Socket);
+                warmup.Features.Set(injected.Feature);
+                _tracker.Track(warmup);
+                return warmup;
+            }
+
             var (opened, closed) = _gate.Current;
             if (!opened.IsCompleted)
             {
-                try
-                {
-                    await opened.WaitAsync(_unbound.Token);
-                }
-                catch (OperationCanceledException)
+                // Closed: wait for the gate, or for a warm-up connection (they come before the gate opens).
+                var arrived = _injected.Reader.WaitToReadAsync(_unbound.Token).AsTask();
+                await Task.WhenAny(opened, arrived);
+                if (_unbound.IsCancellationRequested)
                 {
                     return null;
                 }
@@ -103,9 +115,18 @@ internal sealed class HandoffConnectionListener : IConnectionListener
         }
     }
 
+    /// <summary>
+    /// Hands Kestrel one end of a connection made inside this process, marked with <paramref name="feature"/>. It is
+    /// returned by the next accept: at once while the gate is closed (when the warm-up runs); while the gate is open,
+    /// after the accept in progress. False once Kestrel has unbound this listener (the socket is then not taken).
+    /// </summary>
+    public bool Inject(Socket socket, IZeroDowntimeWarmupFeature feature) =>
+        !_unbound.IsCancellationRequested && _injected.Writer.TryWrite((socket, feature));
+
     public ValueTask UnbindAsync(CancellationToken cancellationToken = default)
     {
         _unbound.Cancel();
+        DisposeInjected();
         DisposeSocket();
         _registry.Release(_entry);
         return ValueTask.CompletedTask;
@@ -114,6 +135,7 @@ internal sealed class HandoffConnectionListener : IConnectionListener
     public ValueTask DisposeAsync()
     {
         _unbound.Cancel();
+        DisposeInjected();
         DisposeSocket();
         _unbound.Dispose();
         return ValueTask.CompletedTask;
@@ -137,6 +159,16 @@ internal sealed class HandoffConnectionListener : IConnectionListener
             }
 
             return _socket;
+        }
+    }
+
+    /// <summary>Warm-up connections that Kestrel will never accept now: the warm-up's client sees them close.</summary>
+    private void DisposeInjected()
+    {
+        _injected.Writer.TryComplete();
+        while (_injected.Reader.TryRead(out var injected))
+        {
+            injected.Socket.Dispose();
         }
     }
 

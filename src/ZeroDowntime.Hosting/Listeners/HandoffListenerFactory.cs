@@ -10,7 +10,7 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// <summary>
 /// Kestrel's transport for TCP and Unix-socket endpoints when handoffs are enabled. It is registered after
 /// Kestrel's <see cref="SocketTransportFactory"/>, so Kestrel asks it first; endpoints it cannot hand over
-/// (file handles) fall through to Kestrel's own transport.
+/// (abstract Unix sockets) fall through to Kestrel's own transport; a file handle is handed over under its bound address.
 /// </summary>
 internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConnectionListenerFactorySelector, IDisposable
 {
@@ -19,6 +19,9 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
     private readonly ConnectionTracker _tracker;
     private readonly SocketTransportOptions _transportOptions;
     private readonly SocketConnectionContextFactory _contextFactory;
+    private readonly Lock _lock = new();
+    private readonly List<HandoffConnectionListener> _bound = [];
+    private int _disposed;
 
     public HandoffListenerFactory(
         ListenerRegistry registry,
@@ -49,8 +52,32 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
         var key = ListenerKey.For(endpoint) ?? throw new NotSupportedException($"{endpoint} cannot be handed over.");
         var entry = _registry.Acquire(endpoint, key, _transportOptions);
         var listener = new HandoffConnectionListener(entry, _registry, _gate, _tracker, _contextFactory, _transportOptions.NoDelay);
+        lock (_lock)
+        {
+            _bound.Add(listener);
+        }
+
         return ValueTask.FromResult<IConnectionListener>(listener);
     }
 
-    public void Dispose() => _contextFactory.Dispose();
+    /// <summary>Every listener Kestrel bound through this factory (the warm-up's targets; an unbound one refuses injections).</summary>
+    public IReadOnlyList<HandoffConnectionListener> BoundListeners
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _bound.ToArray();
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        // Registered under two service types (the warm-up resolves it by its own type): the container disposes it twice.
+        if (Interlocked.Exchange(ref _disposed, 1) == 0)
+        {
+            _contextFactory.Dispose();
+        }
+    }
 }

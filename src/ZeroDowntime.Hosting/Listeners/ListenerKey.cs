@@ -62,13 +62,18 @@ internal sealed record ListenerKey
 
     /// <summary>
     /// The key of an endpoint Kestrel asks for, or null when it cannot be handed over (an abstract or unnamed Unix
-    /// socket, a file handle, anything else).
+    /// socket, anything else). A file handle (Kestrel's <c>ListenHandle</c>, <c>UseSystemd()</c>) has the key of its bound address.
     /// </summary>
     public static ListenerKey? For(EndPoint endPoint) => endPoint switch
     {
         IPEndPoint ip => ForTcp(new IPEndPoint(ip.Address, ip.Port), occurrence: 1),
         UnixDomainSocketEndPoint unix when unix.ToString() is { Length: > 0 } path && path[0] != '\0' && path[0] != '@'
             => ForUnix(Path.GetFullPath(path)),
+        // Kestrel's ListenHandle and UseSystemd(): the socket behind the handle is handed over like any other, under
+        // the key of the address it is bound to.
+        Microsoft.AspNetCore.Connections.FileHandleEndPoint handle
+            when SocketActivation.ListeningStreamSocketAddress(checked((int)handle.FileHandle)) is { } bound and not Microsoft.AspNetCore.Connections.FileHandleEndPoint
+            => For(bound),
         _ => null,
     };
 

@@ -47,6 +47,48 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     }
 
     /// <summary>
+    /// Adopts listening sockets passed at start (<see cref="SocketActivation"/>): they wait here like inherited ones
+    /// until Kestrel asks for their key. One whose key a predecessor handed over already is the same endpoint twice:
+    /// closed (this process's copy only).
+    /// </summary>
+    public void AddActivated(IReadOnlyList<SocketActivation.ActivatedListener> listeners)
+    {
+        lock (_lock)
+        {
+            foreach (var listener in listeners)
+            {
+                if (_entries.Any(e => e.Identity == listener.Key))
+                {
+                    Libc.close(listener.Fd);
+                    continue;
+                }
+
+                var file = listener.Key.UnixPath is { } path ? UnixFileIdentity.Of(path) : null;
+                _entries.Add(new ListenerEntry(listener.Key, listener.Fd, inherited: true, listener.Description, ListenerState.Waiting, file));
+                logger.ListenerActivated(listener.Key.ToString(), listener.Description, listener.Fd, listener.Name);
+            }
+        }
+    }
+
+    /// <summary>
+    /// First start: listeners passed at start that no endpoint asked for are closed, plainly: the service manager's
+    /// own copy (a <c>.socket</c> unit) must keep listening, and its fd store is told separately. Returns their keys.
+    /// </summary>
+    public IReadOnlyList<ListenerKey> CloseDropped()
+    {
+        lock (_lock)
+        {
+            var dropped = _entries.Where(e => e.State == ListenerState.Dropped).ToArray();
+            foreach (var entry in dropped)
+            {
+                entry.MoveTo(ListenerState.Unused);
+            }
+
+            return dropped.Select(e => e.Identity).ToArray();
+        }
+    }
+
+    /// <summary>
     /// Returns the listener for <paramref name="endPoint"/>: the inherited one with the same key if there is one,
     /// else a socket bound now by the app's <see cref="SocketTransportOptions.CreateBoundListenSocket"/>, as Kestrel
     /// would bind it, so that socket options set there are on the listener (and on every successor's, which
@@ -94,14 +136,28 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     /// </summary>
     public void Release(ListenerEntry entry)
     {
+        bool released = false;
         lock (_lock)
         {
             if (entry.HeldByKestrel)
             {
                 entry.MoveTo(ListenerState.Released);
+                released = true;
             }
         }
+
+        if (released)
+        {
+            ListenerReleased?.Invoke(entry.Identity);
+        }
     }
+
+    /// <summary>
+    /// Told (outside the lock) about every listener <see cref="Release"/> closed: the coordinator takes an endpoint that
+    /// a configuration reload dropped out of the service manager's fd store, whose copy would otherwise queue
+    /// connections for nobody.
+    /// </summary>
+    public Action<ListenerKey>? ListenerReleased { get; set; }
 
     /// <summary>
     /// Runs <paramref name="send"/> with the listeners a successor gets, under the registry's lock: no descriptor can
@@ -211,18 +267,21 @@ internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOption
     /// <summary>
     /// This process took over: the dropped sockets are shut down, so that the kernel refuses their connections at once
     /// although the draining predecessor still holds a copy (it closed its gate at the commit: without this, they
-    /// would queue for nobody until it exits), then closed.
+    /// would queue for nobody until it exits), then closed. Returns their keys (for the service manager's fd store).
     /// </summary>
-    public void ShutDownDropped()
+    public IReadOnlyList<ListenerKey> ShutDownDropped()
     {
         lock (_lock)
         {
-            foreach (var entry in _entries.Where(e => e.State == ListenerState.Dropped))
+            var dropped = _entries.Where(e => e.State == ListenerState.Dropped).ToArray();
+            foreach (var entry in dropped)
             {
                 Libc.shutdown(entry.Fd, Libc.SHUT_RDWR);
                 entry.MoveTo(ListenerState.Unused);
                 logger.DroppedListenerShutDown(entry.Key, entry.Description);
             }
+
+            return dropped.Select(e => e.Identity).ToArray();
         }
     }
 

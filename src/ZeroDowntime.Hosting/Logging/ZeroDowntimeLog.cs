@@ -7,8 +7,9 @@ namespace ZeroDowntime.Hosting.Logging;
 /// 20-39 the successor's side of a handoff, 40-59 the predecessor's side, 60-69 log file handoff, 70-79 the process
 /// (signals, background work, bind errors), 80-89 more of the predecessor's side, 90-99 test seams, 100-119 more of
 /// the handoff (ownership, release, dropped endpoints), 120-129 upgrades, 130-139 socket files and newcomers, 140-149
-/// the configuration read at start and the successor's endpoint check (150-159: the NLog package), 200-219 long-lived
-/// connections in the drain (WebSockets, event streams, SignalR) and the bound on draining generations.
+/// the configuration read at start and the successor's endpoint check (150-159: the NLog package), 180-199 sockets
+/// kept by the service manager (socket activation, fd store), 200-219 long-lived connections in the drain
+/// (WebSockets, event streams, SignalR) and the bound on draining generations.
 /// </summary>
 internal static partial class ZeroDowntimeLog
 {
@@ -239,6 +240,21 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(143, LogLevel.Warning, "ZeroDowntime:Enabled is false in the configuration now, but was true when UseZeroDowntime() ran (the value comes from a configuration source added after that call): handoffs stay enabled. Set it where UseZeroDowntime() reads it (appsettings.json, environment, command line) or in its configure callback", EventName = "EnabledReadTooLate")]
     public static partial void EnabledReadTooLate(this ILogger logger);
+
+    [LoggerMessage(180, LogLevel.Information, "Adopted listener {Key} on {EndPoint} (fd {Fd}) passed at start (LISTEN_FDS, name '{Name}')", EventName = "ListenerActivated")]
+    public static partial void ListenerActivated(this ILogger logger, string key, string endPoint, int fd, string name);
+
+    [LoggerMessage(181, LogLevel.Information, "{Count} descriptor(s) passed at start (LISTEN_FDS) are not listening stream sockets: left as they are (fds {Fds})", EventName = "ActivatedDescriptorsIgnored")]
+    public static partial void ActivatedDescriptorsIgnored(this ILogger logger, int count, string fds);
+
+    [LoggerMessage(182, LogLevel.Information, "Stored listener {Key} with the service manager (FDSTORE=1, FDNAME={Name}, fd {Fd})", EventName = "ListenerStored")]
+    public static partial void ListenerStored(this ILogger logger, string key, string name, int fd);
+
+    [LoggerMessage(183, LogLevel.Information, "Removed listener {Key} from the service manager's store (FDSTOREREMOVE=1, FDNAME={Name})", EventName = "ListenerUnstored")]
+    public static partial void ListenerUnstored(this ILogger logger, string key, string name);
+
+    [LoggerMessage(184, LogLevel.Warning, "The service manager's fd store did not take '{Message}': {Error}", EventName = "FdStoreFailed")]
+    public static partial void FdStoreFailed(this ILogger logger, string message, string error);
 
     [LoggerMessage(200, LogLevel.Information, "Drain: closing {WebSockets} WebSocket(s) with 1001 Going Away and ending {EventStreams} event stream(s)", EventName = "LongLivedClosing")]
     public static partial void LongLivedClosing(this ILogger logger, int webSockets, int eventStreams);

@@ -424,7 +424,7 @@ public sealed class CliTests(ITestOutputHelper output)
         // The whole usage, as before: the same text from --help, -h and help, and on stderr (exit 2) without a verb.
         var usage = await ZeroDowntimeTool.RunAsync(output, timeout, "--help");
         Assert.StartsWith("zerodowntime: status and upgrades of a ZeroDowntime.Hosting app", usage.Stdout, StringComparison.Ordinal);
-        Assert.Contains("  zerodowntime run [--] COMMAND [ARGS...]\n", usage.Stdout, StringComparison.Ordinal);
+        Assert.Contains("  zerodowntime run [--max-restarts N] [--restart-window T] [--] COMMAND [ARGS...]\n", usage.Stdout, StringComparison.Ordinal);
         Assert.Equal(usage.Stdout, (await ZeroDowntimeTool.RunAsync(output, timeout, "-h")).Stdout);
         Assert.Equal(usage.Stdout, (await ZeroDowntimeTool.RunAsync(output, timeout, "help")).Stdout);
         var none = await ZeroDowntimeTool.RunAsync(output, timeout);
@@ -447,6 +447,8 @@ public sealed class CliTests(ITestOutputHelper output)
             (["upgrade", "--app", "WebApi", "--timeout", "2h"], "zerodowntime: upgrade: --timeout '2h' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)"),
             (["run"], "zerodowntime: run: no COMMAND given (zerodowntime run -- dotnet MyApp.dll)"),
             (["run", "--bogus"], "zerodowntime: run: unknown option '--bogus' (put -- before a command that starts with '-')"),
+            (["run", "--max-restarts", "x", "--", "true"], "zerodowntime: run: --max-restarts 'x' is not a number from 0 to 1000"),
+            (["run", "--restart-window", "2h", "--", "true"], "zerodowntime: run: --restart-window '2h' is not a duration from 1 ms to 1 h (60, 60s, 1500ms, 2m, 00:01:00)"),
         })
         {
             var error = await ZeroDowntimeTool.RunAsync(output, timeout, arguments);
@@ -463,6 +465,8 @@ public sealed class CliTests(ITestOutputHelper output)
         Assert.Equal("[3] [--help] [] [@file]\n", verbatim.Stdout);
         var afterDoubleDash = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "--", "sh", "-c", "exit 5", "-h");
         Assert.Equal(5, afterDoubleDash.ExitCode);
+        var afterRunOptions = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "--max-restarts", "2", "--restart-window", "10s", "sh", "-c", "exit 6", "sh", "--help");
+        Assert.Equal(6, afterRunOptions.ExitCode);
         var dashCommand = await ZeroDowntimeTool.RunAsync(output, timeout, "run", "--", "--no-such-program");
         Assert.Equal(127, dashCommand.ExitCode);
         Assert.Contains("cannot start --no-such-program", dashCommand.Stderr, StringComparison.Ordinal);

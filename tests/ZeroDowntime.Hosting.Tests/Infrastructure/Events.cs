@@ -163,12 +163,28 @@ internal static class Events
 
     public static readonly EventId LogFileKeptOnArchive = new(151, nameof(LogFileKeptOnArchive));
 
+    public static readonly EventId ListenerActivated = new(180, nameof(ListenerActivated));
+
+    public static readonly EventId ListenerStored = new(182, nameof(ListenerStored));
+
+    public static readonly EventId ListenerUnstored = new(183, nameof(ListenerUnstored));
+
     // Long-lived connections in the drain (200-219).
     public static readonly EventId LongLivedClosing = new(200, nameof(LongLivedClosing));
     public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
     public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
     public static readonly EventId DrainingGenerationsExceeded = new(210, nameof(DrainingGenerationsExceeded));
     public static readonly EventId DrainEndedByLimit = new(211, nameof(DrainEndedByLimit));
+
+    public static readonly EventId WarmupStarted = new(160, nameof(WarmupStarted));
+
+    public static readonly EventId WarmupRequestSummary = new(162, nameof(WarmupRequestSummary));
+
+    public static readonly EventId WarmupRequestFailed = new(163, nameof(WarmupRequestFailed));
+
+    public static readonly EventId WarmupFinished = new(165, nameof(WarmupFinished));
+
+    public static readonly EventId NotReadyForHandoff = new(166, nameof(NotReadyForHandoff));
 
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");

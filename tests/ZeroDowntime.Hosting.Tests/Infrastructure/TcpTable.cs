@@ -8,6 +8,9 @@ internal static class TcpTable
     /// <summary>ESTABLISHED (01) sockets whose local port is this one: accepted, or completed and still in the accept queue.</summary>
     public static int CountEstablished(int port) => Count(port, state => state == "01");
 
+    /// <summary>TIME_WAIT (06) sockets whose local port is this one: connections the server closed first, i.e. answered.</summary>
+    public static int CountTimeWait(int port) => Count(port, state => state == "06");
+
     private static int Count(int port, Func<string, bool> state)
     {
         string hexPort = ":" + port.ToString("X4", CultureInfo.InvariantCulture);

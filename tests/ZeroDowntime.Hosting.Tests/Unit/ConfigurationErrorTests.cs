@@ -83,6 +83,13 @@ public sealed class ConfigurationErrorTests
             ["ZeroDowntime:Upgrade:Signal"] = "sigusr2",
             ["ZeroDowntime:Upgrade:Command"] = "exec ./WebApi",
             ["ZeroDowntime:Upgrade:WorkingDirectory"] = "/srv/app/current",
+            ["ZeroDowntime:Warmup:Enabled"] = "false",
+            ["ZeroDowntime:Warmup:Requests:0"] = "GET /",
+            ["ZeroDowntime:Warmup:Iterations"] = "3",
+            ["ZeroDowntime:Warmup:Duration"] = "00:00:01",
+            ["ZeroDowntime:Warmup:Concurrency"] = "4",
+            ["ZeroDowntime:Warmup:Required"] = "true",
+            ["ZeroDowntime:Warmup:Host"] = "shop.example",
         };
         var options = new ZeroDowntimeOptions();
         ZeroDowntimeOptionsBinder.Bind(new ConfigurationBuilder().AddInMemoryCollection(values).Build(), options);
@@ -90,12 +97,18 @@ public sealed class ConfigurationErrorTests
         Assert.Empty(options.BindingErrors);
         var defaults = new ZeroDowntimeOptions();
         var keys = new List<string>();
-        foreach (var (owner, fresh, prefix) in new[] { ((object)options, (object)defaults, "ZeroDowntime"), (options.Upgrade, defaults.Upgrade, "ZeroDowntime:Upgrade") })
+        foreach (var (owner, fresh, prefix) in new[] { ((object)options, (object)defaults, "ZeroDowntime"), (options.Upgrade, defaults.Upgrade, "ZeroDowntime:Upgrade"), (options.Warmup, defaults.Warmup, "ZeroDowntime:Warmup") })
         {
-            foreach (var property in owner.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.PropertyType != typeof(ZeroDowntimeUpgradeOptions)))
+            foreach (var property in owner.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
+                .Where(p => p.CanWrite && p.PropertyType != typeof(ZeroDowntimeUpgradeOptions) && p.PropertyType != typeof(ZeroDowntimeWarmupOptions)))
             {
-                keys.Add($"{prefix}:{property.Name}");
-                Assert.True(!Equals(property.GetValue(owner), property.GetValue(fresh)), $"{prefix}:{property.Name} was not read from configuration");
+                // A list is read from its numbered children.
+                bool isList = property.PropertyType == typeof(IList<string>);
+                keys.Add($"{prefix}:{property.Name}{(isList ? ":0" : "")}");
+                bool read = isList
+                    ? !((IList<string>)property.GetValue(owner)!).SequenceEqual((IList<string>)property.GetValue(fresh)!)
+                    : !Equals(property.GetValue(owner), property.GetValue(fresh));
+                Assert.True(read, $"{prefix}:{property.Name} was not read from configuration");
             }
         }
 

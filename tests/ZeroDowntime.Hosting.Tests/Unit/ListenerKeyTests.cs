@@ -28,10 +28,25 @@ public sealed class ListenerKeyTests
     }
 
     [Fact]
-    public void For_AbstractUnixSocketOrFileHandle_IsNotHandedOver()
+    public void For_AbstractUnixSocketOrFileHandleOfNoListener_IsNotHandedOver()
     {
         Assert.Null(ListenerKey.For(new UnixDomainSocketEndPoint("\0abstract")));
-        Assert.Null(ListenerKey.For(new Microsoft.AspNetCore.Connections.FileHandleEndPoint(3, Microsoft.AspNetCore.Connections.FileHandleType.Tcp)));
+        using var notListening = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        Assert.Null(ListenerKey.For(new Microsoft.AspNetCore.Connections.FileHandleEndPoint((ulong)notListening.Handle, Microsoft.AspNetCore.Connections.FileHandleType.Tcp)));
+        Assert.Null(ListenerKey.For(new Microsoft.AspNetCore.Connections.FileHandleEndPoint(987_654, Microsoft.AspNetCore.Connections.FileHandleType.Tcp)));
+    }
+
+    // Issue 21: Kestrel's ListenHandle and UseSystemd() give a listening socket as a file handle; it is handed over
+    // like any other listener, under the key of the address it is bound to.
+    [Fact]
+    public void For_FileHandleOfAListeningSocket_IsTheKeyOfItsBoundAddress()
+    {
+        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen();
+        int port = ((IPEndPoint)listener.LocalEndPoint!).Port;
+        var handle = new Microsoft.AspNetCore.Connections.FileHandleEndPoint((ulong)listener.Handle, Microsoft.AspNetCore.Connections.FileHandleType.Tcp);
+        Assert.Equal($"tcp:127.0.0.1:{port}", ListenerKey.For(handle)?.ToString());
     }
 
     // Wire compatibility: every form that the string keys of earlier builds took (ListenerKey.For plus the registry's

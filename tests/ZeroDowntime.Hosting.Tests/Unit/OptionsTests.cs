@@ -69,6 +69,62 @@ public sealed class OptionsTests
         Assert.Contains(ex.Failures, f => f.Contains("ZeroDowntime:IdleConnectionGracePeriod", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public void Bind_WarmupSection_SetsEveryWarmupOption()
+    {
+        var warmup = Resolve(new()
+        {
+            ["ZeroDowntime:Warmup:Requests:0"] = "GET /",
+            ["ZeroDowntime:Warmup:Requests:1"] = "post /api/items?x=1\nAccept: application/json",
+            ["ZeroDowntime:Warmup:Iterations"] = "5",
+            ["ZeroDowntime:Warmup:Duration"] = "00:00:02",
+            ["ZeroDowntime:Warmup:Concurrency"] = "4",
+            ["ZeroDowntime:Warmup:Required"] = "true",
+            ["ZeroDowntime:Warmup:Host"] = "shop.example",
+            ["ZeroDowntime:Warmup:Enabled"] = "false",
+        }).Warmup;
+
+        Assert.False(warmup.Enabled);
+        Assert.Equal(["GET /", "post /api/items?x=1\nAccept: application/json"], warmup.Requests);
+        Assert.Equal((5, TimeSpan.FromSeconds(2), 4, true, "shop.example"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
+        var parsed = Warmup.WarmupRequest.Parse(warmup.Requests[1], out _)!;
+        Assert.Equal(("POST", "/api/items?x=1"), (parsed.Method, parsed.PathAndQuery));
+        Assert.Equal(new KeyValuePair<string, string>("Accept", "application/json"), Assert.Single(parsed.Headers));
+    }
+
+    [Fact]
+    public void Bind_NoWarmupSection_SendsNothing()
+    {
+        var warmup = Resolve([]).Warmup;
+        Assert.Empty(warmup.Requests);
+        Assert.True(warmup.Enabled);
+        Assert.Equal((32, TimeSpan.Zero, 2, false, "localhost"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
+    }
+
+    [Fact]
+    public void Validate_EveryBadWarmupValue_IsReportedWithItsKey()
+    {
+        var ex = Assert.Throws<OptionsValidationException>(() => Resolve(new()
+        {
+            ["ZeroDowntime:HandoffTimeout"] = "00:00:10",
+            ["ZeroDowntime:Warmup:Requests:0"] = "GET /fine",
+            ["ZeroDowntime:Warmup:Requests:1"] = "/no-method",
+            ["ZeroDowntime:Warmup:Requests:2"] = "GET /x\nnot a header",
+            ["ZeroDowntime:Warmup:Iterations"] = "0",
+            ["ZeroDowntime:Warmup:Concurrency"] = "many",
+            ["ZeroDowntime:Warmup:Duration"] = "00:00:10",
+            ["ZeroDowntime:Warmup:Host"] = "not a host",
+        }));
+
+        Assert.Equal(6, ex.Failures.Count());
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Requests:1 '/no-method' is not METHOD /path", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Requests:2 header line 'not a header'", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Iterations is 0", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Concurrency 'many' is not a whole number", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Duration is 00:00:10", StringComparison.Ordinal));
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Host 'not a host'", StringComparison.Ordinal));
+    }
+
     [Theory]
     [InlineData("relative/h.sock", "absolute path")]
     [InlineData("@abstract", "absolute path")]

@@ -20,7 +20,8 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
     private readonly string _directory = Directory.CreateTempSubdirectory("zd-component-").FullName;
     private readonly int _exitCodeBefore = Environment.ExitCode;
 
-    public InProcessCoordinator(TimeSpan? handoffTimeout = null, IEnumerable<IHandoffParticipant>? participants = null, string? notifySocketPath = null)
+    public InProcessCoordinator(TimeSpan? handoffTimeout = null, IEnumerable<IHandoffParticipant>? participants = null, string? notifySocketPath = null,
+        Func<InProcessCoordinator, ZeroDowntime.Hosting.Warmup.TakeoverPreparation>? preparation = null)
     {
         Options = new ZeroDowntimeOptions
         {
@@ -37,7 +38,7 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         Gate = new AcceptGate();
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
             Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
-            new NotifySocketClient(notifySocketPath));
+            new NotifySocketClient(notifySocketPath), preparation?.Invoke(this));
     }
 
     public ZeroDowntimeOptions Options { get; }

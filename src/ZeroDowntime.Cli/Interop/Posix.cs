@@ -1,7 +1,8 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using ZeroDowntime.Hosting.Interop;
 
-namespace ZeroDowntime.Cli;
+namespace ZeroDowntime.Cli.Interop;
 
 /// <summary>
 /// The few libc calls the supervisor needs. The child is started with posix_spawnp, not System.Diagnostics.Process:
@@ -9,16 +10,6 @@ namespace ZeroDowntime.Cli;
 /// </summary>
 internal static unsafe partial class Posix
 {
-    public const int SIGHUP = 1;
-    public const int SIGINT = 2;
-    public const int SIGQUIT = 3;
-    public const int SIGKILL = 9;
-    public const int SIGUSR2 = 12;
-    public const int SIGTERM = 15;
-    public const int SIGSTOP = 19;
-    public const int EINTR = 4;
-    public const int ECHILD = 10;
-    public const int ESRCH = 3;
     private const int PR_SET_CHILD_SUBREAPER = 36;
     private const int P_ALL = 0;
     private const int WNOHANG = 1;
@@ -33,13 +24,13 @@ internal static unsafe partial class Posix
 
     // glibc: posix_spawnattr_t is 336 bytes and sigset_t 128 on x86-64 and arm64; room to spare.
     private const int SpawnAttrBytes = 1024;
+
+    // glibc: posix_spawn_file_actions_t is 80 bytes on x86-64 and arm64; room to spare.
+    private const int SpawnFileActionsBytes = 256;
     private const int SigSetBytes = 256;
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int prctl(int option, nuint arg2, nuint arg3, nuint arg4, nuint arg5);
-
-    [LibraryImport("libc", SetLastError = true)]
-    private static partial int kill(int pid, int signal);
 
     [LibraryImport("libc", SetLastError = true)]
     private static partial int waitpid(int pid, int* status, int options);
@@ -52,6 +43,15 @@ internal static unsafe partial class Posix
 
     [LibraryImport("libc")]
     private static partial int posix_spawnp(int* pid, byte* file, void* fileActions, void* attributes, byte** argv, byte** envp);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_init(void* actions);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_destroy(void* actions);
+
+    [LibraryImport("libc")]
+    private static partial int posix_spawn_file_actions_adddup2(void* actions, int fd, int newFd);
 
     [LibraryImport("libc")]
     private static partial int posix_spawnattr_init(void* attributes);
@@ -83,7 +83,7 @@ internal static unsafe partial class Posix
     public static int BecomeSubreaper() => prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>kill(2): 0, or the errno.</summary>
-    public static int Kill(int pid, int signal) => kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
+    public static int Kill(int pid, int signal) => Libc.kill(pid, signal) == 0 ? 0 : Marshal.GetLastPInvokeError();
 
     /// <summary>
     /// Blocks until a child has exited and returns its pid, leaving it a zombie (waitid with WNOWAIT): its pid stays
@@ -114,7 +114,14 @@ internal static unsafe partial class Posix
     /// posix_spawnp with an empty signal mask and default dispositions (.NET ignores SIGPIPE; an exec'd program must
     /// not inherit that): the pid, or 0 and the error number.
     /// </summary>
-    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment)
+    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment) => Spawn(argv, environment, []);
+
+    /// <summary>
+    /// <see cref="Spawn(IReadOnlyList{string}, IReadOnlyList{string})"/>, with <paramref name="inherited"/>[i] as the
+    /// child's descriptor 3 + i (dup2 in the child, which clears close-on-exec on the copy): systemd's LISTEN_FDS
+    /// layout. Every source must be above 2 + its count, so that no dup2 overwrites a source still to be copied.
+    /// </summary>
+    public static (int Pid, int Errno) Spawn(IReadOnlyList<string> argv, IReadOnlyList<string> environment, IReadOnlyList<int> inherited)
     {
         var strings = new List<nint>();
         byte* attributes = (byte*)NativeMemory.AllocZeroed(SpawnAttrBytes);
@@ -142,7 +149,7 @@ internal static unsafe partial class Posix
 
             try
             {
-                error = sigemptyset(mask) | sigfillset(defaults) | sigdelset(defaults, SIGKILL) | sigdelset(defaults, SIGSTOP)
+                error = sigemptyset(mask) | sigfillset(defaults) | sigdelset(defaults, Libc.SIGKILL) | sigdelset(defaults, Libc.SIGSTOP)
                     | posix_spawnattr_setsigmask(attributes, mask) | posix_spawnattr_setsigdefault(attributes, defaults)
                     | posix_spawnattr_setflags(attributes, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
                 if (error != 0)
@@ -150,9 +157,33 @@ internal static unsafe partial class Posix
                     return (0, 22); // EINVAL: signal-set calls report no errno
                 }
 
-                int pid = 0;
-                error = posix_spawnp(&pid, args[0], null, attributes, args, env);
-                return error == 0 ? (pid, 0) : (0, error);
+                byte* actions = (byte*)NativeMemory.AllocZeroed(SpawnFileActionsBytes);
+                try
+                {
+                    error = posix_spawn_file_actions_init(actions);
+                    if (error != 0)
+                    {
+                        return (0, error);
+                    }
+
+                    for (int i = 0; i < inherited.Count && error == 0; i++)
+                    {
+                        error = posix_spawn_file_actions_adddup2(actions, inherited[i], 3 + i);
+                    }
+
+                    int pid = 0;
+                    if (error == 0)
+                    {
+                        error = posix_spawnp(&pid, args[0], inherited.Count > 0 ? actions : null, attributes, args, env);
+                    }
+
+                    _ = posix_spawn_file_actions_destroy(actions);
+                    return error == 0 ? (pid, 0) : (0, error);
+                }
+                finally
+                {
+                    NativeMemory.Free(actions);
+                }
             }
             finally
             {
