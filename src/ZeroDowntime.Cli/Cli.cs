@@ -4,6 +4,7 @@ using System.Text;
 using System.Text.Json;
 using ZeroDowntime.Hosting;
 using ZeroDowntime.Hosting.Control;
+using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
 
 namespace ZeroDowntime.Cli;
@@ -30,7 +31,8 @@ internal static class Cli
           zerodowntime --help | --version
 
         status    Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down),
-                  listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to.
+                  listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to,
+                  and every generation that still drains after its handoff (pid, generation, open connections).
         upgrade   Asks the running process to start its successor (as on SIGHUP) and waits until the successor has
                   committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why).
         run       Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper,
@@ -76,6 +78,7 @@ internal static class Cli
         }
 
         bool serves = status.State is not (ServingState.ShuttingDown or ServingState.Draining);
+        var draining = DrainingGenerationFiles.ReadAll(options.SocketPath);
         if (options.Json)
         {
             await stdout.WriteLineAsync(Json(writer =>
@@ -83,11 +86,12 @@ internal static class Cli
                 writer.WriteString("socket", options.SocketPath);
                 writer.WriteBoolean("serving", serves);
                 WriteStatus(writer, status);
+                WriteDraining(writer, draining);
             }));
         }
         else
         {
-            await stdout.WriteAsync(Describe(status));
+            await stdout.WriteAsync(Describe(status) + Describe(draining));
         }
 
         if (!serves)
@@ -298,6 +302,38 @@ internal static class Cli
         writer.WriteEndArray();
         WritePid(writer, "drainingPredecessorPid", status.DrainingPredecessorPid);
         WritePid(writer, "successorPid", status.SuccessorPid);
+    }
+
+    /// <summary>
+    /// The generations that drain after their handoff (oldest first), from their state files beside the socket: a
+    /// released predecessor has no connection to the serving process, so these are read here, not asked for.
+    /// </summary>
+    private static void WriteDraining(Utf8JsonWriter writer, IReadOnlyList<DrainingGeneration> draining)
+    {
+        writer.WriteStartArray("drainingGenerations");
+        foreach (var generation in draining)
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("pid", generation.ProcessId);
+            writer.WriteNumber("generation", generation.Generation);
+            writer.WriteNumber("openConnections", generation.OpenConnections);
+            writer.WriteString("drainDeadline", Time(generation.DrainDeadlineUnixMilliseconds));
+            writer.WriteEndObject();
+        }
+
+        writer.WriteEndArray();
+    }
+
+    private static string Describe(IReadOnlyList<DrainingGeneration> draining)
+    {
+        var text = new StringBuilder();
+        foreach (var generation in draining)
+        {
+            text.Append(CultureInfo.InvariantCulture,
+                $"  draining: generation {generation.Generation}, pid {generation.ProcessId}, {generation.OpenConnections} open connection(s), deadline {Time(generation.DrainDeadlineUnixMilliseconds)}\n");
+        }
+
+        return text.ToString();
     }
 
     private static void WritePid(Utf8JsonWriter writer, string name, int pid)

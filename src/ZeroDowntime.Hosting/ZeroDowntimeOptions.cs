@@ -116,6 +116,20 @@ public sealed class ZeroDowntimeOptions
     /// </remarks>
     public bool CloseLongLivedConnections { get; set; } = true;
 
+    /// <summary>
+    /// How many generations may drain at once beside the one that serves. When a handoff makes one more begin to drain,
+    /// the oldest draining generation ends its drain at once: it aborts the connections it still holds (counted in
+    /// <c>zerodowntime.drain.aborted_connections</c>) and exits. With 2, a third handoff while two older generations
+    /// still drain ends the oldest one's drain. Only drains after a handoff count (a plain shutdown has no successor).
+    /// </summary>
+    /// <remarks>
+    /// Defaults to 0: no bound, every generation drains until its connections end or <see cref="DrainTimeout"/>, as
+    /// before this option existed; a bound aborts connections, so it is the operator's choice. Allowed: 0 to 1000.
+    /// Each draining process keeps a small state file beside the handoff socket (removed when it exits), from which
+    /// the others count the draining generations and <c>zerodowntime status</c> lists them.
+    /// </remarks>
+    public int MaxDrainingGenerations { get; set; }
+
     /// <summary>How this process starts its successor on a signal or on <c>zerodowntime upgrade</c>.</summary>
     public ZeroDowntimeUpgradeOptions Upgrade { get; set; } = new();
 

@@ -36,6 +36,7 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
         options.ShutdownDelay = values.Duration(nameof(options.ShutdownDelay), options.ShutdownDelay);
         options.AllowReplacingAllEndpoints = values.Boolean(nameof(options.AllowReplacingAllEndpoints), options.AllowReplacingAllEndpoints);
         options.CloseLongLivedConnections = values.Boolean(nameof(options.CloseLongLivedConnections), options.CloseLongLivedConnections);
+        options.MaxDrainingGenerations = values.Integer(nameof(options.MaxDrainingGenerations), options.MaxDrainingGenerations);
 
         var upgrade = new ConfigurationValues(configuration.GetSection($"{ZeroDowntimeOptions.SectionName}:{nameof(options.Upgrade)}"), options.BindingErrors);
         options.Upgrade.Signal = upgrade.Choice(nameof(options.Upgrade.Signal), options.Upgrade.Signal, Signals);

@@ -95,6 +95,11 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             errors.Add($"{Section}:ShutdownDelay is {options.ShutdownDelay}; allowed: 00:00:00 to 00:05:00 (a plain shutdown takes up to ShutdownDelay + DrainTimeout).");
         }
 
+        if (options.MaxDrainingGenerations is < 0 or > 1000)
+        {
+            errors.Add($"{Section}:MaxDrainingGenerations is {options.MaxDrainingGenerations}; allowed: 0 (no bound) to 1000.");
+        }
+
         ValidateWarmup(options, errors);
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }

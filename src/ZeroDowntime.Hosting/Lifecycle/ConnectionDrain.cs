@@ -15,8 +15,11 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
     /// <summary>The connections still open.</summary>
     public int Count => tracker.Count;
 
-    /// <summary>Returns true when the drain ended (all connections closed or the deadline passed), false when cancelled.</summary>
-    public async Task<bool> RunAsync(ZeroDowntimeOptions options, CancellationToken successorLost)
+    /// <summary>
+    /// Returns true when the drain ended (all connections closed, the deadline passed, or <paramref name="endNow"/> cut
+    /// it short: then what is still open is aborted at once), false when <paramref name="successorLost"/> cancelled it.
+    /// </summary>
+    public async Task<bool> RunAsync(ZeroDowntimeOptions options, CancellationToken successorLost, CancellationToken endNow = default)
     {
         if (successorLost.IsCancellationRequested)
         {
@@ -33,9 +36,12 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
             tracker.LongLived.CloseWebSocketsAndEventStreams();
         }
 
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(successorLost, endNow);
+        var waits = either.Token;
+        bool endedByLimit = false;
         try
         {
-            if (!await tracker.WaitUntilEmptyAsync(grace, time, successorLost))
+            if (!await tracker.WaitUntilEmptyAsync(grace, time, waits))
             {
                 logger.IdleConnectionsClosing(tracker.RequestCloseAll());
                 if (options.CloseLongLivedConnections)
@@ -49,7 +55,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
                 {
                     var remaining = deadline - time.GetElapsedTime(start);
                     if (remaining <= TimeSpan.Zero
-                        || await tracker.WaitUntilEmptyAsync(remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), time, successorLost))
+                        || await tracker.WaitUntilEmptyAsync(remaining < TimeSpan.FromSeconds(1) ? remaining : TimeSpan.FromSeconds(1), time, waits))
                     {
                         break;
                     }
@@ -64,10 +70,25 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
             tracker.LongLived.Resume();
             return false;
         }
+        catch (OperationCanceledException) when (endNow.IsCancellationRequested)
+        {
+            // Too many generations drain (MaxDrainingGenerations): this one, the oldest, ends now; below, as at the deadline.
+            endedByLimit = true;
+        }
 
-        int aborted = tracker.Count > 0 ? tracker.AbortAll() : 0;
+        int aborted = tracker.Count == 0 ? 0 : endedByLimit
+            ? tracker.AbortAll("Too many generations drain (ZeroDowntime:MaxDrainingGenerations): the oldest ends its drain.")
+            : tracker.AbortAll();
         var took = time.GetElapsedTime(start);
-        logger.DrainCompleted(took.TotalMilliseconds, aborted);
+        if (endedByLimit)
+        {
+            logger.DrainEndedByLimit(took.TotalMilliseconds, aborted);
+        }
+        else
+        {
+            logger.DrainCompleted(took.TotalMilliseconds, aborted);
+        }
+
         metrics.Drained(took, aborted);
         return true;
     }

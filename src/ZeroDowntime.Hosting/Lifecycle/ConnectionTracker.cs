@@ -65,12 +65,12 @@ internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
         return count;
     }
 
-    public int AbortAll()
+    public int AbortAll(string reason = "The drain deadline after a handoff has passed.")
     {
         int count = 0;
         foreach (var connection in _connections.Values)
         {
-            connection.Abort(new ConnectionAbortedException("The drain deadline after a handoff has passed."));
+            connection.Abort(new ConnectionAbortedException(reason));
             count++;
         }
 

@@ -222,6 +222,22 @@ internal sealed class HandoffProcess : IDisposable
     /// <summary>The drain after the goodbye; false when <paramref name="successorLost"/> cut it short.</summary>
     public Task<bool> DrainAsync(CancellationToken successorLost) => Drain.RunAsync(Options, successorLost);
 
+    /// <summary>
+    /// The drain after a committed handoff: as <see cref="DrainAsync"/>, while this generation is one of the draining
+    /// generations (its state file beside the handoff socket), ended at once when
+    /// <see cref="ZeroDowntimeOptions.MaxDrainingGenerations"/> newer ones drain too.
+    /// </summary>
+    public async Task<bool> DrainAfterHandoffAsync(CancellationToken successorLost)
+    {
+        var now = Time.GetUtcNow();
+        var self = new DrainingGeneration(Environment.ProcessId, Metrics.Generation,
+            (ProcessClock.StartedAt(Environment.ProcessId) ?? now).ToUnixTimeMilliseconds(), Drain.Count,
+            (now + Options.DrainTimeout).ToUnixTimeMilliseconds());
+        await using var watch = new DrainingGenerationWatch(Options.SocketPath!, self, Options.MaxDrainingGenerations, () => Drain.Count, Logger, Time);
+        watch.Start();
+        return await Drain.RunAsync(Options, successorLost, watch.EndNow);
+    }
+
     /// <summary>Stops this process without ever owning anything more: the gate closes and the host stops with <paramref name="exitCode"/>.</summary>
     public void StopWithExitCode(int exitCode)
     {

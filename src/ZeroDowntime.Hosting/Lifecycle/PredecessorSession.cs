@@ -280,7 +280,7 @@ internal sealed class PredecessorSession
         // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
         // And only once it serves the handoff socket: until its rename, this process's socket is the one at the path,
         // and closing it would leave a dead file there, which a newcomer (or `zerodowntime status`) takes for a stale one.
-        if (await _process.DrainAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
+        if (await _process.DrainAfterHandoffAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
             && await SuccessorServesThePathAsync(watch) && Machine.TryFire(PredecessorSessionTrigger.Drained))
         {
             activity?.AddEvent(new ActivityEvent("drained"));

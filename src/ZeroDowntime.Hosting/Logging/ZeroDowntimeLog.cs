@@ -267,4 +267,13 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(203, LogLevel.Error, "Drain: an application callback on an event stream's RequestAborted threw; the drain goes on", EventName = "EventStreamCallbackFailed")]
     public static partial void EventStreamCallbackFailed(this ILogger logger, Exception exception);
+
+    [LoggerMessage(210, LogLevel.Warning, "Drain: {Newer} newer generation(s) drain beside the server (generations {Generations}), more than ZeroDowntime:MaxDrainingGenerations ({Max}) with this one (generation {Generation}): ending this drain at once", EventName = "DrainingGenerationsExceeded")]
+    public static partial void DrainingGenerationsExceeded(this ILogger logger, int newer, string generations, int max, long generation);
+
+    [LoggerMessage(211, LogLevel.Warning, "Drain ended after {ElapsedMs:0} ms by ZeroDowntime:MaxDrainingGenerations: {Aborted} connection(s) aborted; exiting", EventName = "DrainEndedByLimit")]
+    public static partial void DrainEndedByLimit(this ILogger logger, double elapsedMs, int aborted);
+
+    [LoggerMessage(212, LogLevel.Warning, "Drain: could not write or watch the draining-generation state file {Path} ({Detail}); this generation is neither counted nor listed by the others", EventName = "DrainingStateFileFailed")]
+    public static partial void DrainingStateFileFailed(this ILogger logger, string path, string detail);
 }

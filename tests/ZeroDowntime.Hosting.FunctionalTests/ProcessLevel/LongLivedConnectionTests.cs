@@ -218,7 +218,7 @@ public sealed class LongLivedConnectionTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<string> EchoAsync(ClientWebSocket socket, string message, CancellationToken cancellationToken)
+    internal static async Task<string> EchoAsync(ClientWebSocket socket, string message, CancellationToken cancellationToken)
     {
         await socket.SendAsync(Encoding.UTF8.GetBytes(message), WebSocketMessageType.Text, endOfMessage: true, cancellationToken);
         var buffer = new byte[4096];
@@ -228,7 +228,7 @@ public sealed class LongLivedConnectionTests(ITestOutputHelper output)
     }
 
     /// <summary>Receives until the server closes; answers its close frame as a browser does. "error: ..." for a reset.</summary>
-    private static async Task<string> ReceiveCloseAsync(ClientWebSocket socket, CancellationToken cancellationToken)
+    internal static async Task<string> ReceiveCloseAsync(ClientWebSocket socket, CancellationToken cancellationToken)
     {
         var buffer = new byte[4096];
         try

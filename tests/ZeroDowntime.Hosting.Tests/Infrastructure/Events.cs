@@ -173,6 +173,8 @@ internal static class Events
     public static readonly EventId LongLivedClosing = new(200, nameof(LongLivedClosing));
     public static readonly EventId SignalRClosing = new(201, nameof(SignalRClosing));
     public static readonly EventId WebSocketCloseTimedOut = new(202, nameof(WebSocketCloseTimedOut));
+    public static readonly EventId DrainingGenerationsExceeded = new(210, nameof(DrainingGenerationsExceeded));
+    public static readonly EventId DrainEndedByLimit = new(211, nameof(DrainEndedByLimit));
 
     public static readonly EventId WarmupStarted = new(160, nameof(WarmupStarted));
 

@@ -79,6 +79,7 @@ public sealed class ConfigurationErrorTests
             ["ZeroDowntime:ShutdownDelay"] = "00:00:04",
             ["ZeroDowntime:AllowReplacingAllEndpoints"] = "true",
             ["ZeroDowntime:CloseLongLivedConnections"] = "false",
+            ["ZeroDowntime:MaxDrainingGenerations"] = "2",
             ["ZeroDowntime:Upgrade:Signal"] = "sigusr2",
             ["ZeroDowntime:Upgrade:Command"] = "exec ./WebApi",
             ["ZeroDowntime:Upgrade:WorkingDirectory"] = "/srv/app/current",
@@ -113,6 +114,25 @@ public sealed class ConfigurationErrorTests
 
         Assert.Equal(values.Keys.Order(StringComparer.Ordinal), keys.Order(StringComparer.Ordinal));
         Assert.Equal(ZeroDowntimeUpgradeSignal.SigUsr2, options.Upgrade.Signal);
+    }
+
+    [Theory]
+    [InlineData("two", "ZeroDowntime:MaxDrainingGenerations 'two' is not a whole number.")]
+    [InlineData("-1", "ZeroDowntime:MaxDrainingGenerations is -1; allowed: 0 (no bound) to 1000.")]
+    [InlineData("1001", "ZeroDowntime:MaxDrainingGenerations is 1001; allowed: 0 (no bound) to 1000.")]
+    public void MaxDrainingGenerations_NotAWholeNumberOrOutOfRange_ReportedAtStart(string value, string failure)
+    {
+        var options = new ZeroDowntimeOptions { SocketPath = "/tmp/zd-max-draining.sock", ApplicationId = "app" };
+        ZeroDowntimeOptionsBinder.Bind(new ConfigurationBuilder().AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ZeroDowntime:MaxDrainingGenerations"] = value,
+        }).Build(), options);
+
+        var result = new ZeroDowntimeOptionsValidator().Validate(null, options);
+
+        Assert.True(result.Failed);
+        Assert.Contains(failure, result.Failures!);
+        Assert.Equal(0, new ZeroDowntimeOptions().MaxDrainingGenerations);
     }
 
     [Fact]
