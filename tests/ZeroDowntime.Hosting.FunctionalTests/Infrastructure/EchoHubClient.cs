@@ -17,7 +17,9 @@ internal sealed class EchoHubClient : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentQueue<string> _failures = new();
     private readonly ConcurrentQueue<string> _reconnectReasons = new();
+    private TaskCompletionSource _nextReconnect = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _loop;
+    private long _reconnects;
     private long _sent;
     private long _answered;
     private long _lostInReconnect;
@@ -32,6 +34,8 @@ internal sealed class EchoHubClient : IAsyncDisposable
         _connection.Reconnecting += ex =>
         {
             _reconnectReasons.Enqueue(ex is null ? "(no error)" : $"{ex.GetType().Name}: {ex.Message}");
+            Interlocked.Increment(ref _reconnects);
+            Interlocked.Exchange(ref _nextReconnect, new(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
             return Task.CompletedTask;
         };
         _connection.Reconnected += _ =>
@@ -94,6 +98,11 @@ internal sealed class EchoHubClient : IAsyncDisposable
     /// <summary>False when the echo was lost because the connection closed for a reconnect.</summary>
     private async Task<bool> TryEchoAsync(string message)
     {
+        // Whether the connection this echo went out on closed is told by the reconnect that follows, not by the state
+        // when the failure arrives: the reconnect may be over by then (Connected again: taken for a failure on a live
+        // connection, once in a run), or not begun yet (SignalR fails the pending calls before it says Reconnecting).
+        long reconnectsBefore = Interlocked.Read(ref _reconnects);
+        var nextReconnect = Volatile.Read(ref _nextReconnect).Task;
         try
         {
             // Not cancelled by the stop: the last echo is answered before the client stops.
@@ -111,7 +120,7 @@ internal sealed class EchoHubClient : IAsyncDisposable
         }
         catch (Exception ex)
         {
-            if (_connection.State == HubConnectionState.Connected)
+            if (!await ConnectionClosedSinceAsync(reconnectsBefore, nextReconnect))
             {
                 _failures.Enqueue($"echo {message}: {ex.GetType().Name}: {ex.Message}");
                 return true;
@@ -119,6 +128,28 @@ internal sealed class EchoHubClient : IAsyncDisposable
 
             _reconnectReasons.Enqueue($"echo lost in the reconnect: {ex.GetType().Name}: {ex.Message}");
             return false;
+        }
+    }
+
+    /// <summary>
+    /// True when the connection closed after <paramref name="reconnectsBefore"/> reconnects: one began since, or begins
+    /// within 5 s (a connection that stays up that long after a failed call did not close under it).
+    /// </summary>
+    private async Task<bool> ConnectionClosedSinceAsync(long reconnectsBefore, Task nextReconnect)
+    {
+        if (Interlocked.Read(ref _reconnects) != reconnectsBefore || _connection.State != HubConnectionState.Connected)
+        {
+            return true;
+        }
+
+        try
+        {
+            await nextReconnect.WaitAsync(TimeSpan.FromSeconds(5));
+            return true;
+        }
+        catch (TimeoutException)
+        {
+            return _connection.State != HubConnectionState.Connected;
         }
     }
 
