@@ -1,10 +1,6 @@
-using System.Collections.Concurrent;
 using System.Globalization;
-using System.Net.Sockets;
-using System.Text;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
-using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
@@ -25,7 +21,7 @@ public sealed class FdStoreTests(ITestOutputHelper output)
     {
         using var scope = new TestScope();
         int dropped = TestScope.FreePort();
-        await using var keeper = new FdStoreRecorder(Path.Combine(scope.Directory, "notify.sock"));
+        await using var keeper = new NotifySocketRecorder(Path.Combine(scope.Directory, "notify.sock"));
         var v1Config = scope.Config().With("NOTIFY_SOCKET", keeper.Path) with
         {
             Arguments = ["--urls", $"http://127.0.0.1:{scope.Port};http://127.0.0.1:{dropped}"],
@@ -73,7 +69,7 @@ public sealed class FdStoreTests(ITestOutputHelper output)
     {
         using var scope = new TestScope();
         int dropped = TestScope.FreePort();
-        await using var keeper = new FdStoreRecorder(Path.Combine(scope.Directory, "notify.sock"));
+        await using var keeper = new NotifySocketRecorder(Path.Combine(scope.Directory, "notify.sock"));
         string settings = Path.Combine(scope.Directory, "appsettings.json");
         await WriteSettingsAsync(settings, scope.Port, dropped);
         var config = scope.Config().With("NOTIFY_SOCKET", keeper.Path) with { Arguments = [], WorkingDirectory = scope.Directory };
@@ -114,80 +110,5 @@ public sealed class FdStoreTests(ITestOutputHelper output)
         string target = new FileInfo($"/proc/{pid}/fd/{fd}").LinkTarget ?? "";
         Assert.StartsWith("socket:[", target, StringComparison.Ordinal);
         return ulong.Parse(target[8..^1], CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>One datagram: its text and the inodes of the descriptors that came with it (closed once read).</summary>
-    private sealed record Message(string Text, IReadOnlyList<ulong> Inodes);
-
-    /// <summary>systemd's side of sd_pid_notify_with_fds(3): recvmsg with room for descriptors.</summary>
-    private sealed class FdStoreRecorder : IAsyncDisposable
-    {
-        private const string Sentinel = "TEST-SENTINEL";
-        private readonly Socket _socket = new(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified);
-        private readonly ConcurrentQueue<Message> _messages = new();
-        private readonly CancellationTokenSource _stop = new();
-        private readonly Task _receiver;
-
-        public FdStoreRecorder(string path)
-        {
-            Path = path;
-            _socket.Bind(new UnixDomainSocketEndPoint(path));
-            _receiver = Task.Run(Receive);
-        }
-
-        public string Path { get; }
-
-        public IReadOnlyList<Message> Messages => _messages.Where(m => !m.Text.StartsWith(Sentinel, StringComparison.Ordinal)).ToList();
-
-        /// <summary>A datagram queue is FIFO: once the sentinel sent now is read, everything sent before it is.</summary>
-        public async Task FlushAsync()
-        {
-            string sentinel = $"{Sentinel} {Guid.NewGuid():N}";
-            using (var socket = new Socket(AddressFamily.Unix, SocketType.Dgram, ProtocolType.Unspecified))
-            {
-                socket.Connect(new UnixDomainSocketEndPoint(Path));
-                socket.Send(Encoding.UTF8.GetBytes(sentinel));
-            }
-
-            await Until.TrueAsync(() => _messages.Any(m => m.Text == sentinel), "the sentinel datagram");
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            await _stop.CancelAsync();
-            await _receiver;
-            _socket.Dispose();
-            _stop.Dispose();
-        }
-
-        private void Receive()
-        {
-            var buffer = new byte[4096];
-            var fds = new List<int>();
-            while (!_stop.IsCancellationRequested)
-            {
-                if (!_socket.Poll(TimeSpan.FromMilliseconds(50), SelectMode.SelectRead))
-                {
-                    continue;
-                }
-
-                var result = FdPassing.Receive(_socket, buffer, fds);
-                if (result.Status != ReceiveStatus.Data)
-                {
-                    FdPassing.CloseAll(fds);
-                    continue;
-                }
-
-                _messages.Enqueue(new Message(Encoding.UTF8.GetString(buffer, 0, result.Length), fds.Select(Inode).ToArray()));
-                FdPassing.CloseAll(fds);
-            }
-        }
-
-        private static unsafe ulong Inode(int fd)
-        {
-            Libc.StatX stat;
-            Assert.Equal(0, Libc.statx(fd, "", 0x1000 /* AT_EMPTY_PATH */, Libc.STATX_BASIC_STATS, &stat));
-            return stat.Inode;
-        }
     }
 }
