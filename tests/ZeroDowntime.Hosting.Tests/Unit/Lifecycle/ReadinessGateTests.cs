@@ -24,10 +24,7 @@ public sealed class ReadinessGateTests
         var check = new SwitchableCheck();
         await using var successor = Create(check, out var services);
         using var predecessor = new FakePredecessor(successor.SocketPath);
-        var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting;
-        successor.Application.Start();
+        using var channel = await StartWelcomedAsync(successor, predecessor);
 
         // Every poll until the budget is spent: no Ready meanwhile, and the gate stays closed.
         for (var waited = TimeSpan.Zero; waited < Budget; waited += ReadinessGate.PollInterval)
@@ -55,10 +52,7 @@ public sealed class ReadinessGateTests
         var check = new SwitchableCheck();
         await using var successor = Create(check, out var services);
         using var predecessor = new FakePredecessor(successor.SocketPath);
-        var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting;
-        successor.Application.Start();
+        using var channel = await StartWelcomedAsync(successor, predecessor);
 
         await successor.Time.WaitForTimerAsync(ReadinessGate.PollInterval, TimeSpan.FromSeconds(10));
         Assert.False(channel.HasPendingData);
@@ -80,10 +74,7 @@ public sealed class ReadinessGateTests
             .AddHealthChecks().AddCheck("other", () => HealthCheckResult.Unhealthy("not ours"), tags: ["ready"]).Services.BuildServiceProvider();
         await using var successor = new InProcessCoordinator(HandoffTimeout, preparation: c => Preparation(c, services, tagged: 0));
         using var predecessor = new FakePredecessor(successor.SocketPath);
-        var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
-        using var channel = await predecessor.WelcomeAsync();
-        await starting;
-        successor.Application.Start();
+        using var channel = await StartWelcomedAsync(successor, predecessor);
 
         Assert.IsType<ReadyMessage>(await channel.ReadAsync(TimeSpan.FromSeconds(10), CancellationToken.None));
         channel.Send(new AbandonedMessage("test over"));
@@ -116,5 +107,15 @@ public sealed class ReadinessGateTests
             Interlocked.Increment(ref _calls);
             return Task.FromResult(Healthy ? HealthCheckResult.Healthy() : HealthCheckResult.Unhealthy("no connection to the database"));
         }
+    }
+
+    /// <summary>Starts the process as the successor of <paramref name="predecessor"/>, which welcomes it, then says started.</summary>
+    private static async Task<HandoffChannel> StartWelcomedAsync(InProcessCoordinator successor, FakePredecessor predecessor)
+    {
+        var starting = successor.Coordinator.StartingAsync(CancellationToken.None);
+        var channel = await predecessor.WelcomeAsync();
+        await starting;
+        successor.Application.Start();
+        return channel;
     }
 }
