@@ -2,10 +2,9 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using ZeroDowntime.Hosting;
-using ZeroDowntime.Hosting.Control;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Upgrade;
 
 namespace ZeroDowntime.Cli;
 

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.FileProviders;
 using Microsoft.Extensions.Hosting;
+using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Hosting;
 

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Extensions.Configuration;
+using ZeroDowntime.Hosting.Interop;
 
 namespace ZeroDowntime.Hosting;
 

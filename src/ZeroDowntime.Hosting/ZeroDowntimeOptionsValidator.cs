@@ -1,5 +1,6 @@
 using System.Text;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting;
 
@@ -44,10 +45,10 @@ internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDownti
             {
                 errors.Add($"{Section}:SocketPath is {bytes} bytes long; a Unix socket path may be at most {MaxSocketPathBytes} bytes: '{path}'.");
             }
-            else if (Encoding.UTF8.GetByteCount(Path.GetDirectoryName(path) ?? "/") + 1 + Lifecycle.HandoffSocketServer.TemporaryNameLength is var temporary
+            else if (Encoding.UTF8.GetByteCount(Path.GetDirectoryName(path) ?? "/") + 1 + Handoff.HandoffSocketServer.TemporaryNameLength is var temporary
                 && temporary > MaxSocketPathBytes)
             {
-                errors.Add($"{Section}:SocketPath '{path}' leaves too little room: the handoff socket is bound under a temporary name of {Lifecycle.HandoffSocketServer.TemporaryNameLength} bytes in the same directory ({temporary} bytes in all) and then renamed over the path, and a Unix socket path may be at most {MaxSocketPathBytes} bytes; use a shorter directory.");
+                errors.Add($"{Section}:SocketPath '{path}' leaves too little room: the handoff socket is bound under a temporary name of {Handoff.HandoffSocketServer.TemporaryNameLength} bytes in the same directory ({temporary} bytes in all) and then renamed over the path, and a Unix socket path may be at most {MaxSocketPathBytes} bytes; use a shorter directory.");
             }
 
             if (path.EndsWith('/'))

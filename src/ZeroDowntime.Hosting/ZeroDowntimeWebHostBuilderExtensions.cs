@@ -4,11 +4,12 @@ using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
-using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Drain;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Testing;
 
 namespace ZeroDowntime.Hosting;
 

@@ -1,5 +1,5 @@
 using Microsoft.Extensions.Diagnostics.HealthChecks;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 
 namespace ZeroDowntime.Hosting.Diagnostics;

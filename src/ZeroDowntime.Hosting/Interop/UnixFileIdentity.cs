@@ -1,3 +1,4 @@
+
 namespace ZeroDowntime.Hosting.Interop;
 
 /// <summary>

@@ -2,8 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.AspNetCore.Connections;
-using ZeroDowntime.Hosting.Lifecycle;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using ZeroDowntime.Hosting.Drain;
 
 namespace ZeroDowntime.Hosting.Listeners;
 

@@ -1,9 +1,9 @@
 using System.Net;
 using Microsoft.AspNetCore.Connections;
-using ZeroDowntime.Hosting.Lifecycle;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Drain;
 
 namespace ZeroDowntime.Hosting.Listeners;
 

@@ -2,6 +2,7 @@ using System.Diagnostics.CodeAnalysis;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using ZeroDowntime.Hosting.Systemd;
 
 namespace ZeroDowntime.Hosting.Listeners;
 

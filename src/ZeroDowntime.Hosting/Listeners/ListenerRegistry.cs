@@ -7,6 +7,7 @@ using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Systemd;
 
 namespace ZeroDowntime.Hosting.Listeners;
 

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Logging;
 

@@ -1,3 +1,4 @@
+
 namespace ZeroDowntime.Hosting.Protocol;
 
 /// <summary>What went wrong on a handoff channel, as the two sides of the handoff need to tell it apart.</summary>

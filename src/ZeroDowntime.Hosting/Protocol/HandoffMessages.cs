@@ -1,3 +1,4 @@
+
 namespace ZeroDowntime.Hosting.Protocol;
 
 /// <summary>The frame types of the handoff protocol. Values are on the wire: never renumber.</summary>

@@ -2,6 +2,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
 

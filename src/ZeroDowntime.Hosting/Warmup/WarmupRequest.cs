@@ -1,3 +1,4 @@
+
 namespace ZeroDowntime.Hosting.Warmup;
 
 /// <summary>One request of <see cref="ZeroDowntimeWarmupOptions.Requests"/>: <c>METHOD /path</c>, then header lines.</summary>

@@ -2,10 +2,10 @@ using System.Globalization;
 using System.Net.Sockets;
 using System.Text.Json;
 using Xunit.Abstractions;
-using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.HandoffSteps;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 

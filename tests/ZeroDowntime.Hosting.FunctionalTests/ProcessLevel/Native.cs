@@ -1,5 +1,3 @@
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
-
 namespace ZeroDowntime.Hosting.FunctionalTests;
 
 internal static partial class Native

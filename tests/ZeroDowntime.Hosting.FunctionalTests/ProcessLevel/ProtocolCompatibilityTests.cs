@@ -1,9 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.HandoffSteps;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 
@@ -48,7 +47,7 @@ public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, Previou
     }
 
     // The build before "one fallback at a time": as the oldest of three generations it does not answer a Release by
-    // closing the connection, so this build's middle process goes on after SuccessorSide.ReleaseAnswerTimeout; and this
+    // closing the connection, so this build's middle process goes on after PredecessorLink.ReleaseAnswerTimeout; and this
     // build hands back to it.
     [Fact]
     public async Task LastLandedBuild_OldestOfThreeGenerations_ThenBack_UnderLoad_NoRequestFails()

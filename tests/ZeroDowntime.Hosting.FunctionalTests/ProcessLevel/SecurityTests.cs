@@ -1,9 +1,9 @@
 using System.Net.Sockets;
 using Xunit.Abstractions;
-using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
+using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.HandoffSteps;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 

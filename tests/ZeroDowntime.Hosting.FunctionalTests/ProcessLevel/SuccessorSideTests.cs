@@ -5,10 +5,9 @@ using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
-using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.HandoffSteps;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 

@@ -5,7 +5,6 @@ using System.Text;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 

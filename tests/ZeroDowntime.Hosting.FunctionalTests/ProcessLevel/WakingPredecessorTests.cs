@@ -2,7 +2,7 @@ using System.Globalization;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
-using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.Handoff;
+using static ZeroDowntime.Hosting.FunctionalTests.Infrastructure.HandoffSteps;
 
 namespace ZeroDowntime.Hosting.FunctionalTests;
 

@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Text.Json.Nodes;
 using Xunit.Abstractions;
 using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
@@ -16,8 +15,8 @@ public sealed class WarmupProcessTests(ITestOutputHelper output)
     public async Task Successor_WarmsUpBeforeReady_ItsFirstClientRequestDoesNotRunTheColdPath()
     {
         using var scope = new TestScope();
-        await using var v1 = await Handoff.StartFirstAsync("v1", scope.Config(), output);
-        var (v2, oldExitCode) = await Handoff.HandOverAsync(v1, "v2", scope.Config(), output);
+        await using var v1 = await HandoffSteps.StartFirstAsync("v1", scope.Config(), output);
+        var (v2, oldExitCode) = await HandoffSteps.HandOverAsync(v1, "v2", scope.Config(), output);
         await using (v2)
         {
             Assert.Equal(0, oldExitCode);
@@ -60,7 +59,7 @@ public sealed class WarmupProcessTests(ITestOutputHelper output)
         });
         releases.Switch(first);
         var config = scope.Config() with { SampleDirectory = releases.Current, RelativeEntryPoint = true };
-        await using var v1 = await Handoff.StartFirstAsync("v1", config, output);
+        await using var v1 = await HandoffSteps.StartFirstAsync("v1", config, output);
 
         releases.Switch(unready);
         var upgrade = await ZeroDowntimeTool.RunAsync(output, TimeSpan.FromSeconds(45), "upgrade", "--socket", scope.SocketPath);

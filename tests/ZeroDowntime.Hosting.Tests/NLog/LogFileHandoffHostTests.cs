@@ -5,13 +5,13 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using NLog;
-using ILogger = Microsoft.Extensions.Logging.ILogger;
 using NLog.Config;
 using NLog.Targets;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.NLog;
 using ZeroDowntime.Hosting.NLog.Internal;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
+using ILogger = Microsoft.Extensions.Logging.ILogger;
 
 namespace ZeroDowntime.Hosting.Tests.NLog;
 

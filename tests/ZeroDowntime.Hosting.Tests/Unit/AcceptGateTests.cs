@@ -1,4 +1,5 @@
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Connections;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Systemd;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.Tests.Unit.ListenerTestKit;
 

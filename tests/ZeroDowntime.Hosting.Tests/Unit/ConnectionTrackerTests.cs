@@ -1,6 +1,7 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.Extensions.Logging.Abstractions;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Drain;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 

@@ -1,4 +1,4 @@
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;

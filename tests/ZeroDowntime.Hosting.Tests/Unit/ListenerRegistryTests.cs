@@ -1,11 +1,10 @@
-using System.IO.Pipelines;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
-using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;

@@ -3,8 +3,8 @@ using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Interop;
-using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 

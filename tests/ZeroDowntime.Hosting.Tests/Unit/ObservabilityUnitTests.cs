@@ -4,7 +4,7 @@ using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 

@@ -151,7 +151,7 @@ public sealed class OptionsTests
 
         // No handoff runs: the library's one hosted service tells the participants at start that they own their resources.
         var hosted = Assert.Single(services.GetServices<IHostedService>(), s => s.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
-        Assert.IsType<ZeroDowntime.Hosting.Lifecycle.FirstStartParticipantRunner>(hosted);
+        Assert.IsType<ZeroDowntime.Hosting.Handoff.FirstStartParticipantRunner>(hosted);
     }
 
     [Fact]

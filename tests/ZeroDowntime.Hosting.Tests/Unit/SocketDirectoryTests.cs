@@ -1,4 +1,5 @@
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
+
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 

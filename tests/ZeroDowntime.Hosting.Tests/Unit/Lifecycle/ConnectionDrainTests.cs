@@ -5,7 +5,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 

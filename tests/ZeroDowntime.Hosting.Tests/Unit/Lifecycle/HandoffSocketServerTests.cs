@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
-using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;

@@ -2,9 +2,11 @@ using System.Diagnostics.Metrics;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using ZeroDowntime.Hosting.Diagnostics;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Drain;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Systemd;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;

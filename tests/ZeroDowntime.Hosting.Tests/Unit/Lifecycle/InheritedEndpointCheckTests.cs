@@ -1,7 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Time.Testing;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 

@@ -1,4 +1,4 @@
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 

@@ -3,7 +3,7 @@ using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using ZeroDowntime.Hosting.Interop;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Systemd;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.Tests.Unit.ListenerTestKit;
 

@@ -1,5 +1,5 @@
 using System.Runtime.InteropServices;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;

@@ -1,5 +1,7 @@
 using System.Text.RegularExpressions;
-using ZeroDowntime.Hosting.Lifecycle;
+using ZeroDowntime.Hosting.Handoff;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Warmup;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 
@@ -9,7 +11,7 @@ namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 /// </summary>
 public sealed partial class StateMachineTests
 {
-    public static TheoryData<string> Machines => ["ProcessRole", "PredecessorSession", "SuccessorSide"];
+    public static TheoryData<string> Machines => ["ProcessRole", "SuccessorSession", "PredecessorLink"];
 
     [Theory]
     [MemberData(nameof(Machines))]
@@ -128,40 +130,40 @@ public sealed partial class StateMachineTests
     private static ILiveMachine Create(string machine) => machine switch
     {
         "ProcessRole" => new Live<ProcessRole, RoleTrigger>(ProcessRoles.Table),
-        "PredecessorSession" => new Live<PredecessorSessionState, PredecessorSessionTrigger>(PredecessorSession.Table),
-        "SuccessorSide" => new Live<SuccessorState, SuccessorTrigger>(SuccessorSide.Table),
+        "SuccessorSession" => new Live<SuccessorSessionState, SuccessorSessionTrigger>(SuccessorSession.Table),
+        "PredecessorLink" => new Live<PredecessorLinkState, PredecessorLinkTrigger>(PredecessorLink.Table),
         _ => throw new ArgumentOutOfRangeException(nameof(machine)),
     };
 
     private static HashSet<(string From, string Trigger, string To)> TableArrows(string machine) => machine switch
     {
         "ProcessRole" => Names(ProcessRoles.Table),
-        "PredecessorSession" => Names(PredecessorSession.Table),
-        "SuccessorSide" => Names(SuccessorSide.Table),
+        "SuccessorSession" => Names(SuccessorSession.Table),
+        "PredecessorLink" => Names(PredecessorLink.Table),
         _ => throw new ArgumentOutOfRangeException(nameof(machine)),
     };
 
     private static string InitialOf(string machine) => machine switch
     {
         "ProcessRole" => ProcessRoles.Table.Initial.ToString(),
-        "PredecessorSession" => PredecessorSession.Table.Initial.ToString(),
-        "SuccessorSide" => SuccessorSide.Table.Initial.ToString(),
+        "SuccessorSession" => SuccessorSession.Table.Initial.ToString(),
+        "PredecessorLink" => PredecessorLink.Table.Initial.ToString(),
         _ => throw new ArgumentOutOfRangeException(nameof(machine)),
     };
 
     private static string[] StatesOf(string machine) => machine switch
     {
         "ProcessRole" => Enum.GetNames<ProcessRole>(),
-        "PredecessorSession" => Enum.GetNames<PredecessorSessionState>(),
-        "SuccessorSide" => Enum.GetNames<SuccessorState>(),
+        "SuccessorSession" => Enum.GetNames<SuccessorSessionState>(),
+        "PredecessorLink" => Enum.GetNames<PredecessorLinkState>(),
         _ => throw new ArgumentOutOfRangeException(nameof(machine)),
     };
 
     private static string[] TriggersOf(string machine) => machine switch
     {
         "ProcessRole" => Enum.GetNames<RoleTrigger>(),
-        "PredecessorSession" => Enum.GetNames<PredecessorSessionTrigger>(),
-        "SuccessorSide" => Enum.GetNames<SuccessorTrigger>(),
+        "SuccessorSession" => Enum.GetNames<SuccessorSessionTrigger>(),
+        "PredecessorLink" => Enum.GetNames<PredecessorLinkTrigger>(),
         _ => throw new ArgumentOutOfRangeException(nameof(machine)),
     };
 
@@ -199,8 +201,8 @@ public sealed partial class StateMachineTests
     private static readonly Dictionary<string, string> Headings = new()
     {
         ["ProcessRole"] = "### The process's role",
-        ["PredecessorSession"] = "### The running process, one per successor",
-        ["SuccessorSide"] = "### The new process",
+        ["SuccessorSession"] = "### The running process, one per successor",
+        ["PredecessorLink"] = "### The new process",
     };
 
     private static (string Initial, HashSet<(string From, string Trigger, string To)> Arrows) DiagramArrows(string machine)

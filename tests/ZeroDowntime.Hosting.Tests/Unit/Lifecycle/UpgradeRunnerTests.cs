@@ -1,11 +1,11 @@
 using System.Diagnostics.Metrics;
 using System.Net.Sockets;
-using ZeroDowntime.Hosting.Control;
 using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
-using ZeroDowntime.Hosting.Lifecycle;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
+using ZeroDowntime.Hosting.Upgrade;
 
 namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
 

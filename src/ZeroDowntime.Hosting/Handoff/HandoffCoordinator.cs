@@ -1,0 +1,344 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Drain;
+using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Systemd;
+using ZeroDowntime.Hosting.Testing;
+using ZeroDowntime.Hosting.Upgrade;
+using ZeroDowntime.Hosting.Warmup;
+
+namespace ZeroDowntime.Hosting.Handoff;
+
+/// <summary>
+/// Wires the host's lifecycle to the three machines of the handoff (docs/architecture.md): the process's
+/// <see cref="ProcessRole"/> (in <see cref="HandoffProcess"/>), the <see cref="PredecessorLink"/> of this start, and a
+/// <see cref="SuccessorSession"/> per successor that greets it. It owns no state of its own beyond that wiring.
+/// </summary>
+internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
+{
+    private readonly IOptions<ZeroDowntimeOptions> _optionsAccessor;
+    private readonly ListenerRegistry _registry;
+    private readonly AcceptGate _gate;
+    private readonly ConnectionTracker _tracker;
+    private readonly ZeroDowntimeLifetime _lifetime;
+    private readonly IHostApplicationLifetime _applicationLifetime;
+    private readonly IEnumerable<IHandoffParticipant> _participants;
+    private readonly ILogger _logger;
+    private readonly ZeroDowntimeMetrics _metrics;
+    private readonly TimeProvider _time;
+    private readonly NotifySocketClient _notifySocket;
+    private readonly Warmup.TakeoverPreparation? _preparation;
+
+    /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
+    private readonly CancellationTokenSource _skipShutdownDelay = new();
+    private int _terminations;
+    private PosixSignalRegistration? _termination;
+
+    private HandoffProcess? _process;
+    private PredecessorLink? _successor;
+    private UpgradeRunner? _upgrades;
+
+    public HandoffCoordinator(
+        IOptions<ZeroDowntimeOptions> options,
+        ListenerRegistry registry,
+        AcceptGate gate,
+        ConnectionTracker tracker,
+        ZeroDowntimeLifetime lifetime,
+        IHostApplicationLifetime applicationLifetime,
+        IEnumerable<IHandoffParticipant> participants,
+        ILogger<HandoffCoordinator> logger,
+        ZeroDowntimeMetrics metrics,
+        TimeProvider? time = null,
+        NotifySocketClient? notifySocket = null,
+        Warmup.TakeoverPreparation? preparation = null)
+    {
+        _optionsAccessor = options;
+        _registry = registry;
+        _gate = gate;
+        _tracker = tracker;
+        _lifetime = lifetime;
+        _applicationLifetime = applicationLifetime;
+        _participants = participants;
+        _logger = logger;
+        _metrics = metrics;
+        _time = time ?? TimeProvider.System;
+        _notifySocket = notifySocket ?? new NotifySocketClient();
+        _preparation = preparation;
+    }
+
+    /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
+    internal ProcessRole Role => _process?.Role.State ?? ProcessRole.Starting;
+
+    public async Task StartingAsync(CancellationToken cancellationToken)
+    {
+        var options = _optionsAccessor.Value;
+        string path = options.SocketPath!;
+        _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
+        SocketPathGuard.EnsureSafe(path);
+        var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
+            new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
+            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time,
+            new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time));
+        process.ServeConnectionsWith(HandleConnectionAsync);
+
+        // Kestrel unbinds a listener while this process serves on: a configuration reload dropped the endpoint. Not on
+        // a shutdown or after a handoff (a successor, or the next start, serves it): the store keeps those.
+        _registry.ListenerReleased = key =>
+        {
+            if (process.Role.State == ProcessRole.Owner && !process.HostStoppingToken.IsCancellationRequested)
+            {
+                process.FdStore?.Remove(key);
+            }
+        };
+        _upgrades = new UpgradeRunner(process);
+        _upgrades.InstallSignals();
+
+        // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
+        _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
+        {
+            if (Interlocked.Increment(ref _terminations) > 1)
+            {
+                _skipShutdownDelay.Cancel();
+            }
+        });
+
+        var successor = new PredecessorLink(process);
+        if (await successor.ProbeAsync(path, cancellationToken))
+        {
+            _successor = successor;
+        }
+        else
+        {
+            successor.Dispose();
+        }
+
+        // Listening sockets passed at start (systemd's fd store or .socket unit, zerodowntime run after a crash): adopted
+        // like a predecessor's, before Kestrel binds, so that its endpoints serve them instead of binding anew.
+        var (activated, others) = SocketActivation.TakeFromEnvironment();
+        _registry.AddActivated(activated);
+        if (others.Count > 0)
+        {
+            _logger.ActivatedDescriptorsIgnored(others.Count, string.Join(", ", others));
+        }
+
+        _applicationLifetime.ApplicationStopping.Register(OnHostStopping);
+        _applicationLifetime.ApplicationStarted.Register(() => BackgroundWork.Start("start-up at ApplicationStarted", OnApplicationStartedAsync, _logger));
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StartedAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
+    /// A plain shutdown of the sole server (SIGTERM or StopApplication, no successor): first the delay, in which the
+    /// readiness check says Unhealthy while everything is still served, so that load balancers move away; then the
+    /// same drain as after a handoff, with the listeners closed so that the kernel refuses what nobody will accept.
+    /// It runs before Kestrel's stop, so <see cref="ZeroDowntimeOptions.DrainTimeout"/> holds beyond the host's
+    /// ShutdownTimeout. A successor that waits for its commit, or a process that handed over, never runs it.
+    /// </summary>
+    public async Task StoppingAsync(CancellationToken cancellationToken)
+    {
+        if (_process is not { Options.DrainOnShutdown: true } process || !process.Role.TryFire(RoleTrigger.ShutdownBegan))
+        {
+            return;
+        }
+
+        // The service is being stopped: a predecessor that still drains must neither serve again should this process
+        // die during its drain, nor keep its copies of the listeners, which would queue connections that nobody
+        // serves once this process stops listening. Release it first (it closes its copies at once).
+        if (_successor is { } side)
+        {
+            await side.ReleasePredecessorAsync();
+        }
+
+        var options = process.Options;
+        _lifetime.BeginShutdown();
+        using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
+        if (options.ShutdownDelay > TimeSpan.Zero)
+        {
+            _logger.ShutdownDelayStarted(options.ShutdownDelay);
+            process.NotifySocket.Status($"Shutting down: out of rotation for {options.ShutdownDelay}, then draining");
+            try
+            {
+                await Task.Delay(options.ShutdownDelay, _time, _skipShutdownDelay.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                _logger.ShutdownDelaySkipped();
+            }
+        }
+
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("delay over"));
+        _registry.StopListening();
+        _gate.Close();
+        process.Server.Stop(removeFile: true);
+        _lifetime.BeginDrain(handingOver: false);
+        process.NotifySocket.Status("Shutting down: draining");
+        await process.DrainAsync(CancellationToken.None);
+        activity?.AddEvent(new System.Diagnostics.ActivityEvent("drained"));
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_process is { } process)
+        {
+            process.EndHost();
+            process.Server.Stop(removeFile: process.IsSoleServer);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task StoppedAsync(CancellationToken cancellationToken)
+    {
+        // Only the one server of the listeners removes Unix socket files; after a handoff, or while a successor
+        // may be serving them, the files stay and the kernel drops this process's references at exit.
+        _registry.CloseAll(removeUnixFiles: _process?.IsSoleServer ?? false);
+        return Task.CompletedTask;
+    }
+
+    public void Dispose()
+    {
+        // Kestrel may unbind its listeners after this (a host disposed without being stopped): nothing of this process's
+        // state may be read by then (the callback read a disposed token: ObjectDisposedException out of the dispose).
+        _registry.ListenerReleased = null;
+        _upgrades?.Dispose();
+        _successor?.Dispose();
+        _termination?.Dispose();
+        _skipShutdownDelay.Dispose();
+        _process?.Dispose();
+    }
+
+    /// <summary>The host begins to stop: a successor that has not been committed yet tells its predecessor at once.</summary>
+    private void OnHostStopping()
+    {
+        _process?.BeginHostStop();
+        _successor?.OnHostStopping();
+    }
+
+    private async Task OnApplicationStartedAsync()
+    {
+        var process = _process!;
+        try
+        {
+            await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, process.ShutdownToken);
+            if (_successor is { } successor)
+            {
+                await successor.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);
+                return;
+            }
+
+            // First start: warm up (and wait for the readiness checks) before the gate first opens.
+            if (_preparation is { } firstStart)
+            {
+                await firstStart.BeforeFirstAcceptAsync(process.HostStoppingToken);
+            }
+
+            // First start: Kestrel has bound every endpoint, so this process is the server; only now may it take the
+            // files over (a second copy that fails to bind must not have touched them).
+            _registry.DropUnusedInherited();
+            _metrics.Generation = 1;
+            process.FirstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
+            if (process.Role.TryFire(RoleTrigger.StartedAlone))
+            {
+                await process.BecomeOwnerAsync(HandoffAcquireReason.FirstStart, process.Participants.All, "Serving", HandoffSocketStep.Serve);
+            }
+        }
+        catch (Exception ex) when (process.ShutdownToken.IsCancellationRequested)
+        {
+            _logger.TakeoverFailed("the host is stopping", ex);
+        }
+    }
+
+    /// <summary>One connection to the handoff socket: a successor's handoff, or a control request of the tool.</summary>
+    private async Task HandleConnectionAsync(Socket socket)
+    {
+        var process = _process!;
+        HandoffChannel channel;
+        try
+        {
+            channel = new HandoffChannel(socket, _time);
+        }
+        catch (Exception ex) when (ex is SocketException or InvalidOperationException)
+        {
+            socket.Dispose();
+            _logger.HandoffProtocolError(0, ex.Message);
+            return;
+        }
+
+        using (channel)
+        {
+            int pid = channel.PeerProcessId;
+            uint me = Libc.geteuid();
+            if (channel.PeerUserId != me)
+            {
+                _logger.HandoffRefused(pid, channel.PeerUserId, $"it runs as uid {channel.PeerUserId}, not as this process's uid {me}");
+                return;
+            }
+
+            HandoffMessage greeting;
+            try
+            {
+                greeting = await channel.ReadAsync(PredecessorLink.ReadTimeout, process.ShutdownToken);
+            }
+            catch (HandoffChannelException ex)
+            {
+                _logger.HandoffProtocolError(pid, ex.Error == HandoffChannelError.Closed && ex.InnerException is null ? "closed without a greeting" : ex.Message);
+                return;
+            }
+            catch (OperationCanceledException)
+            {
+                return; // this process is stopping; the peer sees the connection close
+            }
+
+            switch (greeting)
+            {
+                case StatusRequestMessage:
+                    channel.TrySend(Status(process));
+                    break;
+                case UpgradeRequestMessage:
+                    await _upgrades!.AnswerRequestAsync(channel, pid);
+                    break;
+                case HelloMessage hello:
+                    try
+                    {
+                        await new SuccessorSession(process, _upgrades!, _successor, channel, hello).RunAsync();
+                    }
+                    catch (OperationCanceledException) when (process.ShutdownToken.IsCancellationRequested)
+                    {
+                        // This process is stopping; the peer sees the connection close.
+                    }
+
+                    break;
+                default:
+                    _logger.HandoffProtocolError(pid, $"sent {greeting.Type} instead of a greeting");
+                    break;
+            }
+        }
+    }
+
+    /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
+    private StatusMessage Status(HandoffProcess process)
+    {
+        var role = process.Role.State;
+        var state = role switch
+        {
+            ProcessRole.HandedOver => ServingState.Draining,
+            ProcessRole.ShuttingDown => ServingState.ShuttingDown,
+            ProcessRole.HandingOver => ServingState.HandingOver,
+            _ => ServingState.Serving,
+        };
+        var listeners = _registry.DescribeActive();
+        return new StatusMessage(Environment.ProcessId, process.Options.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
+            process.ServingSinceUnixMilliseconds, state, listeners,
+            _successor is { IsWatchingPredecessor: true } successor ? successor.PredecessorPid : 0,
+            state == ServingState.HandingOver ? process.LatestSession?.SuccessorPid ?? 0 : 0);
+    }
+}

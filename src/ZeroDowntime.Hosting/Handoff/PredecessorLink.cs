@@ -1,0 +1,517 @@
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Testing;
+
+namespace ZeroDowntime.Hosting.Handoff;
+
+/// <summary>
+/// The successor's side: take the listeners over before Kestrel binds, say Ready once the host has started, own them
+/// after the commit, and heartbeat to the draining predecessor until it exits or this process releases it.
+/// </summary>
+internal sealed class PredecessorLink : IDisposable
+{
+    /// <summary>The deadline of each single protocol step (connect, greeting, welcome).</summary>
+    internal static readonly TimeSpan ReadTimeout = TimeSpan.FromSeconds(5);
+
+    /// <summary>How often a successor tells its draining predecessor that it is alive.</summary>
+    internal static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// How long a Release waits for the predecessor's answer: this build closes the connection at once (or a Revoked
+    /// that crossed the Release arrives first); a build of before this rule keeps it open until it exits, and is
+    /// taken as released after this wait.
+    /// </summary>
+    internal static readonly TimeSpan ReleaseAnswerTimeout = TimeSpan.FromSeconds(2);
+
+    public static readonly TransitionTable<PredecessorLinkState, PredecessorLinkTrigger> Table = new(PredecessorLinkState.Probing,
+        (PredecessorLinkState.Probing, PredecessorLinkTrigger.NoPredecessor, PredecessorLinkState.Alone),
+        (PredecessorLinkState.Probing, PredecessorLinkTrigger.AskAgain, PredecessorLinkState.Probing),
+        (PredecessorLinkState.Probing, PredecessorLinkTrigger.Refused, PredecessorLinkState.Refused),
+        (PredecessorLinkState.Probing, PredecessorLinkTrigger.Welcomed, PredecessorLinkState.TakingOver),
+        (PredecessorLinkState.TakingOver, PredecessorLinkTrigger.Failed, PredecessorLinkState.Stopped),
+        (PredecessorLinkState.TakingOver, PredecessorLinkTrigger.HostStopping, PredecessorLinkState.Stopped),
+        (PredecessorLinkState.TakingOver, PredecessorLinkTrigger.AbandonedWhileStarting, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.TakingOver, PredecessorLinkTrigger.ReadySent, PredecessorLinkState.AwaitingCommit),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.Committed, PredecessorLinkState.Owner),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.PredecessorVanished, PredecessorLinkState.Alone),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.Abandoned, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.CommitTimedOut, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.HostStopping, PredecessorLinkState.Stopped),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.Failed, PredecessorLinkState.Stopped),
+        (PredecessorLinkState.Owner, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.Owner, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone),
+        (PredecessorLinkState.Owner, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released),
+        (PredecessorLinkState.Released, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned));
+
+    private readonly HandoffProcess _process;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _releasePredecessor = new();
+    private HandoffChannel? _channel;
+    private Task _watch = Task.CompletedTask;
+    private Activity? _takeover;
+    private long _greetedAt;
+
+    public PredecessorLink(HandoffProcess process)
+    {
+        _process = process;
+        _logger = process.Logger;
+        Machine = new StateMachine<PredecessorLinkState, PredecessorLinkTrigger>(Table, (from, trigger, to) => _logger.StateChanged(nameof(PredecessorLinkState), from.ToString(), trigger.ToString(), to.ToString()));
+    }
+
+    public StateMachine<PredecessorLinkState, PredecessorLinkTrigger> Machine { get; }
+
+    /// <summary>The predecessor's pid (0 on a first start).</summary>
+    public int PredecessorPid { get; private set; }
+
+    /// <summary>True while a predecessor drains and this process heartbeats to it.</summary>
+    public bool IsWatchingPredecessor => !_watch.IsCompleted;
+
+    /// <summary>
+    /// Connects to the handoff socket and takes the listeners over, or finds that nobody serves it (a first start).
+    /// Returns true when a predecessor welcomed this process.
+    /// </summary>
+    /// <exception cref="ZeroDowntimeStartupException">Refused, untrusted, or no proper answer: start-up must fail.</exception>
+    public async Task<bool> ProbeAsync(string path, CancellationToken cancellationToken)
+    {
+        // Started detached (not Activity.Current), so that the host's start-up and requests are not its children.
+        var outer = Activity.Current;
+        _takeover = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.handoff", ActivityKind.Client);
+        _takeover?.SetTag(ZeroDowntimeMetrics.RoleTag, HandoffTags.Successor);
+        Activity.Current = outer;
+        try
+        {
+            bool welcomed = await ConnectAsync(path, cancellationToken);
+            if (!welcomed)
+            {
+                EndTakeover(null);
+            }
+
+            return welcomed;
+        }
+        catch (Exception ex)
+        {
+            EndTakeover(ex.Message);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// The host has started. Unless the predecessor gave up meanwhile: open the gate, send Ready, and wait for the
+    /// commit (or its absence).
+    /// </summary>
+    /// <param name="prepare">
+    /// The warm-up and readiness gate, given what is left of the handoff timeout; it returns why this process gives the
+    /// handoff up, or null to go on.
+    /// </param>
+    public async Task TakeOverAsync(Func<TimeSpan, Task<string?>>? prepare = null)
+    {
+        var channel = _channel!;
+        if (await WasAbandonedWhileStartingAsync(channel))
+        {
+            return;
+        }
+
+        // Keeping none of the predecessor's endpoints would close every port it serves: stop instead, and say why.
+        if (Listeners.InheritedEndpointCheck.Refusal(_process.Registry, _process.Options, PredecessorPid, _logger) is { } refusal)
+        {
+            channel.TrySend(new FailedMessage(HandoffProtocol.FitText(refusal)));
+            await AbandonAsync(PredecessorLinkTrigger.Failed, refusal, ZeroDowntimeExitCodes.NoEndpointKept);
+            return;
+        }
+
+        if (prepare is not null)
+        {
+            // Give up a little before the predecessor's own deadline (which began a little later, at the greeting it
+            // answered), so that this process, not the timeout, tells it which request or check failed.
+            var timeout = _process.Options.HandoffTimeout;
+            var margin = timeout / 10 < TimeSpan.FromSeconds(1) ? timeout / 10 : TimeSpan.FromSeconds(1);
+            if (await prepare(timeout - margin - _process.Time.GetElapsedTime(_greetedAt)) is { } notReady)
+            {
+                _logger.NotReadyForHandoff(PredecessorPid, notReady, ZeroDowntimeExitCodes.HandoffAbandoned);
+                channel.TrySend(new FailedMessage(HandoffProtocol.FitText(notReady)));
+                await AbandonAsync(PredecessorLinkTrigger.Failed, notReady, ZeroDowntimeExitCodes.HandoffAbandoned, loggedHere: true);
+                return;
+            }
+
+            if (await WasAbandonedWhileStartingAsync(channel))
+            {
+                return;
+            }
+        }
+
+        _process.Registry.DropUnusedInherited();
+        if (!Machine.TryFire(PredecessorLinkTrigger.ReadySent))
+        {
+            return; // the host began to stop first, and the predecessor was told
+        }
+
+        _process.OpenGate();
+        try
+        {
+            channel.Send(new ReadyMessage());
+        }
+        catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.TimedOut)
+        {
+            // The predecessor does not read (frozen): it may wake up as the server it still is, so do not take over.
+            await AbandonAsync(PredecessorLinkTrigger.CommitTimedOut, $"pid {PredecessorPid} did not read Ready: {ex.Message}");
+            return;
+        }
+        catch (HandoffChannelException ex)
+        {
+            await CarryOnAloneAsync(channel, ex.Message);
+            return;
+        }
+
+        HandoffMessage answer;
+        try
+        {
+            _logger.SentReady(ProcessClock.Age.TotalMilliseconds, PredecessorPid);
+            TakeoverEvent("ready sent");
+            await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _process.HostStoppingToken);
+            answer = await channel.ReadAsync(_process.Options.HandoffTimeout + ReadTimeout, _process.HostStoppingToken);
+        }
+        catch (OperationCanceledException) when (_process.HostStoppingToken.IsCancellationRequested)
+        {
+            return; // stopping before the commit: OnHostStopping has told the predecessor already
+        }
+        catch (HandoffChannelException ex) when (ex.Error == HandoffChannelError.TimedOut)
+        {
+            // The predecessor is alive (the connection is open) but silent: frozen. Taking over now would leave two
+            // servers once it wakes up; stop instead, and let it carry on as the server it still is.
+            channel.TrySend(new FailedMessage("no answer to Ready within the handoff timeout"));
+            await AbandonAsync(PredecessorLinkTrigger.CommitTimedOut, $"pid {PredecessorPid} did not answer within {_process.Options.HandoffTimeout + ReadTimeout}");
+            return;
+        }
+        catch (HandoffChannelException ex)
+        {
+            await CarryOnAloneAsync(channel, ex.Message);
+            return;
+        }
+
+        switch (answer)
+        {
+            case CommittedMessage:
+                await OnCommittedAsync(channel);
+                break;
+            case AbandonedMessage abandoned:
+                await AbandonAsync(PredecessorLinkTrigger.Abandoned, abandoned.Reason);
+                break;
+            case RevokedMessage:
+                // Too late: this process began to stop first and said so; the predecessor serves on.
+                break;
+            default:
+                await CarryOnAloneAsync(channel, $"it answered {answer.Type}");
+                break;
+        }
+    }
+
+    /// <summary>
+    /// The host begins to stop before the commit. Tell the predecessor now, not from the process-exit hook after the
+    /// whole host shutdown: it may already have closed its gate, and until it hears, only this stopping process accepts.
+    /// </summary>
+    public void OnHostStopping()
+    {
+        if (_channel is not { } channel || !Machine.TryFire(PredecessorLinkTrigger.HostStopping))
+        {
+            return;
+        }
+
+        _process.Role.TryFire(RoleTrigger.Withdrew);
+        ProcessExitHooks.PendingHandoff = null;
+        channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
+        _process.Gate.Close(); // the predecessor serves again; what this process accepted, it still finishes
+        _logger.StoppingBeforeCommit(PredecessorPid);
+        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
+        EndTakeover("stopped before the commit");
+    }
+
+    /// <summary>Last words from the process-exit hooks: start-up failed, or the process exits before the commit.</summary>
+    public void OnFailed(string reason)
+    {
+        if (_channel is { } channel && Machine.TryFire(PredecessorLinkTrigger.Failed))
+        {
+            channel.TrySend(new FailedMessage(HandoffProtocol.FitText(reason)));
+        }
+    }
+
+    /// <summary>
+    /// Called when a successor of this process greets it, before that successor is sent anything: the predecessor that
+    /// may still drain is told Release, so that from now on at most one older generation can ever serve again, and
+    /// it is this process (docs/architecture.md, "One fallback at a time"). Without this, a predecessor that saw this
+    /// process die while its successor started would resume beside that successor. Returns false when the
+    /// predecessor had revoked this process first (its Revoked crossed the Release): this process is leaving and
+    /// must hand nothing on.
+    /// </summary>
+    public async Task<bool> ReleasePredecessorAsync()
+    {
+        if (!_watch.IsCompleted)
+        {
+            await _releasePredecessor.CancelAsync();
+            await _watch;
+        }
+
+        return Machine.State != PredecessorLinkState.Abandoned;
+    }
+
+    public void Dispose() => _releasePredecessor.Dispose();
+
+    private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
+    {
+        long start = _greetedAt = _process.Time.GetTimestamp();
+        if (await new PredecessorProbe(_process, Machine).FindAsync(path, cancellationToken) is not var (channel, welcome))
+        {
+            return false;
+        }
+
+        _channel = channel;
+        Machine.TryFire(PredecessorLinkTrigger.Welcomed);
+        _process.Role.TryFire(RoleTrigger.PredecessorFound);
+        _process.Lifetime.IsSuccessor = true;
+        ProcessExitHooks.PendingHandoff = this;
+        PredecessorPid = welcome.ProcessId;
+        AdoptGeneration(welcome);
+        _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _process.Time.GetElapsedTime(start).TotalMilliseconds);
+        TakeoverEvent("listeners received");
+        _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
+        _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
+        await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
+        return true;
+    }
+
+    /// <summary>
+    /// The generation of this process (the predecessor's plus 1) and the first start of the chain. A version-1
+    /// predecessor does not say: it is counted as generation 1, first started when it started.
+    /// </summary>
+    private void AdoptGeneration(WelcomeMessage welcome)
+    {
+        if (welcome.Version >= 2 && welcome.Generation > 0)
+        {
+            _process.Metrics.Generation = welcome.Generation + 1;
+            _process.FirstStartUnixMilliseconds = welcome.FirstStartUnixMilliseconds;
+        }
+        else
+        {
+            _process.Metrics.Generation = 2;
+            _process.FirstStartUnixMilliseconds = ProcessClock.StartedAt(welcome.ProcessId)?.ToUnixTimeMilliseconds()
+                ?? _process.Time.GetUtcNow().ToUnixTimeMilliseconds();
+        }
+    }
+
+    /// <summary>
+    /// A successor that was too slow (or frozen) may find, once started, that its predecessor already gave up on it.
+    /// It must then stop without accepting a single connection, rather than serve beside the old process.
+    /// </summary>
+    private async Task<bool> WasAbandonedWhileStartingAsync(HandoffChannel channel)
+    {
+        if (!channel.HasPendingData)
+        {
+            return false;
+        }
+
+        HandoffMessage message;
+        try
+        {
+            message = await channel.ReadAsync(ReadTimeout, _process.ShutdownToken);
+        }
+        catch (HandoffChannelException)
+        {
+            return false;
+        }
+
+        if (message is not AbandonedMessage abandoned)
+        {
+            return false;
+        }
+
+        await AbandonAsync(PredecessorLinkTrigger.AbandonedWhileStarting, abandoned.Reason);
+        return true;
+    }
+
+    private async Task OnCommittedAsync(HandoffChannel channel)
+    {
+        if (!Machine.TryFire(PredecessorLinkTrigger.Committed))
+        {
+            return; // too late: this process began to stop first and said so; the predecessor serves on
+        }
+
+        // The role in the same step, before anything can race it (a SIGTERM must find an owner to shut down, a
+        // revocation a role to leave).
+        _process.Role.TryFire(RoleTrigger.TookOver);
+        ProcessExitHooks.PendingHandoff = null;
+        _logger.Committed(PredecessorPid, ProcessClock.Age.TotalMilliseconds);
+        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
+        // As documented and as the predecessor measures it: from the greeting (this process's welcome) to the commit,
+        // not the process's age (which adds the runtime's start-up before the greeting).
+        _process.Metrics.HandoffDuration(HandoffTags.Successor, _process.Time.GetElapsedTime(_greetedAt));
+        TakeoverEvent("committed");
+        EndTakeover(null);
+
+        // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
+        _watch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorReleased, _process.Participants.All,
+            $"Serving; took over from pid {PredecessorPid}", HandoffSocketStep.Serve);
+    }
+
+    /// <summary>The connection broke before the predecessor answered: the kernel closed it because the predecessor died.</summary>
+    private async Task CarryOnAloneAsync(HandoffChannel channel, string why)
+    {
+        if (!Machine.TryFire(PredecessorLinkTrigger.PredecessorVanished))
+        {
+            return;
+        }
+
+        _process.Role.TryFire(RoleTrigger.TookOver);
+        ProcessExitHooks.PendingHandoff = null;
+        EndTakeover(null);
+        _logger.PredecessorVanished(PredecessorPid, why);
+        channel.Dispose();
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorVanished, _process.Participants.All,
+            $"Serving; predecessor pid {PredecessorPid} vanished during the handoff", HandoffSocketStep.Serve);
+    }
+
+    /// <summary>
+    /// The predecessor gave the handoff up (or this process gave up on it): stop without ever owning anything. A
+    /// successor that had opened its gate drains what it accepted first, as a predecessor would.
+    /// </summary>
+    private async Task AbandonAsync(PredecessorLinkTrigger trigger, string reason, int exitCode = ZeroDowntimeExitCodes.HandoffAbandoned, bool loggedHere = false)
+    {
+        if (!Machine.TryFire(trigger))
+        {
+            return;
+        }
+
+        _process.Role.TryFire(RoleTrigger.Withdrew);
+        ProcessExitHooks.PendingHandoff = null;
+        if (exitCode == ZeroDowntimeExitCodes.HandoffAbandoned && !loggedHere)
+        {
+            _logger.HandoffAbandoned(PredecessorPid, reason); // another code, or this process's own decision, is logged where it was made
+        }
+
+        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);
+        EndTakeover("abandoned: " + reason);
+        await _process.Participants.NotifyAsync("abandon", _process.Participants.All, p => p.AbandonAsync(reason, CancellationToken.None));
+        _channel?.Dispose();
+        if (_process.Gate.HasOpened)
+        {
+            _process.Gate.Close();
+            _process.Lifetime.BeginDrain(handingOver: false); // it never handed anything over: HasHandedOver stays false
+            _logger.AbandonedSuccessorDraining(_process.Drain.Count);
+            await _process.DrainAsync(CancellationToken.None);
+        }
+
+        _process.StopWithExitCode(exitCode);
+    }
+
+    /// <summary>
+    /// After the commit: heartbeats to the draining predecessor, a last Release when this process stops in order or
+    /// commits to its own successor, and the predecessor's last word (end of stream when it exits, or a revocation).
+    /// </summary>
+    private async Task WatchPredecessorAsync(HandoffChannel channel)
+    {
+        using var done = CancellationTokenSource.CreateLinkedTokenSource(_process.ShutdownToken, _releasePredecessor.Token);
+        var heartbeats = BackgroundWork.Start("heartbeats to the predecessor", async () =>
+        {
+            using var timer = new PeriodicTimer(HeartbeatInterval, _process.Time);
+            while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
+            {
+            }
+        }, _logger);
+
+        bool stoppingInOrder = false;
+        try
+        {
+            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
+            if (message is RevokedMessage revoked && Machine.TryFire(PredecessorLinkTrigger.Revoked))
+            {
+                OnRevoked(revoked.Reason);
+            }
+            else if (Machine.TryFire(PredecessorLinkTrigger.PredecessorExited))
+            {
+                _logger.PredecessorExited(PredecessorPid);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // This process stops in order, or has committed to a successor of its own: say so, so that a still-draining
+            // predecessor does not take the end of the heartbeats for a crash and resume beside whoever serves now.
+            stoppingInOrder = Machine.TryFire(PredecessorLinkTrigger.ReleasedPredecessor);
+        }
+        catch (HandoffChannelException)
+        {
+            if (Machine.TryFire(PredecessorLinkTrigger.PredecessorExited))
+            {
+                _logger.PredecessorExited(PredecessorPid);
+            }
+        }
+        finally
+        {
+            await done.CancelAsync();
+            await heartbeats;
+            if (stoppingInOrder && channel.TrySend(new ReleaseMessage()))
+            {
+                await AwaitReleaseAnswerAsync(channel);
+            }
+
+            channel.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// After Release: the predecessor closes the connection (released), or its Revoked crossed the Release on the wire
+    /// (it had taken this process for lost and serves again: this process was revoked, whatever it meant to do).
+    /// </summary>
+    private async Task AwaitReleaseAnswerAsync(HandoffChannel channel)
+    {
+        HandoffMessage answer;
+        try
+        {
+            answer = await channel.ReadAsync(ReleaseAnswerTimeout, CancellationToken.None);
+        }
+        catch (HandoffChannelException ex)
+        {
+            // Closed: released. Timed out: a predecessor of an earlier build, which keeps the connection until it exits.
+            _logger.ToldPredecessorStopping(PredecessorPid, ex.Error == HandoffChannelError.TimedOut ? "no answer (an earlier build)" : "it closed the connection");
+            return;
+        }
+
+        if (answer is RevokedMessage revoked && Machine.TryFire(PredecessorLinkTrigger.Revoked))
+        {
+            OnRevoked(revoked.Reason);
+            return;
+        }
+
+        _logger.ToldPredecessorStopping(PredecessorPid, $"it answered {answer.Type}");
+    }
+
+    /// <summary>The predecessor took this process for lost and serves again: leave, claiming nothing, exit 77.</summary>
+    private void OnRevoked(string reason)
+    {
+        _process.Revoke();
+        _logger.HandoffRevoked(PredecessorPid, reason);
+        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
+        _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+    }
+
+    private void TakeoverEvent(string phase) => _takeover?.AddEvent(new ActivityEvent(phase));
+
+    /// <summary>Ends the successor's trace: <paramref name="failure"/> null for a commit (or a first start).</summary>
+    private void EndTakeover(string? failure)
+    {
+        var takeover = Interlocked.Exchange(ref _takeover, null);
+        if (takeover is null)
+        {
+            return;
+        }
+
+        if (failure is not null)
+        {
+            takeover.SetStatus(ActivityStatusCode.Error, failure);
+        }
+
+        takeover.Stop();
+    }
+}
