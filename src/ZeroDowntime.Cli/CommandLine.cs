@@ -139,7 +139,8 @@ internal static class CommandLine
         help.SetAction(_ => Usage(stdout, ExitCodes.Ok));
 
         // A RootCommand for its [suggest] directive (shell completion through dotnet-suggest). It is named after the
-        // entry assembly (ZeroDowntime.Cli); HelpName puts the tool's command name in help's usage lines instead.
+        // entry assembly (ZeroDowntime.Cli); HelpName puts the tool's command name in help's usage lines instead
+        // (System.CommandLine 3 defaults it to ToolCommandName; set here so that help does not depend on build metadata).
         var root = new RootCommand("Status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.")
         {
             status, upgrade, run, help,
