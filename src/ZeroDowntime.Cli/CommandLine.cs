@@ -9,7 +9,7 @@ namespace ZeroDowntime.Cli;
 
 /// <summary>
 /// The tool's command line, parsed by System.CommandLine: the verbs status, upgrade and run, their options, help per
-/// verb, and parse errors. What each verb prints and its exit codes are in <see cref="Cli"/>. Where this departs from
+/// verb, parse errors, and shell completion through the <c>[suggest]</c> directive (dotnet-suggest). What each verb prints and its exit codes are in <see cref="Cli"/>. Where this departs from
 /// System.CommandLine's defaults, it keeps what other tools rely on (README, exit codes): every parse error exits 2
 /// (<see cref="ExitCodes.Usage"/>), not 1, which means "upgrade failed" here; <c>zerodowntime --help</c> prints the
 /// whole <see cref="Cli.Usage"/> with the exit codes; run's COMMAND is never parsed; each departure says why below.
@@ -24,10 +24,14 @@ internal static class CommandLine
         ResponseFileTokenReplacer = null,
     };
 
-    public static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr)
+    public static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr) =>
+        InvokeAsync(args, stdout, stderr, CommandLineVerbs.Printing(stdout, stderr));
+
+    /// <summary>Parses <paramref name="args"/> and runs the verb with <paramref name="verbs"/>; 2 on a parse error.</summary>
+    internal static Task<int> InvokeAsync(string[] args, TextWriter stdout, TextWriter stderr, CommandLineVerbs verbs)
     {
         var verbatim = RunCommandVerbatim(args);
-        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", ..] && verbatim.Contains("--"));
+        var root = Create(stdout, stderr, runAfterDoubleDash: verbatim is ["run", ..] && verbatim.Contains("--"), verbs);
         var result = root.Parse(verbatim, Parsing);
         if (result.Action is ParseErrorAction)
         {
@@ -58,15 +62,16 @@ internal static class CommandLine
     /// <param name="stdout">Output, help and version.</param>
     /// <param name="stderr">Errors, and run's log.</param>
     /// <param name="runAfterDoubleDash">True when run's COMMAND follows a <c>--</c>, so it may start with '-'.</param>
-    internal static Command Create(TextWriter stdout, TextWriter stderr, bool runAfterDoubleDash)
+    /// <param name="verbs">What status, upgrade and run do with the values parsed.</param>
+    internal static RootCommand Create(TextWriter stdout, TextWriter stderr, bool runAfterDoubleDash, CommandLineVerbs verbs)
     {
         var status = new Command("status", "Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down), listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to. Exit codes: zerodowntime --help.");
         var statusOptions = new ControlOptionSymbols(status, withTimeout: false);
-        status.SetAction((result, _) => Cli.StatusAsync(statusOptions.Read(result), stdout, stderr));
+        status.SetAction((result, _) => verbs.StatusAsync(statusOptions.Read(result)));
 
         var upgrade = new Command("upgrade", "Asks the running process to start its successor (as on SIGHUP) and waits until the successor has committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why). Exit codes: zerodowntime --help.");
         var upgradeOptions = new ControlOptionSymbols(upgrade, withTimeout: true);
-        upgrade.SetAction((result, _) => Cli.UpgradeAsync(upgradeOptions.Read(result), stdout, stderr));
+        upgrade.SetAction((result, _) => verbs.UpgradeAsync(upgradeOptions.Read(result)));
 
         var command = new Argument<string[]>("COMMAND")
         {
@@ -126,23 +131,24 @@ internal static class CommandLine
                 result.AddError($"unknown option '{tokens[0].Value}' (put -- before a command that starts with '-')");
             }
         });
-        run.SetAction(result => Supervisor.Run(result.GetRequiredValue(command),
-            new RestartPolicy(result.GetValue(maxRestarts), result.GetValue(restartWindow)), stderr));
+        run.SetAction(result => verbs.Run(result.GetRequiredValue(command),
+            new RestartPolicy(result.GetValue(maxRestarts), result.GetValue(restartWindow))));
 
         // "zerodowntime help" as before, besides --help.
         var help = new Command("help") { Hidden = true, TreatUnmatchedTokensAsErrors = false };
         help.SetAction(_ => Usage(stdout, ExitCodes.Ok));
 
-        // A Command, not a RootCommand: a RootCommand is named after the entry assembly (ZeroDowntime.Cli), which
-        // help would print in every usage line; the tool is called zerodowntime.
-        var root = new Command("zerodowntime", "Status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.")
+        // A RootCommand for its [suggest] directive (shell completion through dotnet-suggest). It is named after the
+        // entry assembly (ZeroDowntime.Cli); HelpName puts the tool's command name in help's usage lines instead
+        // (System.CommandLine 3 defaults it to ToolCommandName; set here so that help does not depend on build metadata).
+        var root = new RootCommand("Status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.")
         {
             status, upgrade, run, help,
         };
-        var helpOption = new HelpOption();
+        root.HelpName = "zerodowntime";
+        var helpOption = root.Options.OfType<HelpOption>().Single();
         helpOption.Action = new UsageOrVerbHelp(root, (SynchronousCommandLineAction)helpOption.Action!, stdout);
-        root.Options.Add(helpOption);
-        root.Options.Add(new VersionOption { Action = new PrintVersion(stdout) });
+        root.Options.OfType<VersionOption>().Single().Action = new PrintVersion(stdout);
         root.SetAction(_ => Usage(stderr, ExitCodes.Usage));
         return root;
     }
@@ -151,7 +157,8 @@ internal static class CommandLine
     /// run's COMMAND and its arguments are the app's: from the first token after <c>run</c> that is not an option on,
     /// nothing is parsed (as env(1) and nohup(1) do), so <c>run dotnet App.dll --help</c> runs the app with --help.
     /// A <c>--</c> put in front makes System.CommandLine take every later token as an argument. run's own options
-    /// (<c>--max-restarts N</c>, <c>--restart-window T</c>) come before the command and stay the tool's.
+    /// (<c>--max-restarts N</c>, <c>--restart-window T</c>, also as <c>--max-restarts=N</c> or <c>--max-restarts:N</c>)
+    /// come before the command and stay the tool's.
     /// </summary>
     private static string[] RunCommandVerbatim(string[] args)
     {
@@ -161,13 +168,28 @@ internal static class CommandLine
         }
 
         int first = 1;
-        while (first + 1 < args.Length && args[first] is "--max-restarts" or "--restart-window")
+        while (first < args.Length)
         {
-            first += 2;
+            if (args[first] is "--max-restarts" or "--restart-window" && first + 1 < args.Length)
+            {
+                first += 2;
+            }
+            else if (RunOptionWithItsValue(args[first]))
+            {
+                first += 1;
+            }
+            else
+            {
+                break;
+            }
         }
 
         return first < args.Length && !args[first].StartsWith('-') ? [.. args.AsSpan(0, first), "--", .. args.AsSpan(first)] : args;
     }
+
+    private static bool RunOptionWithItsValue(string token) =>
+        token.StartsWith("--max-restarts=", StringComparison.Ordinal) || token.StartsWith("--max-restarts:", StringComparison.Ordinal) ||
+        token.StartsWith("--restart-window=", StringComparison.Ordinal) || token.StartsWith("--restart-window:", StringComparison.Ordinal);
 
     private static int Usage(TextWriter writer, int exitCode)
     {
