@@ -48,6 +48,7 @@ public static class ZeroDowntimeNLogWebHostBuilderExtensions
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IConfigureOptions<LogFileHandoffOptions>, LogFileHandoffOptionsBinder>());
             services.Configure(configure);
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<LogFileHandoffOptions>, LogFileHandoffOptionsValidator>());
+            services.TryAddSingleton<ZeroDowntime.Hosting.Handoff.ProcessExitHooks>();
 
             // The handoff is created now, before the host is built, so that the configuration NLog loads when its
             // logger provider is created gets its file targets wrapped before the first line is written; so its options

@@ -1,3 +1,4 @@
+using ZeroDowntime.Hosting.Handoff;
 using System.Text;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Warmup;
@@ -9,13 +10,16 @@ namespace ZeroDowntime.Hosting;
 /// could not parse first, then every value out of range. With <see cref="ZeroDowntimeOptions.Enabled"/> false nothing is
 /// checked (nothing of the library runs).
 /// </summary>
-internal sealed class ZeroDowntimeOptionsValidator : IValidateOptions<ZeroDowntimeOptions>
+internal sealed class ZeroDowntimeOptionsValidator(ProcessExitHooks? exitHooks = null) : IValidateOptions<ZeroDowntimeOptions>
 {
     /// <summary>sun_path is 108 bytes including the terminating NUL (unix(7)).</summary>
     public const int MaxSocketPathBytes = 107;
 
     public ValidateOptionsResult Validate(string? name, ZeroDowntimeOptions options)
     {
+        // The first of the library's code to run when the host starts (ValidateOnStart): from here, its start-up
+        // failures (this validation's included) set the process's exit code.
+        exitHooks?.Install();
         if (!options.Enabled)
         {
             return ValidateOptionsResult.Skip;

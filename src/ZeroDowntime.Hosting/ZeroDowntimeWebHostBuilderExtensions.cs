@@ -46,6 +46,7 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.Configure(configure);
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IPostConfigureOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsDefaults>());
             services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsValidator>());
+            services.TryAddSingleton<ProcessExitHooks>();
 
             if (!OperatingSystem.IsLinux())
             {
@@ -55,7 +56,6 @@ public static class ZeroDowntimeWebHostBuilderExtensions
                 return;
             }
 
-            ProcessExitHooks.Install();
             if (!IsEnabled(context.Configuration, configure))
             {
                 services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();

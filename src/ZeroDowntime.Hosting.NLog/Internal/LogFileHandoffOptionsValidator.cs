@@ -1,12 +1,15 @@
+using ZeroDowntime.Hosting.Handoff;
 using Microsoft.Extensions.Options;
 
 namespace ZeroDowntime.Hosting.NLog.Internal;
 
 /// <summary>Validates <see cref="LogFileHandoffOptions"/> at start, reporting every problem with its key.</summary>
-internal sealed class LogFileHandoffOptionsValidator : IValidateOptions<LogFileHandoffOptions>
+internal sealed class LogFileHandoffOptionsValidator(ProcessExitHooks? exitHooks = null) : IValidateOptions<LogFileHandoffOptions>
 {
     public ValidateOptionsResult Validate(string? name, LogFileHandoffOptions options)
     {
+        // As the core's validator: whichever of the two runs first at start installs the exit hooks (exit code 78).
+        exitHooks?.Install();
         if (!options.Enabled)
         {
             return ValidateOptionsResult.Skip;

@@ -10,11 +10,10 @@ namespace ZeroDowntime.Hosting.Diagnostics;
 /// Says at start, in every process (the first one, each successor, and so each predecessor), where its configuration
 /// came from: content root, environment, configuration files found or not (event 140). A release started from the wrong
 /// directory reads no <c>appsettings.json</c>, and this line shows it before anything else does. Registered before the
-/// coordinator, so it is the first line of the library. It also tells the exit hooks when the host has started.
+/// coordinator, so it is the first line of the library.
 /// </summary>
 internal sealed class StartupConfigurationNotice(
     IOptions<ZeroDowntimeOptions> options,
-    IHostApplicationLifetime lifetime,
     ILogger<HandoffCoordinator> logger) : IHostedLifecycleService
 {
     public Task StartingAsync(CancellationToken cancellationToken)
@@ -28,7 +27,6 @@ internal sealed class StartupConfigurationNotice(
             logger.EnabledReadTooLate();
         }
 
-        lifetime.ApplicationStarted.Register(ProcessExitHooks.HostStarted);
         return Task.CompletedTask;
     }
 

@@ -29,13 +29,15 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
     private readonly List<(string Phase, double ElapsedMs)> _phases = [];
     private readonly ILogger<StartupTimeline> _logger;
     private readonly IHostApplicationLifetime _lifetime;
+    private readonly ZeroDowntimeLifetime _handoffLifetime;
     private readonly double _created = ProcessClock.Age.TotalMilliseconds;
     private bool _summarized;
 
-    public StartupTimeline(ILogger<StartupTimeline> logger, IHostApplicationLifetime lifetime)
+    public StartupTimeline(ILogger<StartupTimeline> logger, IHostApplicationLifetime lifetime, ZeroDowntimeLifetime handoffLifetime)
     {
         _logger = logger;
         _lifetime = lifetime;
+        _handoffLifetime = handoffLifetime;
     }
 
     /// <summary>Adds the timeline: call after the coordinator's registration.</summary>
@@ -65,7 +67,7 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
     {
         // Created by the host with its hosted services, when it starts; the coordinator's StartingAsync has now run.
         Reached("HostStarting", _created);
-        Reached(ProcessExitHooks.PendingHandoff is not null ? "FdsReceived" : "NoPredecessor");
+        Reached(_handoffLifetime.IsSuccessor ? "FdsReceived" : "NoPredecessor");
         _lifetime.ApplicationStarted.Register(() => Reached("Started"));
         return Task.CompletedTask;
     }

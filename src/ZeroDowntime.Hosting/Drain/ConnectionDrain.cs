@@ -17,11 +17,11 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
 
     /// <summary>
     /// Returns true when the drain ended (all connections closed, the deadline passed, or <paramref name="endNow"/> cut
-    /// it short: then what is still open is aborted at once), false when <paramref name="successorLost"/> cancelled it.
+    /// it short: then what is still open is aborted at once), false when <paramref name="abandon"/> cancelled it (a successor lost after the commit: this process serves again and its connections stay open; a plain shutdown passes none).
     /// </summary>
-    public async Task<bool> RunAsync(ZeroDowntimeOptions options, CancellationToken successorLost, CancellationToken endNow = default)
+    public async Task<bool> RunAsync(ZeroDowntimeOptions options, CancellationToken abandon, CancellationToken endNow = default)
     {
-        if (successorLost.IsCancellationRequested)
+        if (abandon.IsCancellationRequested)
         {
             tracker.LongLived.Resume();
             return false;
@@ -36,7 +36,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
             tracker.LongLived.CloseWebSocketsAndEventStreams();
         }
 
-        using var either = CancellationTokenSource.CreateLinkedTokenSource(successorLost, endNow);
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(abandon, endNow);
         var waits = either.Token;
         bool endedByLimit = false;
         try
@@ -65,7 +65,7 @@ internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger,
                 }
             }
         }
-        catch (OperationCanceledException) when (successorLost.IsCancellationRequested)
+        catch (OperationCanceledException) when (abandon.IsCancellationRequested)
         {
             tracker.LongLived.Resume();
             return false;

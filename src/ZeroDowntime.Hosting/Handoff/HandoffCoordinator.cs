@@ -34,6 +34,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly ZeroDowntimeMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly NotifySocketClient _notifySocket;
+    private readonly ProcessExitHooks _exitHooks;
     private readonly Warmup.TakeoverPreparation? _preparation;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
@@ -42,6 +43,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private PosixSignalRegistration? _termination;
 
     private HandoffProcess? _process;
+    private HandoffSocketServer? _server;
     private PredecessorLink? _successor;
     private UpgradeRunner? _upgrades;
 
@@ -57,7 +59,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         ZeroDowntimeMetrics metrics,
         TimeProvider? time = null,
         NotifySocketClient? notifySocket = null,
-        Warmup.TakeoverPreparation? preparation = null)
+        Warmup.TakeoverPreparation? preparation = null,
+        ProcessExitHooks? exitHooks = null)
     {
         _optionsAccessor = options;
         _registry = registry;
@@ -71,10 +74,11 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _time = time ?? TimeProvider.System;
         _notifySocket = notifySocket ?? new NotifySocketClient();
         _preparation = preparation;
+        _exitHooks = exitHooks ?? new ProcessExitHooks();
     }
 
     /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
-    internal ProcessRole Role => _process?.Role.State ?? ProcessRole.Starting;
+    internal ProcessRole Role => _process?.Role ?? ProcessRole.Starting;
 
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
@@ -82,22 +86,23 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         string path = options.SocketPath!;
         _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
         SocketPathGuard.EnsureSafe(path);
+        var server = _server = new HandoffSocketServer(path, _logger, _time);
+        var fdStore = new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
             new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
-            new HandoffSocketServer(path, _logger, _time), _notifySocket, _metrics, _logger, _time,
-            new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time));
+            server, _notifySocket, _metrics, _exitHooks, _logger, _time, fdStore);
         process.ServeConnectionsWith(HandleConnectionAsync);
 
         // Kestrel unbinds a listener while this process serves on: a configuration reload dropped the endpoint. Not on
         // a shutdown or after a handoff (a successor, or the next start, serves it): the store keeps those.
         _registry.ListenerReleased = key =>
         {
-            if (process.Role.State == ProcessRole.Owner && !process.HostStoppingToken.IsCancellationRequested)
+            if (process.Role == ProcessRole.Owner && !process.HostStoppingToken.IsCancellationRequested)
             {
-                process.FdStore?.Remove(key);
+                fdStore.Remove(key);
             }
         };
-        _upgrades = new UpgradeRunner(process);
+        _upgrades = new UpgradeRunner(process, options, _notifySocket, _metrics, _logger, _time);
         _upgrades.InstallSignals();
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
@@ -109,7 +114,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
         });
 
-        var successor = new PredecessorLink(process);
+        var successor = new PredecessorLink(process, _registry, options, _metrics, _logger, _time);
         if (await successor.ProbeAsync(path, cancellationToken))
         {
             _successor = successor;
@@ -145,7 +150,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     /// </summary>
     public async Task StoppingAsync(CancellationToken cancellationToken)
     {
-        if (_process is not { Options.DrainOnShutdown: true } process || !process.Role.TryFire(RoleTrigger.ShutdownBegan))
+        var options = _optionsAccessor.Value;
+        if (!options.DrainOnShutdown || _process is not { } process || !process.TryBeginShutdown())
         {
             return;
         }
@@ -158,13 +164,11 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             await side.ReleasePredecessorAsync();
         }
 
-        var options = process.Options;
-        _lifetime.BeginShutdown();
         using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
         if (options.ShutdownDelay > TimeSpan.Zero)
         {
             _logger.ShutdownDelayStarted(options.ShutdownDelay);
-            process.NotifySocket.Status($"Shutting down: out of rotation for {options.ShutdownDelay}, then draining");
+            _notifySocket.Status($"Shutting down: out of rotation for {options.ShutdownDelay}, then draining");
             try
             {
                 await Task.Delay(options.ShutdownDelay, _time, _skipShutdownDelay.Token);
@@ -176,22 +180,13 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         }
 
         activity?.AddEvent(new System.Diagnostics.ActivityEvent("delay over"));
-        _registry.StopListening();
-        _gate.Close();
-        process.Server.Stop(removeFile: true);
-        _lifetime.BeginDrain(handingOver: false);
-        process.NotifySocket.Status("Shutting down: draining");
-        await process.DrainAsync(CancellationToken.None);
+        await process.DrainForShutdownAsync();
         activity?.AddEvent(new System.Diagnostics.ActivityEvent("drained"));
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
     {
-        if (_process is { } process)
-        {
-            process.EndHost();
-            process.Server.Stop(removeFile: process.IsSoleServer);
-        }
+        _process?.EndHost();
 
         return Task.CompletedTask;
     }
@@ -245,11 +240,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             // files over (a second copy that fails to bind must not have touched them).
             _registry.DropUnusedInherited();
             _metrics.Generation = 1;
-            process.FirstStartUnixMilliseconds = _time.GetUtcNow().ToUnixTimeMilliseconds();
-            if (process.Role.TryFire(RoleTrigger.StartedAlone))
-            {
-                await process.BecomeOwnerAsync(HandoffAcquireReason.FirstStart, process.Participants.All, "Serving", HandoffSocketStep.Serve);
-            }
+            await process.StartAloneAsync();
         }
         catch (Exception ex) when (process.ShutdownToken.IsCancellationRequested)
         {
@@ -309,7 +300,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 case HelloMessage hello:
                     try
                     {
-                        await new SuccessorSession(process, _upgrades!, _successor, channel, hello).RunAsync();
+                        await new SuccessorSession(process, _upgrades!, _successor, channel, hello, _registry, _optionsAccessor.Value, _metrics,
+                            _server!, _notifySocket, _logger, _time).RunAsync();
                     }
                     catch (OperationCanceledException) when (process.ShutdownToken.IsCancellationRequested)
                     {
@@ -327,7 +319,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
     private StatusMessage Status(HandoffProcess process)
     {
-        var role = process.Role.State;
+        var role = process.Role;
         var state = role switch
         {
             ProcessRole.HandedOver => ServingState.Draining,
@@ -336,7 +328,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             _ => ServingState.Serving,
         };
         var listeners = _registry.DescribeActive();
-        return new StatusMessage(Environment.ProcessId, process.Options.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
+        return new StatusMessage(Environment.ProcessId, _optionsAccessor.Value.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
             process.ServingSinceUnixMilliseconds, state, listeners,
             _successor is { IsWatchingPredecessor: true } successor ? successor.PredecessorPid : 0,
             state == ServingState.HandingOver ? process.LatestSession?.SuccessorPid ?? 0 : 0);

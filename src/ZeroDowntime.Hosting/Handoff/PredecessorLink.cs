@@ -48,17 +48,25 @@ internal sealed class PredecessorLink : IDisposable
         (PredecessorLinkState.Released, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned));
 
     private readonly HandoffProcess _process;
+    private readonly ListenerRegistry _registry;
+    private readonly ZeroDowntimeOptions _options;
+    private readonly ZeroDowntimeMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly CancellationTokenSource _releasePredecessor = new();
     private HandoffChannel? _channel;
     private Task _watch = Task.CompletedTask;
     private Activity? _takeover;
     private long _greetedAt;
 
-    public PredecessorLink(HandoffProcess process)
+    public PredecessorLink(HandoffProcess process, ListenerRegistry registry, ZeroDowntimeOptions options, ZeroDowntimeMetrics metrics, ILogger logger, TimeProvider time)
     {
         _process = process;
-        _logger = process.Logger;
+        _registry = registry;
+        _options = options;
+        _metrics = metrics;
+        _logger = logger;
+        _time = time;
         Machine = new StateMachine<PredecessorLinkState, PredecessorLinkTrigger>(Table, (from, trigger, to) => _logger.StateChanged(nameof(PredecessorLinkState), from.ToString(), trigger.ToString(), to.ToString()));
     }
 
@@ -116,7 +124,7 @@ internal sealed class PredecessorLink : IDisposable
         }
 
         // Keeping none of the predecessor's endpoints would close every port it serves: stop instead, and say why.
-        if (Listeners.InheritedEndpointCheck.Refusal(_process.Registry, _process.Options, PredecessorPid, _logger) is { } refusal)
+        if (Listeners.InheritedEndpointCheck.Refusal(_registry, _options, PredecessorPid, _logger) is { } refusal)
         {
             channel.TrySend(new FailedMessage(HandoffProtocol.FitText(refusal)));
             await AbandonAsync(PredecessorLinkTrigger.Failed, refusal, ZeroDowntimeExitCodes.NoEndpointKept);
@@ -127,9 +135,9 @@ internal sealed class PredecessorLink : IDisposable
         {
             // Give up a little before the predecessor's own deadline (which began a little later, at the greeting it
             // answered), so that this process, not the timeout, tells it which request or check failed.
-            var timeout = _process.Options.HandoffTimeout;
+            var timeout = _options.HandoffTimeout;
             var margin = timeout / 10 < TimeSpan.FromSeconds(1) ? timeout / 10 : TimeSpan.FromSeconds(1);
-            if (await prepare(timeout - margin - _process.Time.GetElapsedTime(_greetedAt)) is { } notReady)
+            if (await prepare(timeout - margin - _time.GetElapsedTime(_greetedAt)) is { } notReady)
             {
                 _logger.NotReadyForHandoff(PredecessorPid, notReady, ZeroDowntimeExitCodes.HandoffAbandoned);
                 channel.TrySend(new FailedMessage(HandoffProtocol.FitText(notReady)));
@@ -143,7 +151,7 @@ internal sealed class PredecessorLink : IDisposable
             }
         }
 
-        _process.Registry.DropUnusedInherited();
+        _registry.DropUnusedInherited();
         if (!Machine.TryFire(PredecessorLinkTrigger.ReadySent))
         {
             return; // the host began to stop first, and the predecessor was told
@@ -172,7 +180,7 @@ internal sealed class PredecessorLink : IDisposable
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, PredecessorPid);
             TakeoverEvent("ready sent");
             await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _process.HostStoppingToken);
-            answer = await channel.ReadAsync(_process.Options.HandoffTimeout + ReadTimeout, _process.HostStoppingToken);
+            answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _process.HostStoppingToken);
         }
         catch (OperationCanceledException) when (_process.HostStoppingToken.IsCancellationRequested)
         {
@@ -183,7 +191,7 @@ internal sealed class PredecessorLink : IDisposable
             // The predecessor is alive (the connection is open) but silent: frozen. Taking over now would leave two
             // servers once it wakes up; stop instead, and let it carry on as the server it still is.
             channel.TrySend(new FailedMessage("no answer to Ready within the handoff timeout"));
-            await AbandonAsync(PredecessorLinkTrigger.CommitTimedOut, $"pid {PredecessorPid} did not answer within {_process.Options.HandoffTimeout + ReadTimeout}");
+            await AbandonAsync(PredecessorLinkTrigger.CommitTimedOut, $"pid {PredecessorPid} did not answer within {_options.HandoffTimeout + ReadTimeout}");
             return;
         }
         catch (HandoffChannelException ex)
@@ -220,13 +228,10 @@ internal sealed class PredecessorLink : IDisposable
             return;
         }
 
-        _process.Role.TryFire(RoleTrigger.Withdrew);
-        ProcessExitHooks.PendingHandoff = null;
+        End(Outcome.Withdrawn, HandoffTags.Failed, "stopped before the commit");
         channel.TrySend(new FailedMessage("it is stopping (SIGTERM or StopApplication) before the commit"));
-        _process.Gate.Close(); // the predecessor serves again; what this process accepted, it still finishes
+        _process.StopAccepting(); // the predecessor serves again; what this process accepted, it still finishes
         _logger.StoppingBeforeCommit(PredecessorPid);
-        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Failed);
-        EndTakeover("stopped before the commit");
     }
 
     /// <summary>Last words from the process-exit hooks: start-up failed, or the process exits before the commit.</summary>
@@ -261,20 +266,18 @@ internal sealed class PredecessorLink : IDisposable
 
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
     {
-        long start = _greetedAt = _process.Time.GetTimestamp();
-        if (await new PredecessorProbe(_process, Machine).FindAsync(path, cancellationToken) is not var (channel, welcome))
+        long start = _greetedAt = _time.GetTimestamp();
+        if (await new PredecessorProbe(Machine, _registry, _options, _metrics, _logger, _time).FindAsync(path, cancellationToken) is not var (channel, welcome))
         {
             return false;
         }
 
         _channel = channel;
         Machine.TryFire(PredecessorLinkTrigger.Welcomed);
-        _process.Role.TryFire(RoleTrigger.PredecessorFound);
-        _process.Lifetime.IsSuccessor = true;
-        ProcessExitHooks.PendingHandoff = this;
+        _process.BecomeSuccessor(this);
         PredecessorPid = welcome.ProcessId;
         AdoptGeneration(welcome);
-        _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _process.Time.GetElapsedTime(start).TotalMilliseconds);
+        _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
         TakeoverEvent("listeners received");
         _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
         _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
@@ -290,14 +293,14 @@ internal sealed class PredecessorLink : IDisposable
     {
         if (welcome.Version >= 2 && welcome.Generation > 0)
         {
-            _process.Metrics.Generation = welcome.Generation + 1;
+            _metrics.Generation = welcome.Generation + 1;
             _process.FirstStartUnixMilliseconds = welcome.FirstStartUnixMilliseconds;
         }
         else
         {
-            _process.Metrics.Generation = 2;
+            _metrics.Generation = 2;
             _process.FirstStartUnixMilliseconds = ProcessClock.StartedAt(welcome.ProcessId)?.ToUnixTimeMilliseconds()
-                ?? _process.Time.GetUtcNow().ToUnixTimeMilliseconds();
+                ?? _time.GetUtcNow().ToUnixTimeMilliseconds();
         }
     }
 
@@ -340,20 +343,16 @@ internal sealed class PredecessorLink : IDisposable
 
         // The role in the same step, before anything can race it (a SIGTERM must find an owner to shut down, a
         // revocation a role to leave).
-        _process.Role.TryFire(RoleTrigger.TookOver);
-        ProcessExitHooks.PendingHandoff = null;
+        TakeoverEvent("committed");
+        End(Outcome.TookOver, HandoffTags.Committed, null);
         _logger.Committed(PredecessorPid, ProcessClock.Age.TotalMilliseconds);
-        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Committed);
         // As documented and as the predecessor measures it: from the greeting (this process's welcome) to the commit,
         // not the process's age (which adds the runtime's start-up before the greeting).
-        _process.Metrics.HandoffDuration(HandoffTags.Successor, _process.Time.GetElapsedTime(_greetedAt));
-        TakeoverEvent("committed");
-        EndTakeover(null);
+        _metrics.HandoffDuration(HandoffTags.Successor, _time.GetElapsedTime(_greetedAt));
 
         // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
         _watch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
-        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorReleased, _process.Participants.All,
-            $"Serving; took over from pid {PredecessorPid}", HandoffSocketStep.Serve);
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorReleased, $"Serving; took over from pid {PredecessorPid}");
     }
 
     /// <summary>The connection broke before the predecessor answered: the kernel closed it because the predecessor died.</summary>
@@ -364,13 +363,10 @@ internal sealed class PredecessorLink : IDisposable
             return;
         }
 
-        _process.Role.TryFire(RoleTrigger.TookOver);
-        ProcessExitHooks.PendingHandoff = null;
-        EndTakeover(null);
+        End(Outcome.TookOver, null, null);
         _logger.PredecessorVanished(PredecessorPid, why);
         channel.Dispose();
-        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorVanished, _process.Participants.All,
-            $"Serving; predecessor pid {PredecessorPid} vanished during the handoff", HandoffSocketStep.Serve);
+        await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorVanished, $"Serving; predecessor pid {PredecessorPid} vanished during the handoff");
     }
 
     /// <summary>
@@ -384,26 +380,13 @@ internal sealed class PredecessorLink : IDisposable
             return;
         }
 
-        _process.Role.TryFire(RoleTrigger.Withdrew);
-        ProcessExitHooks.PendingHandoff = null;
+        End(Outcome.Withdrawn, HandoffTags.Abandoned, "abandoned: " + reason);
         if (exitCode == ZeroDowntimeExitCodes.HandoffAbandoned && !loggedHere)
         {
             _logger.HandoffAbandoned(PredecessorPid, reason); // another code, or this process's own decision, is logged where it was made
         }
 
-        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Abandoned);
-        EndTakeover("abandoned: " + reason);
-        await _process.Participants.NotifyAsync("abandon", _process.Participants.All, p => p.AbandonAsync(reason, CancellationToken.None));
-        _channel?.Dispose();
-        if (_process.Gate.HasOpened)
-        {
-            _process.Gate.Close();
-            _process.Lifetime.BeginDrain(handingOver: false); // it never handed anything over: HasHandedOver stays false
-            _logger.AbandonedSuccessorDraining(_process.Drain.Count);
-            await _process.DrainAsync(CancellationToken.None);
-        }
-
-        _process.StopWithExitCode(exitCode);
+        await _process.LeaveAsync(reason, exitCode, beforeDrain: () => _channel?.Dispose());
     }
 
     /// <summary>
@@ -415,7 +398,7 @@ internal sealed class PredecessorLink : IDisposable
         using var done = CancellationTokenSource.CreateLinkedTokenSource(_process.ShutdownToken, _releasePredecessor.Token);
         var heartbeats = BackgroundWork.Start("heartbeats to the predecessor", async () =>
         {
-            using var timer = new PeriodicTimer(HeartbeatInterval, _process.Time);
+            using var timer = new PeriodicTimer(HeartbeatInterval, _time);
             while (channel.TrySend(new HeartbeatMessage()) && await timer.WaitForNextTickAsync(done.Token))
             {
             }
@@ -492,8 +475,47 @@ internal sealed class PredecessorLink : IDisposable
     {
         _process.Revoke();
         _logger.HandoffRevoked(PredecessorPid, reason);
-        _process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Revoked);
+        End(Outcome.Revoked, HandoffTags.Revoked, null);
         _process.StopWithExitCode(ZeroDowntimeExitCodes.HandoffAbandoned);
+    }
+
+    /// <summary>What an outcome does to the process's role (the link's own machine has fired already).</summary>
+    private enum Outcome
+    {
+        /// <summary>Committed, or the predecessor vanished: this process is the owner.</summary>
+        TookOver,
+
+        /// <summary>Abandoned, failed, or stopping before the commit: this process leaves without owning anything.</summary>
+        Withdrawn,
+
+        /// <summary>Revoked after the commit: the role has left already (<see cref="HandoffProcess.Revoke"/>).</summary>
+        Revoked,
+    }
+
+    /// <summary>
+    /// The one place where the handoff's end is written on this side, once its machine has fired: the role's arrow (with
+    /// the pending handoff of the exit hooks), the <c>zerodowntime.handoffs</c> outcome (<paramref name="tag"/>; none
+    /// when the predecessor vanished, which counts on the predecessor's side if anywhere) and the end of the trace
+    /// (<paramref name="failure"/>, null for a success).
+    /// </summary>
+    private void End(Outcome outcome, string? tag, string? failure)
+    {
+        switch (outcome)
+        {
+            case Outcome.TookOver:
+                _process.TookOver();
+                break;
+            case Outcome.Withdrawn:
+                _process.Withdraw();
+                break;
+        }
+
+        if (tag is not null)
+        {
+            _metrics.Handoff(HandoffTags.Successor, tag);
+        }
+
+        EndTakeover(failure);
     }
 
     private void TakeoverEvent(string phase) => _takeover?.AddEvent(new ActivityEvent(phase));

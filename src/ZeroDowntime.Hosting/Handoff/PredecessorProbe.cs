@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Interop;
+using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Testing;
@@ -12,7 +13,13 @@ namespace ZeroDowntime.Hosting.Handoff;
 /// check that it runs as this user, greet it in the newest version both speak, and take its listeners. It fires the
 /// probing arrows of the successor's machine (NoPredecessor, AskAgain, Refused); the caller fires Welcomed.
 /// </summary>
-internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<PredecessorLinkState, PredecessorLinkTrigger> machine)
+internal sealed class PredecessorProbe(
+    StateMachine<PredecessorLinkState, PredecessorLinkTrigger> machine,
+    ListenerRegistry registry,
+    ZeroDowntimeOptions options,
+    ZeroDowntimeMetrics metrics,
+    ILogger logger,
+    TimeProvider time)
 {
     /// <summary>
     /// How long a newcomer waits for a process that says it is shutting down. It says so only during its
@@ -24,7 +31,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
     /// <summary>How often a waiting newcomer asks again (a status request: the shutting-down process logs nothing for it).</summary>
     internal static readonly TimeSpan ShutdownPollInterval = TimeSpan.FromMilliseconds(200);
 
-    private readonly ILogger _logger = process.Logger;
+    private readonly ILogger _logger = logger;
 
     /// <summary>
     /// Connects to <paramref name="path"/> and greets whoever serves it, until it welcomes this process (the channel and
@@ -40,7 +47,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
             HandoffChannel channel;
             try
             {
-                channel = await HandoffChannel.ConnectAsync(path, PredecessorLink.ReadTimeout, process.Time, cancellationToken);
+                channel = await HandoffChannel.ConnectAsync(path, PredecessorLink.ReadTimeout, time, cancellationToken);
             }
             catch (HandoffChannelException ex) when (ex.Error is HandoffChannelError.NoServer or HandoffChannelError.Refused)
             {
@@ -105,7 +112,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
             }
 
             machine.TryFire(PredecessorLinkTrigger.AskAgain);
-            await Task.Delay(TimeSpan.FromMilliseconds(50 * handedOverAnswers), process.Time, cancellationToken);
+            await Task.Delay(TimeSpan.FromMilliseconds(50 * handedOverAnswers), time, cancellationToken);
         }
     }
 
@@ -126,16 +133,16 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
                 pid = serving;
                 if (since == 0)
                 {
-                    since = process.Time.GetTimestamp();
+                    since = time.GetTimestamp();
                     _logger.PredecessorShuttingDown(path, pid, ShutdownWaitLimit);
                 }
-                else if (process.Time.GetElapsedTime(since) >= ShutdownWaitLimit)
+                else if (time.GetElapsedTime(since) >= ShutdownWaitLimit)
                 {
                     throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor,
                         $"The process serving {path} (pid {pid}) was still shutting down {ShutdownWaitLimit} after this process first asked, longer than any ShutdownDelay allows: it is stuck; stop it, then start this process again.");
                 }
 
-                await Task.Delay(ShutdownPollInterval, process.Time, cancellationToken);
+                await Task.Delay(ShutdownPollInterval, time, cancellationToken);
             }
         }
         catch (OperationCanceledException) when (since != 0 && cancellationToken.IsCancellationRequested)
@@ -159,7 +166,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
         HandoffChannel channel;
         try
         {
-            channel = await HandoffChannel.ConnectAsync(path, PredecessorLink.ReadTimeout, process.Time, cancellationToken);
+            channel = await HandoffChannel.ConnectAsync(path, PredecessorLink.ReadTimeout, time, cancellationToken);
         }
         catch (HandoffChannelException)
         {
@@ -205,7 +212,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
         HandoffMessage answer;
         try
         {
-            channel.Send(new HelloMessage(version, Environment.ProcessId, process.Options.ApplicationId!));
+            channel.Send(new HelloMessage(version, Environment.ProcessId, options.ApplicationId!));
             answer = await channel.ReadAsync(PredecessorLink.ReadTimeout, cancellationToken, fds);
         }
         catch (HandoffChannelException ex) when (ex.Error != HandoffChannelError.Closed)
@@ -229,7 +236,7 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
                 FdPassing.CloseAll(fds);
                 throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"Predecessor announced {welcome.Listeners.Count} listeners but sent {fds.Count} descriptors.");
             case WelcomeMessage welcome:
-                process.Registry.AddInherited(welcome.ProcessId, welcome.Listeners, fds);
+                registry.AddInherited(welcome.ProcessId, welcome.Listeners, fds);
                 return (welcome, null);
             case RefusedMessage { Reason: RefusalReason.AlreadyHandedOver }:
                 return (null, null);
@@ -237,11 +244,11 @@ internal sealed class PredecessorProbe(HandoffProcess process, StateMachine<Pred
                 when refused.Version >= HandoffProtocol.MinimumVersion && refused.Version < version:
                 return (null, refused.Version);
             case RefusedMessage { Reason: RefusalReason.VersionMismatch } refused:
-                process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
+                metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
                 _logger.ProtocolVersionMismatch(channel.PeerProcessId, refused.Version, HandoffProtocol.Version);
                 throw Refusal(ZeroDowntimeExitCodes.ProtocolVersionMismatch, $"Predecessor refused the handoff: {refused.Detail}");
             case RefusedMessage refused:
-                process.Metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
+                metrics.Handoff(HandoffTags.Successor, HandoffTags.Refused);
                 _logger.RefusedByPredecessor(channel.PeerProcessId, refused.Reason.ToString(), refused.Detail);
                 throw Refusal(ZeroDowntimeExitCodes.RefusedByPredecessor, $"Predecessor refused the handoff ({refused.Reason}): {refused.Detail}");
             default:

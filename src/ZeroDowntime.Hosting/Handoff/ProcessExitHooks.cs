@@ -1,4 +1,5 @@
 using System.Runtime.ExceptionServices;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 
 namespace ZeroDowntime.Hosting.Handoff;
@@ -14,21 +15,31 @@ namespace ZeroDowntime.Hosting.Handoff;
 /// <see cref="ExitWith"/> (<c>Main</c> may return another <c>int</c>), and both are set again from
 /// <see cref="AppDomain.ProcessExit"/>, which runs after <c>Main</c> has returned (and inside <see cref="Environment.Exit"/>):
 /// the runtime exits with the exit code as it is after those handlers (verified on .NET 10, JIT and Native AOT).
+/// One instance per host (a singleton of its container), installed when the host starts: by the options validator,
+/// the first of the library's code that runs then (<c>ValidateOnStart</c>), so that a configuration error is caught
+/// too. Its handlers stay for the rest of the process on purpose: they must still run after <c>Main</c> has returned.
 /// </remarks>
-internal static class ProcessExitHooks
+internal sealed class ProcessExitHooks(IHostApplicationLifetime? applicationLifetime = null)
 {
-    private static int s_installed;
-    private static int s_hostStarted;
-    private static int s_exitCode;
-    private static StartFailure? s_startFailure;
+    private int _installed;
+    private int _hostStarted;
+    private int _exitCode;
+    private StartFailure? _startFailure;
+    private PredecessorLink? _pendingHandoff;
 
-    /// <summary>The successor side of this process while it has not been committed yet.</summary>
-    public static volatile PredecessorLink? PendingHandoff;
-
-    public static void Install()
+    /// <summary>The link of this process to its predecessor while it has not been committed yet (its last words go there).</summary>
+    public PredecessorLink? PendingHandoff
     {
-        if (Interlocked.Exchange(ref s_installed, 1) == 0)
+        get => Volatile.Read(ref _pendingHandoff);
+        set => Volatile.Write(ref _pendingHandoff, value);
+    }
+
+    /// <summary>Installs the process-wide handlers once; the host's start-up calls it (see the remarks).</summary>
+    public void Install()
+    {
+        if (OperatingSystem.IsLinux() && Interlocked.Exchange(ref _installed, 1) == 0)
         {
+            applicationLifetime?.ApplicationStarted.Register(HostStarted);
             AppDomain.CurrentDomain.FirstChanceException += OnFirstChanceException;
             AppDomain.CurrentDomain.UnhandledException += OnUnhandledException;
             AppDomain.CurrentDomain.ProcessExit += OnProcessExit;
@@ -36,9 +47,9 @@ internal static class ProcessExitHooks
     }
 
     /// <summary>The library has decided this process's exit code (a handoff abandoned, no endpoint kept): it holds even when <c>Main</c> returns another.</summary>
-    public static void ExitWith(int exitCode)
+    public void ExitWith(int exitCode)
     {
-        Volatile.Write(ref s_exitCode, exitCode);
+        Volatile.Write(ref _exitCode, exitCode);
         Environment.ExitCode = exitCode;
     }
 
@@ -46,14 +57,14 @@ internal static class ProcessExitHooks
     /// A host of this process has started: a start-up failure noted before (an app that retried) is forgotten, and an
     /// exception of the library's kinds from now on is not one (a configuration reload that fails to bind, say).
     /// </summary>
-    public static void HostStarted()
+    public void HostStarted()
     {
-        Volatile.Write(ref s_hostStarted, 1);
-        Volatile.Write(ref s_startFailure, null);
+        Volatile.Write(ref _hostStarted, 1);
+        Volatile.Write(ref _startFailure, null);
     }
 
     /// <summary>The exit code that the process exits with as things stand (0: none of the library's).</summary>
-    internal static int PendingExitCode => Volatile.Read(ref s_exitCode) is var code and not 0 ? code : Volatile.Read(ref s_startFailure)?.ExitCode ?? 0;
+    internal int PendingExitCode => Volatile.Read(ref _exitCode) is var code and not 0 ? code : Volatile.Read(ref _startFailure)?.ExitCode ?? 0;
 
     internal static int? ExitCodeFor(Exception? exception) => ReasonFor(exception)?.ExitCode;
 
@@ -85,29 +96,21 @@ internal static class ProcessExitHooks
         return null;
     }
 
-    /// <summary>Forgets every decision (tests that run many hosts in one process).</summary>
-    internal static void Reset()
-    {
-        Volatile.Write(ref s_exitCode, 0);
-        Volatile.Write(ref s_hostStarted, 0);
-        Volatile.Write(ref s_startFailure, null);
-    }
-
-    private static void OnFirstChanceException(object? sender, FirstChanceExceptionEventArgs e)
+    private void OnFirstChanceException(object? sender, FirstChanceExceptionEventArgs e)
     {
         // Runs for every exception any code of the process throws: after start-up one read, and nothing that can throw.
-        if (Volatile.Read(ref s_hostStarted) != 0 || Volatile.Read(ref s_startFailure) is not null)
+        if (Volatile.Read(ref _hostStarted) != 0 || Volatile.Read(ref _startFailure) is not null)
         {
             return;
         }
 
         if (ReasonFor(e.Exception) is var (code, message))
         {
-            Interlocked.CompareExchange(ref s_startFailure, new StartFailure(code, message), null);
+            Interlocked.CompareExchange(ref _startFailure, new StartFailure(code, message), null);
         }
     }
 
-    private static void OnUnhandledException(object? sender, UnhandledExceptionEventArgs e)
+    private void OnUnhandledException(object? sender, UnhandledExceptionEventArgs e)
     {
         var exception = e.ExceptionObject as Exception;
         TellPredecessor($"start-up failed: {exception?.GetType().Name}: {exception?.Message}");
@@ -118,10 +121,10 @@ internal static class ProcessExitHooks
         }
     }
 
-    private static void OnProcessExit(object? sender, EventArgs e)
+    private void OnProcessExit(object? sender, EventArgs e)
     {
         // Main caught the library's start-up failure (or it is on its way out through Environment.Exit above).
-        var failure = Volatile.Read(ref s_startFailure);
+        var failure = Volatile.Read(ref _startFailure);
         TellPredecessor(failure is null ? "the process exited before it was ready" : $"start-up failed: {failure.Message}");
         if (PendingExitCode is var code and not 0)
         {
@@ -129,9 +132,9 @@ internal static class ProcessExitHooks
         }
     }
 
-    private static void TellPredecessor(string reason)
+    private void TellPredecessor(string reason)
     {
-        Interlocked.Exchange(ref PendingHandoff, null)?.OnFailed(reason);
+        Interlocked.Exchange(ref _pendingHandoff, null)?.OnFailed(reason);
     }
 
     private sealed record StartFailure(int ExitCode, string Message);

@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Diagnostics;
+using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Systemd;
 using ZeroDowntime.Hosting.Upgrade;
 
 namespace ZeroDowntime.Hosting.Handoff;
@@ -33,21 +35,45 @@ internal sealed class SuccessorSession
         (SuccessorSessionState.Released, SuccessorSessionTrigger.Drained, SuccessorSessionState.Completed));
 
     private readonly HandoffProcess _process;
-    private readonly UpgradeRunner _upgrades;
+    private readonly ISuccessorSessionObserver _observer;
     private readonly PredecessorLink? _ownPredecessor;
     private readonly HandoffChannel _channel;
     private readonly HelloMessage _hello;
+    private readonly ListenerRegistry _registry;
+    private readonly ZeroDowntimeOptions _options;
+    private readonly ZeroDowntimeMetrics _metrics;
+    private readonly HandoffSocketServer _server;
+    private readonly NotifySocketClient _notifySocket;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly int _pid;
 
-    public SuccessorSession(HandoffProcess process, UpgradeRunner upgrades, PredecessorLink? ownPredecessor, HandoffChannel channel, HelloMessage hello)
+    public SuccessorSession(
+        HandoffProcess process,
+        ISuccessorSessionObserver observer,
+        PredecessorLink? ownPredecessor,
+        HandoffChannel channel,
+        HelloMessage hello,
+        ListenerRegistry registry,
+        ZeroDowntimeOptions options,
+        ZeroDowntimeMetrics metrics,
+        HandoffSocketServer server,
+        NotifySocketClient notifySocket,
+        ILogger logger,
+        TimeProvider time)
     {
         _process = process;
-        _upgrades = upgrades;
+        _observer = observer;
         _ownPredecessor = ownPredecessor;
         _channel = channel;
         _hello = hello;
-        _logger = process.Logger;
+        _registry = registry;
+        _options = options;
+        _metrics = metrics;
+        _server = server;
+        _notifySocket = notifySocket;
+        _logger = logger;
+        _time = time;
         _pid = channel.PeerProcessId;
         Machine = new StateMachine<SuccessorSessionState, SuccessorSessionTrigger>(Table, (from, trigger, to) => _logger.StateChanged(nameof(SuccessorSession), from.ToString(), trigger.ToString(), to.ToString()));
     }
@@ -73,7 +99,7 @@ internal sealed class SuccessorSession
         activity?.SetTag("zerodowntime.protocol.version", (int)_hello.Version);
         try
         {
-            long greeted = _process.Time.GetTimestamp();
+            long greeted = _time.GetTimestamp();
             if (_ownPredecessor is not null && !await _ownPredecessor.ReleasePredecessorAsync())
             {
                 // Revoked by its own predecessor, which serves again: this process hands nothing on. The successor
@@ -82,9 +108,9 @@ internal sealed class SuccessorSession
                 return;
             }
 
-            int count = _process.Registry.SendActiveListeners(listeners => _channel.Send(
+            int count = _registry.SendActiveListeners(listeners => _channel.Send(
                 new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => l.Describe()).ToArray(),
-                    _process.Metrics.Generation, _process.FirstStartUnixMilliseconds),
+                    _metrics.Generation, _process.FirstStartUnixMilliseconds),
                 listeners.Select(l => l.Fd).ToArray()));
             Machine.TryFire(SuccessorSessionTrigger.ListenersSent);
             _logger.HandoffRequested(_pid, count);
@@ -96,9 +122,9 @@ internal sealed class SuccessorSession
                 return;
             }
 
-            _logger.SuccessorReady(_pid, _process.Time.GetElapsedTime(greeted).TotalMilliseconds);
+            _logger.SuccessorReady(_pid, _time.GetElapsedTime(greeted).TotalMilliseconds);
             activity?.AddEvent(new ActivityEvent("ready"));
-            _upgrades.Milestone(_pid, committed: false);
+            _observer.SuccessorReady(_pid);
             await CommitAndDrainAsync(greeted, activity);
         }
         catch (HandoffChannelException ex)
@@ -112,7 +138,7 @@ internal sealed class SuccessorSession
             // Still (or again) the server: the slot is free now, and not before (a resuming process re-acquires and
             // tells this successor Abandoned first, so that no next successor's release can overlap it). After the
             // commit, or when a shutdown began first, there is no such arrow and nothing changes.
-            _process.Role.TryFire(RoleTrigger.HandoffEnded);
+            _process.HandoffEnded();
         }
     }
 
@@ -127,19 +153,18 @@ internal sealed class SuccessorSession
                 $"protocol version mismatch: this process (pid {Environment.ProcessId}) speaks v{HandoffProtocol.MinimumVersion} to v{HandoffProtocol.Version}, the successor speaks v{_hello.Version}");
         }
 
-        if (!string.Equals(_hello.ApplicationId, _process.Options.ApplicationId, StringComparison.Ordinal))
+        if (!string.Equals(_hello.ApplicationId, _options.ApplicationId, StringComparison.Ordinal))
         {
             return Refuse(RefusalReason.ApplicationMismatch,
-                $"this socket serves application '{_process.Options.ApplicationId}', the successor is '{_hello.ApplicationId}'");
+                $"this socket serves application '{_options.ApplicationId}', the successor is '{_hello.ApplicationId}'");
         }
 
-        if (_process.Role.TryFire(RoleTrigger.SuccessorGreeted))
+        if (_process.TryTakeHandoffSlot(this))
         {
-            _process.LatestSession = this;
             return true;
         }
 
-        return _process.Role.State switch
+        return _process.Role switch
         {
             ProcessRole.HandingOver => Refuse(RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress"),
             ProcessRole.ShuttingDown => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} is shutting down"),
@@ -149,10 +174,10 @@ internal sealed class SuccessorSession
 
     private bool Refuse(RefusalReason reason, string detail)
     {
-        Machine.TryFire(SuccessorSessionTrigger.Refused);
         _logger.HandoffRefused(_pid, _channel.PeerUserId, detail);
-        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Refused);
-        _upgrades.FinishInBackground(_pid, UpgradeOutcome.Refused, detail);
+        // The observer may wait for the refused successor's exit code: not on this connection's time.
+        var ending = FinishAsync(SuccessorSessionTrigger.Refused, HandoffTags.Refused, UpgradeOutcome.Refused, detail);
+        _ = BackgroundWork.Start("end of a refused handoff", () => ending, _logger);
         _channel.TrySend(new RefusedMessage(reason, HandoffProtocol.Version, HandoffProtocol.FitText(detail)));
         return false;
     }
@@ -160,10 +185,10 @@ internal sealed class SuccessorSession
     /// <summary>True on Ready; false (the session Failed, the slot freed by the caller) on anything else.</summary>
     private async Task<bool> WaitForReadyAsync(long greeted)
     {
-        var options = _process.Options;
+        var options = _options;
         while (true)
         {
-            var remaining = options.HandoffTimeout - _process.Time.GetElapsedTime(greeted);
+            var remaining = options.HandoffTimeout - _time.GetElapsedTime(greeted);
             HandoffMessage message;
             try
             {
@@ -210,36 +235,45 @@ internal sealed class SuccessorSession
 
     private async Task<bool> FailAsync(SuccessorSessionTrigger trigger, string tag, UpgradeOutcome outcome, string reason)
     {
-        Machine.TryFire(trigger);
-        _process.Metrics.Handoff(HandoffTags.Predecessor, tag);
-        await _upgrades.FinishAsync(_pid, outcome, reason);
+        await FinishAsync(trigger, tag, outcome, reason);
         return false;
+    }
+
+    /// <summary>
+    /// The one place where an outcome of this session is written: its machine's arrow (<paramref name="trigger"/>; none
+    /// when the caller fired it already), the <c>zerodowntime.handoffs</c> outcome on the predecessor's side
+    /// (<paramref name="tag"/>), and the observer (the upgrade that started this successor, if any), which hears it
+    /// last, so that whoever it answers finds everything else done.
+    /// </summary>
+    private Task FinishAsync(SuccessorSessionTrigger? trigger, string tag, UpgradeOutcome outcome, string reason)
+    {
+        if (trigger is { } arrow)
+        {
+            Machine.TryFire(arrow);
+        }
+
+        _metrics.Handoff(HandoffTags.Predecessor, tag);
+        return _observer.SessionEndedAsync(_pid, outcome, reason);
     }
 
     private async Task CommitAndDrainAsync(long greeted, Activity? activity)
     {
-        long readyAt = _process.Time.GetTimestamp();
+        long readyAt = _time.GetTimestamp();
 
         // Commit point: from here the successor is the server. Stop accepting first, so that when the successor
         // hears "committed" this process takes no new connection. The handoff socket stays open (answering
         // "already handed over", which successors retry) until the successor renames its own over the path.
         // A plain shutdown that began meanwhile wins: this process is stopping, so it hands over to nobody.
-        if (!_process.Role.TryFire(RoleTrigger.CommitStarted))
+        if (_process.TryBeginCommit() is { } why)
         {
-            string why = _process.Role.State == ProcessRole.Leaving
-                ? "the running process was revoked by its own predecessor, which serves again"
-                : "the running process is shutting down";
-            Machine.TryFire(SuccessorSessionTrigger.ShutdownWon);
             _channel.TrySend(new AbandonedMessage(why));
-            _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
-            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, why);
+            await FinishAsync(SuccessorSessionTrigger.ShutdownWon, HandoffTags.Abandoned, UpgradeOutcome.Abandoned, why);
             return;
         }
 
         Machine.TryFire(SuccessorSessionTrigger.Ready);
-        _process.Gate.Close();
         var released = new List<IHandoffParticipant>();
-        if (await _process.Participants.ReleaseAllAsync(released, _process.ShutdownToken) is { } overrun)
+        if (await _process.ReleaseParticipantsAsync(released) is { } overrun)
         {
             await AbandonAtCommitAsync(readyAt, released, overrun);
             activity?.SetStatus(ActivityStatusCode.Error, "abandoned at the commit");
@@ -247,7 +281,7 @@ internal sealed class SuccessorSession
         }
 
         // Goodbye on every response from now on, before the successor can log that it serves alone.
-        _process.Lifetime.BeginDrain();
+        _process.BeginDrainAfterCommit();
 
         // The watch never outlives this method: every path below has ended it before returning (the Drained path stops
         // it), so that it neither cancels a disposed source nor reads a channel that the connection's owner disposes
@@ -260,22 +294,19 @@ internal sealed class SuccessorSession
         bool committedSent = _channel.TrySend(new CommittedMessage());
         if (committedSent)
         {
-            Machine.TryFire(SuccessorSessionTrigger.CommittedSent);
-            _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Committed);
-            _process.Metrics.HandoffDuration(HandoffTags.Predecessor, _process.Time.GetElapsedTime(greeted));
+            _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
             activity?.AddEvent(new ActivityEvent("committed"));
-            _upgrades.Milestone(_pid, committed: true);
-            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Committed, "committed");
+            await FinishAsync(SuccessorSessionTrigger.CommittedSent, HandoffTags.Committed, UpgradeOutcome.Committed, "committed");
             watch = WatchSuccessorAsync(lost, confirmed, stopWatching.Token);
         }
         else
         {
             watch = Task.FromResult<string?>("the connection broke at the commit");
             await lost.CancelAsync();
-            await _upgrades.FinishAsync(_pid, UpgradeOutcome.Failed, "the connection broke at the commit");
+            await _observer.SessionEndedAsync(_pid, UpgradeOutcome.Failed, "the connection broke at the commit");
         }
 
-        _process.NotifySocket.Status($"Handed over to pid {_pid}; draining");
+        _notifySocket.Status($"Handed over to pid {_pid}; draining");
 
         // Exit only once the successor has confirmed that it serves (its first heartbeat follows Committed at once):
         // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
@@ -288,7 +319,7 @@ internal sealed class SuccessorSession
             await stopWatching.CancelAsync();
             await watch;
             _logger.Exiting(_pid);
-            _process.Exit();
+            _process.ExitAfterHandoff();
             return;
         }
 
@@ -297,17 +328,14 @@ internal sealed class SuccessorSession
         string reason = await watch ?? "unknown";
         Machine.TryFire(SuccessorSessionTrigger.SuccessorLost);
         _logger.SuccessorLost(_pid, reason);
-        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Revoked);
+        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Revoked);
         activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
         _channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
-        _process.Lifetime.Resume();
-        if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
-        {
-            // Committed never went out: no successor acquired anything, so the participants take back exactly what
-            // they released. Otherwise the successor may have used the resources before it was lost.
-            await _process.BecomeOwnerAsync(committedSent ? HandoffAcquireReason.Reclaimed : HandoffAcquireReason.NotCommitted,
-                _process.Participants.All, $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
-        }
+
+        // Committed never went out: no successor acquired anything, so the participants take back exactly what they
+        // released. Otherwise the successor may have used the resources before it was lost.
+        await _process.ServeAgainAsync(drainBegan: true, committedSent ? HandoffAcquireReason.Reclaimed : HandoffAcquireReason.NotCommitted,
+            participants: null, $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
     }
 
     /// <summary>
@@ -319,10 +347,10 @@ internal sealed class SuccessorSession
     private async Task AbandonAtCommitAsync(long readyAt, List<IHandoffParticipant> released, Task overrun)
     {
         Machine.TryFire(SuccessorSessionTrigger.ParticipantOverran);
-        var remaining = _process.Options.HandoffTimeout - _process.Time.GetElapsedTime(readyAt);
+        var remaining = _options.HandoffTimeout - _time.GetElapsedTime(readyAt);
         try
         {
-            await overrun.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _process.Time, _process.ShutdownToken);
+            await overrun.WaitAsync(remaining > TimeSpan.Zero ? remaining : TimeSpan.Zero, _time, _process.ShutdownToken);
         }
         catch (TimeoutException)
         {
@@ -336,15 +364,11 @@ internal sealed class SuccessorSession
         string reason = HandoffProtocol.FitText(overrun.IsCompleted
             ? $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit"
             : $"a handoff participant overran its {ParticipantRunner.Timeout.TotalSeconds:0} s at the commit and is still running");
-        if (_process.Role.TryFire(RoleTrigger.Resumed)) // not when this process was revoked itself meanwhile
-        {
-            await _process.BecomeOwnerAsync(HandoffAcquireReason.NotCommitted, overrun.IsCompleted ? released : released[..^1],
-                $"Serving; the handoff to pid {_pid} was abandoned at the commit", HandoffSocketStep.Keep);
-        }
+        await _process.ServeAgainAsync(drainBegan: false, HandoffAcquireReason.NotCommitted, overrun.IsCompleted ? released : released[..^1],
+            $"Serving; the handoff to pid {_pid} was abandoned at the commit", HandoffSocketStep.Keep);
         _channel.TrySend(new AbandonedMessage(reason));
         _logger.HandoffAbandonedAtCommit(_pid, reason);
-        _process.Metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Abandoned);
-        await _upgrades.FinishAsync(_pid, UpgradeOutcome.Abandoned, reason);
+        await FinishAsync(null, HandoffTags.Abandoned, UpgradeOutcome.Abandoned, reason);
     }
 
     /// <summary>
@@ -373,7 +397,7 @@ internal sealed class SuccessorSession
                     // Never serving again: this process's copies of the listeners go at once (the successor holds
                     // its own), so that no endpoint that the successors dropped or closed keeps a queue here that
                     // nobody serves. Closing the connection answers the Release: a Revoked could no longer follow.
-                    _process.Registry.StopListening();
+                    _process.StopListeningForGood();
                     _channel.Dispose();
                     _logger.PredecessorReleasedBySuccessor(_pid);
                     return null;
@@ -411,23 +435,23 @@ internal sealed class SuccessorSession
     /// </summary>
     private async Task<bool> SuccessorServesThePathAsync(Task<string?> watch)
     {
-        if (Machine.State == SuccessorSessionState.Released || !_process.Server.PathNamesThisSocket)
+        if (Machine.State == SuccessorSessionState.Released || !_server.PathNamesThisSocket)
         {
             return true;
         }
 
-        long since = _process.Time.GetTimestamp();
-        using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10), _process.Time);
-        while (_process.Server.PathNamesThisSocket)
+        long since = _time.GetTimestamp();
+        using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10), _time);
+        while (_server.PathNamesThisSocket)
         {
             if (watch.IsCompleted && await watch is not null)
             {
                 return false;
             }
 
-            if (_process.Time.GetElapsedTime(since) >= _process.Options.HandoffTimeout)
+            if (_time.GetElapsedTime(since) >= _options.HandoffTimeout)
             {
-                _logger.SuccessorNotServingThePath(_pid, _process.Options.HandoffTimeout);
+                _logger.SuccessorNotServingThePath(_pid, _options.HandoffTimeout);
                 return true;
             }
 

@@ -6,6 +6,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Protocol;
+using ZeroDowntime.Hosting.Systemd;
 
 namespace ZeroDowntime.Hosting.Upgrade;
 
@@ -16,29 +17,37 @@ namespace ZeroDowntime.Hosting.Upgrade;
 /// <see cref="StopGrace"/>); one that greeted is its handoff session's, whose own <c>HandoffTimeout</c> runs from the
 /// greeting.
 /// </summary>
-internal sealed class UpgradeRunner : IDisposable
+internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
 {
     /// <summary>How long a successor that never greeted has between SIGTERM and SIGKILL.</summary>
     internal static readonly TimeSpan StopGrace = TimeSpan.FromSeconds(5);
 
     private readonly HandoffProcess _process;
+    private readonly ZeroDowntimeOptions _options;
+    private readonly NotifySocketClient _notifySocket;
+    private readonly ZeroDowntimeMetrics _metrics;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly SuccessorLauncher _launcher;
     private readonly Lock _lock = new();
     private UpgradeRun? _upgrade;
     private PosixSignalRegistration? _hangup;
     private PosixSignalRegistration? _upgradeSignal;
 
-    public UpgradeRunner(HandoffProcess process)
+    public UpgradeRunner(HandoffProcess process, ZeroDowntimeOptions options, NotifySocketClient notifySocket, ZeroDowntimeMetrics metrics, ILogger logger, TimeProvider time)
     {
         _process = process;
-        _logger = process.Logger;
-        _launcher = new SuccessorLauncher(process.Options.Upgrade, process.NotifySocket.SocketPath);
+        _options = options;
+        _notifySocket = notifySocket;
+        _metrics = metrics;
+        _logger = logger;
+        _time = time;
+        _launcher = new SuccessorLauncher(options.Upgrade, notifySocket.SocketPath);
     }
 
     public void InstallSignals()
     {
-        var signal = _process.Options.Upgrade.Signal switch
+        var signal = _options.Upgrade.Signal switch
         {
             ZeroDowntimeUpgradeSignal.SigHup => PosixSignal.SIGHUP,
             ZeroDowntimeUpgradeSignal.SigUsr2 => (PosixSignal)Libc.SIGUSR2,
@@ -105,15 +114,27 @@ internal sealed class UpgradeRunner : IDisposable
         channel.TrySend(await run.Result.Task);
     }
 
+    public void SuccessorReady(int pid) => Milestone(pid, committed: false);
+
+    public Task SessionEndedAsync(int pid, UpgradeOutcome outcome, string reason)
+    {
+        if (outcome == UpgradeOutcome.Committed)
+        {
+            Milestone(pid, committed: true);
+        }
+
+        return FinishAsync(Of(pid), outcome, reason);
+    }
+
     /// <summary>Milestones of the upgrade's successor, from when it was started.</summary>
-    public void Milestone(int pid, bool committed)
+    private void Milestone(int pid, bool committed)
     {
         if (Of(pid) is not { } run)
         {
             return;
         }
 
-        long elapsed = (long)_process.Time.GetElapsedTime(run.StartedAt).TotalMilliseconds;
+        long elapsed = (long)_time.GetElapsedTime(run.StartedAt).TotalMilliseconds;
         if (committed)
         {
             run.CommittedMilliseconds = elapsed;
@@ -124,24 +145,13 @@ internal sealed class UpgradeRunner : IDisposable
         }
     }
 
-    /// <summary>Ends the upgrade whose successor is <paramref name="pid"/>, if one runs, without waiting for it.</summary>
-    public void FinishInBackground(int pid, UpgradeOutcome outcome, string reason)
-    {
-        if (Of(pid) is { } run)
-        {
-            _ = BackgroundWork.Start("end of a refused upgrade", () => FinishAsync(run, outcome, reason), _logger);
-        }
-    }
-
-    public Task FinishAsync(int pid, UpgradeOutcome outcome, string reason) => FinishAsync(Of(pid), outcome, reason);
-
     private void OnSignal(string signal)
     {
         // sd_notify(3), Type=notify-reload: say that a reload runs, with the monotonic time, and READY=1 when it ended.
-        _process.NotifySocket.Reloading();
+        _notifySocket.Reloading();
         if (Start(signal, fromSignal: true, out _) is null)
         {
-            _process.NotifySocket.Ready("Upgrade refused; serving");
+            _notifySocket.Ready("Upgrade refused; serving");
         }
     }
 
@@ -150,7 +160,7 @@ internal sealed class UpgradeRunner : IDisposable
     {
         lock (_lock)
         {
-            var role = _process.Role.State;
+            var role = _process.Role;
             refusal = _upgrade is { } running ? $"an upgrade ({running.Trigger}, successor pid {running.Pid}) is still running"
                 : role == ProcessRole.HandingOver ? $"a handoff to pid {_process.LatestSession?.SuccessorPid} is in progress"
                 : role == ProcessRole.ShuttingDown ? $"pid {Environment.ProcessId} is shutting down"
@@ -159,7 +169,7 @@ internal sealed class UpgradeRunner : IDisposable
             if (refusal.Length > 0)
             {
                 _logger.UpgradeRefused(trigger, refusal);
-                _process.Metrics.Upgrade(HandoffTags.Refused);
+                _metrics.Upgrade(HandoffTags.Refused);
                 return null;
             }
 
@@ -173,18 +183,18 @@ internal sealed class UpgradeRunner : IDisposable
             {
                 refusal = $"the successor could not be started: {ex.Message}";
                 _logger.UpgradeRefused(trigger, refusal);
-                _process.Metrics.Upgrade(HandoffTags.Refused);
+                _metrics.Upgrade(HandoffTags.Refused);
                 return null;
             }
 
             // FromSignal is set before anything can end the run: a successor that fails at once still gets READY=1.
-            var run = new UpgradeRun(process, trigger, _process.Time.GetTimestamp(), _process.LatestSession) { FromSignal = fromSignal };
+            var run = new UpgradeRun(process, trigger, _time.GetTimestamp(), _process.LatestSession) { FromSignal = fromSignal };
             _upgrade = run;
             _logger.UpgradeStarted(trigger, run.Pid, commandLine, _launcher.WorkingDirectory);
 
             // Measured on the process's clock from the launch: the README promises that an upgrade ends at the
             // process's HandoffTimeout, and a child that never greets would otherwise hold the slot for good.
-            run.Deadline = _process.Time.CreateTimer(_ => OnDeadline(run), null, _process.Options.HandoffTimeout, Timeout.InfiniteTimeSpan);
+            run.Deadline = _time.CreateTimer(_ => OnDeadline(run), null, _options.HandoffTimeout, Timeout.InfiniteTimeSpan);
             _ = BackgroundWork.Start("exit watch of the upgrade's successor", () => WatchExitAsync(run), _logger);
             return run;
         }
@@ -200,7 +210,7 @@ internal sealed class UpgradeRunner : IDisposable
         // handoff, which may come a moment after the exit is seen): that reason, not the bare exit, is the answer.
         if (_process.LatestSession?.SuccessorPid == run.Pid)
         {
-            await Task.WhenAny(run.Result.Task, Task.Delay(PredecessorLink.ReadTimeout, _process.Time, CancellationToken.None));
+            await Task.WhenAny(run.Result.Task, Task.Delay(PredecessorLink.ReadTimeout, _time, CancellationToken.None));
         }
 
         await FinishAsync(run, UpgradeOutcome.Failed, $"it exited with code {run.ExitCode} before its handoff ended");
@@ -215,7 +225,7 @@ internal sealed class UpgradeRunner : IDisposable
     /// </summary>
     private void OnDeadline(UpgradeRun run)
     {
-        var timeout = _process.Options.HandoffTimeout;
+        var timeout = _options.HandoffTimeout;
         string reason = $"the successor pid {run.Pid} did not greet within HandoffTimeout ({timeout}); stopped it";
         lock (run)
         {
@@ -243,7 +253,7 @@ internal sealed class UpgradeRunner : IDisposable
     /// <summary>Gives a stopped successor <see cref="StopGrace"/> to exit, then kills it and what it started.</summary>
     private async Task StopAsync(UpgradeRun run, string reason)
     {
-        using (var grace = new CancellationTokenSource(StopGrace, _process.Time))
+        using (var grace = new CancellationTokenSource(StopGrace, _time))
         {
             try
             {
@@ -299,7 +309,7 @@ internal sealed class UpgradeRunner : IDisposable
 
         if (outcome != UpgradeOutcome.Committed && !run.Process.HasExited)
         {
-            using var wait = new CancellationTokenSource(PredecessorLink.ReadTimeout, _process.Time);
+            using var wait = new CancellationTokenSource(PredecessorLink.ReadTimeout, _time);
             try
             {
                 await run.Process.WaitForExitAsync(wait.Token);
@@ -326,7 +336,7 @@ internal sealed class UpgradeRunner : IDisposable
             }
         }
 
-        _process.Metrics.Upgrade(outcome switch
+        _metrics.Upgrade(outcome switch
         {
             UpgradeOutcome.Committed => HandoffTags.Committed,
             UpgradeOutcome.Abandoned => HandoffTags.Abandoned,
@@ -342,7 +352,7 @@ internal sealed class UpgradeRunner : IDisposable
             _logger.UpgradeFailed(run.Pid, run.Trigger, outcome.ToString(), exitCode, reason);
             if (run.FromSignal)
             {
-                _process.NotifySocket.Ready($"Upgrade failed ({reason}); serving");
+                _notifySocket.Ready($"Upgrade failed ({reason}); serving");
             }
         }
 

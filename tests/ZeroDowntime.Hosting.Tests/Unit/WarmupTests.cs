@@ -91,7 +91,6 @@ public sealed class WarmupTests
         }
         finally
         {
-            ProcessExitHooks.PendingHandoff = null;
             Environment.ExitCode = exitCodeBefore;
         }
     }

@@ -110,7 +110,6 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         Gate.Dispose();
         await _services.DisposeAsync();
         Directory.Delete(_directory, recursive: true);
-        ProcessExitHooks.PendingHandoff = null;
         Environment.ExitCode = _exitCodeBefore; // a successor that gives up sets 77: never for the test host
     }
 }
