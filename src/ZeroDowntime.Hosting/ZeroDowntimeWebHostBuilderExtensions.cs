@@ -2,13 +2,15 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.Configuration;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
+using ZeroDowntime.Hosting.Logging;
 using ZeroDowntime.Hosting.Testing;
 
 namespace ZeroDowntime.Hosting;
@@ -70,9 +72,9 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton<ZeroDowntimeLifetime>();
             services.TryAddSingleton<IZeroDowntimeLifetime>(sp => sp.GetRequiredService<ZeroDowntimeLifetime>());
-            services.TryAddSingleton<ListenerRegistry>();
+            services.TryAddSingleton(sp => new ListenerRegistry(sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Listeners), sp.GetRequiredService<IOptions<ZeroDowntimeOptions>>()));
             services.TryAddSingleton<AcceptGate>();
-            services.TryAddSingleton<ConnectionTracker>();
+            services.TryAddSingleton(sp => new ConnectionTracker(sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Drain)));
             services.TryAddSingleton(sp => sp.GetRequiredService<ConnectionTracker>().LongLived);
 
             // SignalR connections become known to the drain (a hub filter; nothing happens in an app without SignalR).

@@ -14,8 +14,10 @@ namespace ZeroDowntime.Hosting.Diagnostics;
 /// </summary>
 internal sealed class StartupConfigurationNotice(
     IOptions<ZeroDowntimeOptions> options,
-    ILogger<HandoffCoordinator> logger) : IHostedLifecycleService
+    ILoggerFactory loggerFactory) : IHostedLifecycleService
 {
+    private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Startup);
+
     public Task StartingAsync(CancellationToken cancellationToken)
     {
         var value = options.Value;

@@ -27,15 +27,15 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
 {
     private readonly Lock _lock = new();
     private readonly List<(string Phase, double ElapsedMs)> _phases = [];
-    private readonly ILogger<StartupTimeline> _logger;
+    private readonly ILogger _logger;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ZeroDowntimeLifetime _handoffLifetime;
     private readonly double _created = ProcessClock.Age.TotalMilliseconds;
     private bool _summarized;
 
-    public StartupTimeline(ILogger<StartupTimeline> logger, IHostApplicationLifetime lifetime, ZeroDowntimeLifetime handoffLifetime)
+    public StartupTimeline(ILoggerFactory loggerFactory, IHostApplicationLifetime lifetime, ZeroDowntimeLifetime handoffLifetime)
     {
-        _logger = logger;
+        _logger = loggerFactory.CreateLogger(LogCategories.Startup);
         _lifetime = lifetime;
         _handoffLifetime = handoffLifetime;
     }

@@ -6,8 +6,10 @@ using ZeroDowntime.Hosting.Logging;
 namespace ZeroDowntime.Hosting.Diagnostics;
 
 /// <summary>Says once, off Linux, that handoffs do not happen here.</summary>
-internal sealed class UnsupportedPlatformNotice(ILogger<UnsupportedPlatformNotice> logger) : IHostedService
+internal sealed class UnsupportedPlatformNotice(ILoggerFactory loggerFactory) : IHostedService
 {
+    private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Startup);
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
         logger.NotSupportedOnPlatform(RuntimeInformation.OSDescription);

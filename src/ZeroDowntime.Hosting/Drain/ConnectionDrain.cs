@@ -12,6 +12,9 @@ namespace ZeroDowntime.Hosting.Drain;
 /// </summary>
 internal sealed class ConnectionDrain(ConnectionTracker tracker, ILogger logger, ZeroDowntimeMetrics metrics, TimeProvider time)
 {
+    /// <summary>The drain's log (its category), for the parts of a drain that run elsewhere.</summary>
+    public ILogger Logger => logger;
+
     /// <summary>The connections still open.</summary>
     public int Count => tracker.Count;
 

@@ -11,7 +11,7 @@ namespace ZeroDowntime.Hosting.Drain;
 /// The connections this process accepted and has not closed yet, so that the drain can tell when it is done,
 /// ask idle ones to close after the grace period, and abort stragglers at the deadline.
 /// </summary>
-internal sealed class ConnectionTracker(ILogger<ConnectionTracker> logger)
+internal sealed class ConnectionTracker(ILogger logger)
 {
     private readonly ConcurrentDictionary<string, ConnectionContext> _connections = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();

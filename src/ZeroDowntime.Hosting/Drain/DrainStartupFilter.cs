@@ -1,12 +1,13 @@
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Connections.Features;
 using Microsoft.AspNetCore.Hosting;
-using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using Microsoft.Net.Http.Headers;
 using ZeroDowntime.Hosting.Handoff;
+using ZeroDowntime.Hosting.Logging;
 
 namespace ZeroDowntime.Hosting.Drain;
 
@@ -18,8 +19,10 @@ namespace ZeroDowntime.Hosting.Drain;
 /// <see cref="ZeroDowntimeOptions.CloseLongLivedConnections"/> the same step makes WebSockets (through the HTTP/1.1 upgrade) and server-sent
 /// event streams known to the drain (<see cref="LongLivedConnections"/>).
 /// </summary>
-internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLivedConnections longLived, IOptions<ZeroDowntimeOptions> options, ILogger<ConnectionTracker> logger) : IStartupFilter
+internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLivedConnections longLived, IOptions<ZeroDowntimeOptions> options, ILoggerFactory loggerFactory) : IStartupFilter
 {
+    private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Drain);
+
     public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
     {
         bool closeLongLived = options.Value.CloseLongLivedConnections;

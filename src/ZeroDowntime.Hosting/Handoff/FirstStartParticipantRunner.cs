@@ -1,8 +1,9 @@
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Logging;
 
 namespace ZeroDowntime.Hosting.Handoff;
 
@@ -19,8 +20,10 @@ internal sealed class FirstStartParticipantRunner(
     IEnumerable<IHandoffParticipant> participants,
     IHostApplicationLifetime lifetime,
     IOptions<FirstStartParticipantRunner.Settings> settings,
-    ILogger<FirstStartParticipantRunner> logger) : IHostedService
+    ILoggerFactory loggerFactory) : IHostedService
 {
+    private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Handoff);
+
     private volatile Task _run = Task.CompletedTask;
     private CancellationTokenRegistration _started;
 

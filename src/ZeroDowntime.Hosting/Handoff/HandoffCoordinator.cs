@@ -31,6 +31,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly IHostApplicationLifetime _applicationLifetime;
     private readonly IEnumerable<IHandoffParticipant> _participants;
     private readonly ILogger _logger;
+    private readonly ILoggerFactory _loggerFactory;
     private readonly ZeroDowntimeMetrics _metrics;
     private readonly TimeProvider _time;
     private readonly NotifySocketClient _notifySocket;
@@ -55,7 +56,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         ZeroDowntimeLifetime lifetime,
         IHostApplicationLifetime applicationLifetime,
         IEnumerable<IHandoffParticipant> participants,
-        ILogger<HandoffCoordinator> logger,
+        ILoggerFactory loggerFactory,
         ZeroDowntimeMetrics metrics,
         TimeProvider? time = null,
         NotifySocketClient? notifySocket = null,
@@ -69,7 +70,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _lifetime = lifetime;
         _applicationLifetime = applicationLifetime;
         _participants = participants;
-        _logger = logger;
+        _loggerFactory = loggerFactory;
+        _logger = loggerFactory.CreateLogger(LogCategories.Handoff);
         _metrics = metrics;
         _time = time ?? TimeProvider.System;
         _notifySocket = notifySocket ?? new NotifySocketClient();
@@ -87,9 +89,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
         SocketPathGuard.EnsureSafe(path);
         var server = _server = new HandoffSocketServer(path, _logger, _time);
-        var fdStore = new ServiceManagerFdStore(_notifySocket.SocketPath, _logger, _time);
+        var fdStore = new ServiceManagerFdStore(_notifySocket.SocketPath, _loggerFactory.CreateLogger(LogCategories.Systemd), _time);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
-            new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _logger, _metrics, _time),
+            new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _loggerFactory.CreateLogger(LogCategories.Drain), _metrics, _time),
             server, _notifySocket, _metrics, _exitHooks, _logger, _time, fdStore);
         process.ServeConnectionsWith(HandleConnectionAsync);
 
@@ -102,7 +104,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 fdStore.Remove(key);
             }
         };
-        _upgrades = new UpgradeRunner(process, options, _notifySocket, _metrics, _logger, _time);
+        _upgrades = new UpgradeRunner(process, options, _notifySocket, _metrics, _loggerFactory.CreateLogger(LogCategories.Upgrade), _time);
         _upgrades.InstallSignals();
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).

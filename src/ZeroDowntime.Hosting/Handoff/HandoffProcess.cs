@@ -398,7 +398,7 @@ internal sealed class HandoffProcess : IDisposable
         var self = new DrainingGeneration(Environment.ProcessId, _metrics.Generation,
             (ProcessClock.StartedAt(Environment.ProcessId) ?? now).ToUnixTimeMilliseconds(), _drain.Count,
             (now + _options.DrainTimeout).ToUnixTimeMilliseconds());
-        await using var watch = new DrainingGenerationWatch(_options.SocketPath!, self, _options.MaxDrainingGenerations, () => _drain.Count, _logger, _time);
+        await using var watch = new DrainingGenerationWatch(_options.SocketPath!, self, _options.MaxDrainingGenerations, () => _drain.Count, _drain.Logger, _time);
         watch.Start();
         return await _drain.RunAsync(_options, successorLost, watch.EndNow);
     }

@@ -12,7 +12,7 @@ internal sealed class ZeroDowntimeLifetime : IZeroDowntimeLifetime, IDisposable
     private volatile bool _isDraining;
     private volatile bool _isShuttingDown;
 
-    public ZeroDowntimeLifetime(ILogger<ZeroDowntimeLifetime>? logger = null) => _logger = logger;
+    public ZeroDowntimeLifetime(ILoggerFactory? loggerFactory = null) => _logger = loggerFactory?.CreateLogger(LogCategories.Handoff);
 
     public bool HasHandedOver => _hasHandedOver;
 

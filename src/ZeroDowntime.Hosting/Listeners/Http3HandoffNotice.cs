@@ -12,7 +12,7 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// at start that it is not handed over: a QUIC listener is a UDP socket owned by msquic, whose connection state
 /// lives in the process and cannot be passed on. It binds as before; each version binds its own.
 /// </summary>
-internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory inner, ILogger<Http3HandoffNotice> logger)
+internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory inner, ILogger logger)
     : IMultiplexedConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     public bool CanBind(EndPoint endpoint) => inner is not IConnectionListenerFactorySelector selector || selector.CanBind(endpoint);
@@ -36,7 +36,7 @@ internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory i
 
             services[i] = ServiceDescriptor.Describe(
                 typeof(IMultiplexedConnectionListenerFactory),
-                sp => new Http3HandoffNotice(CreateInner(sp, descriptor), sp.GetRequiredService<ILogger<Http3HandoffNotice>>()),
+                sp => new Http3HandoffNotice(CreateInner(sp, descriptor), sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Listeners)),
                 descriptor.Lifetime);
         }
     }

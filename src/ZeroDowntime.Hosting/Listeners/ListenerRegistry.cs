@@ -17,7 +17,7 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// abortively, setting linger 0 on the socket it shares with another process or even shutting it down, and
 /// unlinks its Unix socket path. Kestrel only ever sees non-owning wrappers.
 /// </summary>
-internal sealed class ListenerRegistry(ILogger<ListenerRegistry> logger, IOptions<ZeroDowntimeOptions> options)
+internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOptions> options)
 {
     // SOL_SOCKET/SO_REUSEPORT on Linux (asm-generic/socket.h). Read raw: .NET's ReuseAddress option maps to both
     // SO_REUSEADDR and SO_REUSEPORT when set, but reads back only SO_REUSEADDR.

@@ -36,12 +36,12 @@ internal static class FaultInjection
 }
 
 /// <summary>The participant of the <c>in-release</c> step: its release hangs until SIGCONT, as a slow log flush would.</summary>
-internal sealed class FaultInjectionParticipant(ILogger<FaultInjectionParticipant> logger) : IHandoffParticipant
+internal sealed class FaultInjectionParticipant(ILoggerFactory loggerFactory) : IHandoffParticipant
 {
     public Task AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken) => Task.CompletedTask;
 
     public Task ReleaseAsync(CancellationToken cancellationToken) =>
-        FaultInjection.PauseIfRequestedAsync("in-release", logger, cancellationToken);
+        FaultInjection.PauseIfRequestedAsync("in-release", loggerFactory.CreateLogger(LogCategories.Handoff), cancellationToken);
 
     public Task AbandonAsync(string reason, CancellationToken cancellationToken) => Task.CompletedTask;
 }

@@ -16,7 +16,6 @@ namespace ZeroDowntime.Hosting.Warmup;
 /// </summary>
 internal sealed class TakeoverPreparation
 {
-    private const string LoggerCategory = "ZeroDowntime.Hosting.Warmup";
 
     private readonly ZeroDowntimeOptions _options;
     private readonly WarmupRunner? _warmup;
@@ -40,7 +39,7 @@ internal sealed class TakeoverPreparation
     internal static TakeoverPreparation Create(IServiceProvider services)
     {
         var options = services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value;
-        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(LoggerCategory);
+        var logger = services.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Warmup);
         var healthChecks = services.GetService<HealthCheckService>();
         int tagged = services.GetService<IOptions<HealthCheckServiceOptions>>()?.Value.Registrations
             .Count(r => r.Tags.Contains(ZeroDowntimeHealthChecksBuilderExtensions.ReadyForHandoffTag)) ?? 0;

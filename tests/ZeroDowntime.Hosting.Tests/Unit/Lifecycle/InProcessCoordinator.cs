@@ -39,7 +39,7 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         var registry = Registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
         Gate = new AcceptGate();
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
-            Lifetime, Application, participants ?? [], Logger, new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
+            Lifetime, Application, participants ?? [], new RecordingLoggerFactory(Logger), new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
             new NotifySocketClient(notifySocketPath), preparation?.Invoke(this));
     }
 
