@@ -49,9 +49,9 @@ internal sealed class PredecessorProbe(
             {
                 channel = await HandoffChannel.ConnectAsync(path, PredecessorLink.ReadTimeout, time, cancellationToken);
             }
-            catch (HandoffChannelException ex) when (ex.Error is HandoffChannelError.NoServer or HandoffChannelError.Refused)
+            catch (HandoffChannelException ex) when (ex.Error is HandoffChannelError.NoServer or HandoffChannelError.ConnectionRefused)
             {
-                if (ex.Error == HandoffChannelError.Refused)
+                if (ex.Error == HandoffChannelError.ConnectionRefused)
                 {
                     _logger.StaleSocket(path);
                 }

@@ -28,8 +28,8 @@ internal static class InheritedEndpointCheck
         }
 
         var origin = options.Origin ?? ConfigurationOrigin.Unknown;
-        string handed = string.Join(", ", inherited.Select(l => l.Key));
-        var own = listeners.Where(l => !l.Inherited && l.HeldByKestrel).Select(l => l.Key).ToArray();
+        string handed = string.Join(", ", inherited.Select(l => l.WireKey));
+        var own = listeners.Where(l => !l.Inherited && l.HeldByKestrel).Select(l => l.WireKey).ToArray();
         string configured = own.Length == 0 ? "no endpoint at all" : string.Join(", ", own);
         if (options.AllowReplacingAllEndpoints)
         {

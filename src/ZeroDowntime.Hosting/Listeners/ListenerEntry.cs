@@ -44,7 +44,7 @@ internal sealed class ListenerEntry
 {
     internal ListenerEntry(ListenerKey identity, int fd, bool inherited, string description, ListenerState state, UnixFileIdentity? unixFile = null)
     {
-        Identity = identity;
+        Key = identity;
         Fd = fd;
         Inherited = inherited;
         Description = description;
@@ -53,10 +53,10 @@ internal sealed class ListenerEntry
     }
 
     /// <summary>The endpoint this listener serves, as configured.</summary>
-    public ListenerKey Identity { get; }
+    public ListenerKey Key { get; }
 
-    /// <summary>The wire form of <see cref="Identity"/>, as <see cref="ListenerDescriptor.Key"/> carries it.</summary>
-    public string Key => Identity.ToString();
+    /// <summary>The wire form of <see cref="Key"/>, as <see cref="ListenerDescriptor.Key"/> carries it.</summary>
+    public string WireKey => Key.ToString();
 
     /// <summary>The descriptor while <see cref="HasDescriptor"/>, else -1.</summary>
     public int Fd { get; private set; }
@@ -97,7 +97,7 @@ internal sealed class ListenerEntry
     public bool HeldByKestrel => State is ListenerState.Serving or ListenerState.Refusing;
 
     /// <summary>What the Welcome and Status frames say about this listener.</summary>
-    public ListenerDescriptor Describe() => new(Key, Description);
+    public ListenerDescriptor Describe() => new(WireKey, Description);
 
     /// <summary>
     /// Puts the fresh listening socket <paramref name="freshFd"/> behind this entry's descriptor number (<c>dup3</c>,

@@ -58,7 +58,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
         {
             foreach (var listener in listeners)
             {
-                if (_entries.Any(e => e.Identity == listener.Key))
+                if (_entries.Any(e => e.Key == listener.Key))
                 {
                     Libc.close(listener.Fd);
                     continue;
@@ -85,7 +85,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
                 entry.MoveTo(ListenerState.Unused);
             }
 
-            return dropped.Select(e => e.Identity).ToArray();
+            return dropped.Select(e => e.Key).ToArray();
         }
     }
 
@@ -108,24 +108,24 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
         {
             // The same TCP endpoint twice (two "127.0.0.1:0") is told apart by its order of binding. A Unix path
             // cannot be bound twice: its second bind fails below and says so.
-            for (int n = 2; key.Transport == ListenerTransport.Tcp && _entries.Any(e => e.Identity == key && e.HeldByKestrel); n++)
+            for (int n = 2; key.Transport == ListenerTransport.Tcp && _entries.Any(e => e.Key == key && e.HeldByKestrel); n++)
             {
                 key = key.WithOccurrence(n);
             }
 
-            var inherited = _entries.FirstOrDefault(e => e.Identity == key && e.State == ListenerState.Waiting);
+            var inherited = _entries.FirstOrDefault(e => e.Key == key && e.State == ListenerState.Waiting);
             if (inherited is not null)
             {
                 inherited.MoveTo(ListenerState.Serving);
                 inherited.Binding = (LocalEndPoint(inherited.Fd) ?? endPoint, transport);
-                logger.ListenerInherited(inherited.Key, inherited.Description, inherited.Fd);
+                logger.ListenerInherited(inherited.WireKey, inherited.Description, inherited.Fd);
                 return inherited;
             }
 
             var (fd, bound, file) = BindFresh(endPoint, key, transport);
             var entry = new ListenerEntry(key, fd, inherited: false, ListenerKey.Describe(bound), ListenerState.Serving, file) { Binding = (bound, transport) };
             _entries.Add(entry);
-            logger.ListenerBound(entry.Key, entry.Description);
+            logger.ListenerBound(entry.WireKey, entry.Description);
             return entry;
         }
     }
@@ -149,7 +149,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
 
         if (released)
         {
-            ListenerReleased?.Invoke(entry.Identity);
+            ListenerReleased?.Invoke(entry.Key);
         }
     }
 
@@ -260,7 +260,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
             foreach (var entry in _entries.Where(e => e.State == ListenerState.Waiting))
             {
                 entry.MoveTo(ListenerState.Dropped);
-                logger.InheritedListenerUnused(entry.Key, entry.Description);
+                logger.InheritedListenerUnused(entry.WireKey, entry.Description);
             }
         }
     }
@@ -279,10 +279,10 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
             {
                 Libc.shutdown(entry.Fd, Libc.SHUT_RDWR);
                 entry.MoveTo(ListenerState.Unused);
-                logger.DroppedListenerShutDown(entry.Key, entry.Description);
+                logger.DroppedListenerShutDown(entry.WireKey, entry.Description);
             }
 
-            return dropped.Select(e => e.Identity).ToArray();
+            return dropped.Select(e => e.Key).ToArray();
         }
     }
 
@@ -302,17 +302,17 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
                 var (endPoint, transport) = entry.Binding!.Value;
                 try
                 {
-                    var (fd, _, file) = BindFresh(endPoint, entry.Identity, transport);
+                    var (fd, _, file) = BindFresh(endPoint, entry.Key, transport);
                     if (entry.Replace(fd))
                     {
                         entry.UnixFile = file; // the file bound now is this process's to remove at the end
                         revived++;
-                        logger.ListenerRevived(entry.Key, entry.Description);
+                        logger.ListenerRevived(entry.WireKey, entry.Description);
                     }
                 }
                 catch (Exception ex) when (ex is IOException or SocketException or InvalidOperationException)
                 {
-                    logger.ListenerReviveFailed(entry.Key, ex);
+                    logger.ListenerReviveFailed(entry.WireKey, ex);
                 }
             }
         }
@@ -454,7 +454,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
         if (socket.GetRawSocketOption(SolSocket, SoReusePort, value) == sizeof(int) && BitConverter.ToInt32(value) != 0)
         {
             string detail = $"Cannot listen on {key}: SocketTransportOptions.CreateBoundListenSocket set SO_REUSEPORT (ReuseAddress on Linux) on it. With UseZeroDowntime the next version takes this very socket over, and SO_REUSEPORT would instead let a copy that missed the handoff socket bind beside this one (and reset the connections queued on whichever closes first). Remove the option, or set ZeroDowntime:Enabled=false to run without handoffs.";
-            logger.ReusePortRefused(detail);
+            logger.ReusePortRefused(key.ToString());
 
             // An IOException, as Kestrel's own bind failures are: Kestrel's "localhost" binding swallows anything else
             // from one of its two addresses and would serve on the other. The exit hook finds the code inside.
@@ -470,7 +470,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
         string detail = _predecessorPid is { } pid
             ? $"Cannot listen on {key}: the address is in use by another process, and the predecessor (pid {pid}, at {socketPath}) did not hand it over. Free it, or remove the endpoint from the configuration."
             : $"Cannot listen on {key}: the address is in use by another process, and no predecessor answers at {socketPath}. A copy of this app may run without handoffs (no UseZeroDowntime, ZeroDowntime:Enabled=false, or another ZeroDowntime:SocketPath), or another program holds the port: stop it, or give both the same SocketPath.";
-        logger.AddressInUse(detail);
+        logger.AddressInUse(key.ToString(), _predecessorPid ?? 0, socketPath);
         return new AddressInUseException(detail, new ZeroDowntimeStartupException(ZeroDowntimeExitCodes.AddressInUse, detail, ex));
     }
 
@@ -514,7 +514,7 @@ internal sealed class ListenerRegistry(ILogger logger, IOptions<ZeroDowntimeOpti
     /// </summary>
     private void TryDeleteUnixFile(ListenerEntry entry)
     {
-        if (entry.Identity.UnixPath is not { } path || entry.UnixFile is not { } file)
+        if (entry.Key.UnixPath is not { } path || entry.UnixFile is not { } file)
         {
             return;
         }

@@ -56,8 +56,8 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(15, LogLevel.Information, "Replaced stale Unix socket file {Path} of a dead process", EventName = "StaleUnixEndpointReplaced")]
     public static partial void StaleUnixEndpointReplaced(this ILogger logger, string path);
 
-    [LoggerMessage(19, LogLevel.Critical, "{Detail}", EventName = "ReusePortRefused")]
-    public static partial void ReusePortRefused(this ILogger logger, string detail);
+    [LoggerMessage(19, LogLevel.Critical, "Cannot listen on {Endpoint}: SocketTransportOptions.CreateBoundListenSocket set SO_REUSEPORT (ReuseAddress on Linux) on it. With UseZeroDowntime the next version takes this very socket over, and SO_REUSEPORT would instead let a copy that missed the handoff socket bind beside this one. Remove the option, or set ZeroDowntime:Enabled=false to run without handoffs", EventName = "ReusePortRefused")]
+    public static partial void ReusePortRefused(this ILogger logger, string endpoint);
 
     [LoggerMessage(17, LogLevel.Information, "Start-up phase {Phase} {ElapsedMs:0.0} ms after process start ({SincePreviousMs:0.0} ms after {PreviousPhase})", EventName = "StartupPhase")]
     public static partial void StartupPhase(this ILogger logger, string phase, double elapsedMs, double sincePreviousMs, string previousPhase);
@@ -158,8 +158,8 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(71, LogLevel.Warning, "Received SIGHUP: ignored, this process keeps serving (start the next version to upgrade)", EventName = "HangupIgnored")]
     public static partial void HangupIgnored(this ILogger logger);
 
-    [LoggerMessage(72, LogLevel.Critical, "{Detail}", EventName = "AddressInUse")]
-    public static partial void AddressInUse(this ILogger logger, string detail);
+    [LoggerMessage(72, LogLevel.Critical, "Cannot listen on {Endpoint}: the address is in use by another process that did not hand it over (the predecessor: pid {PredecessorPid}, 0 when none answered at {SocketPath}). A copy of this app may run without handoffs (no UseZeroDowntime, ZeroDowntime:Enabled=false, or another ZeroDowntime:SocketPath), or another program holds the port: free it, or remove the endpoint from the configuration", EventName = "AddressInUse")]
+    public static partial void AddressInUse(this ILogger logger, string endpoint, int predecessorPid, string socketPath);
 
     [LoggerMessage(73, LogLevel.Error, "An application callback on IZeroDowntimeLifetime.Draining threw; the drain goes on", EventName = "DrainingCallbackFailed")]
     public static partial void DrainingCallbackFailed(this ILogger logger, Exception exception);

@@ -53,7 +53,7 @@ internal sealed class HandoffChannel : IDisposable
 
     /// <summary>
     /// Connects to the handoff socket at <paramref name="path"/> within <paramref name="timeout"/>. No socket file is
-    /// <see cref="HandoffChannelError.NoServer"/>, a file nobody listens on is <see cref="HandoffChannelError.Refused"/>.
+    /// <see cref="HandoffChannelError.NoServer"/>, a file nobody listens on is <see cref="HandoffChannelError.ConnectionRefused"/>.
     /// </summary>
     public static async Task<HandoffChannel> ConnectAsync(string path, TimeSpan timeout, TimeProvider time, CancellationToken cancellationToken)
     {
@@ -75,7 +75,7 @@ internal sealed class HandoffChannel : IDisposable
                     $"The process serving {path} did not accept the connection within {timeout.TotalSeconds:0.###} s.", ex),
                 SocketException { SocketErrorCode: SocketError.AddressNotAvailable } => new HandoffChannelException(HandoffChannelError.NoServer,
                     $"Nobody serves {path} (no such socket).", ex),
-                SocketException { SocketErrorCode: SocketError.ConnectionRefused } => new HandoffChannelException(HandoffChannelError.Refused,
+                SocketException { SocketErrorCode: SocketError.ConnectionRefused } => new HandoffChannelException(HandoffChannelError.ConnectionRefused,
                     $"Nobody serves {path} (a stale socket file: the process that created it is gone).", ex),
                 SocketException or InvalidOperationException => new HandoffChannelException(HandoffChannelError.Closed,
                     $"Cannot connect to {path}: {ex.Message}", ex),

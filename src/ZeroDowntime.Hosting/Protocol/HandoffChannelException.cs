@@ -11,7 +11,7 @@ internal enum HandoffChannelError
     /// The peer refused the connection (<c>ECONNREFUSED</c>): a socket file is there but nobody listens on it, the
     /// trace of a process that is gone.
     /// </summary>
-    Refused,
+    ConnectionRefused,
 
     /// <summary>The peer closed the connection (end of stream, reset, broken pipe), or this end was disposed.</summary>
     Closed,

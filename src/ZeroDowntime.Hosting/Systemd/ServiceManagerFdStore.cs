@@ -50,21 +50,21 @@ internal sealed class ServiceManagerFdStore(string? notifySocket, string? storeL
             {
                 lock (_lock)
                 {
-                    if (_stored.Contains(listener.Identity))
+                    if (_stored.Contains(listener.Key))
                     {
                         continue;
                     }
                 }
 
-                string name = ListenerFdName.Encode(listener.Identity);
+                string name = ListenerFdName.Encode(listener.Key);
                 if (Send($"FDSTORE=1\nFDNAME={name}", listener.Fd))
                 {
                     lock (_lock)
                     {
-                        _stored.Add(listener.Identity);
+                        _stored.Add(listener.Key);
                     }
 
-                    logger.ListenerStored(listener.Key, name, listener.Fd);
+                    logger.ListenerStored(listener.WireKey, name, listener.Fd);
                 }
             }
         });

@@ -19,7 +19,10 @@ internal sealed class RecordingLogger<T> : ILogger<T>
 
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
     {
-        var entry = new LogEntry(logLevel, eventId, formatter(state, exception), exception);
+        var fields = state is IEnumerable<KeyValuePair<string, object?>> pairs
+            ? pairs.Where(p => p.Key != "{OriginalFormat}").ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal)
+            : new Dictionary<string, object?>(StringComparer.Ordinal);
+        var entry = new LogEntry(logLevel, eventId, formatter(state, exception), exception, fields);
         lock (_lock)
         {
             _entries.Enqueue(entry);

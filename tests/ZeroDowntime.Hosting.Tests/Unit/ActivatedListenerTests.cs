@@ -27,7 +27,7 @@ public sealed class ActivatedListenerTests
 
         var entry = registry.Acquire(endPoint, Key(endPoint), Transport());
 
-        Assert.Equal($"tcp:127.0.0.1:{port}", entry.Key);
+        Assert.Equal($"tcp:127.0.0.1:{port}", entry.WireKey);
         Assert.Equal(fd, entry.Fd);
         Assert.Equal(ListenerState.Serving, entry.State);
         registry.CloseAll(removeUnixFiles: false);

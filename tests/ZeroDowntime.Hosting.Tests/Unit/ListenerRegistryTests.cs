@@ -114,6 +114,7 @@ public sealed class ListenerRegistryTests : IDisposable
         Assert.Contains("SO_REUSEPORT", ex.Message, StringComparison.Ordinal);
         var logged = Assert.Single(logger.Named("ReusePortRefused"));
         Assert.Equal(19, logged.EventId.Id);
+        Assert.Equal("tcp:127.0.0.1:0", logged.Fields["Endpoint"]); // a structured field, not a preformatted text
         Assert.Empty(registry.ActiveListeners());
 
         // The refused socket was closed: the port binds again without any reuse option.
@@ -135,7 +136,10 @@ public sealed class ListenerRegistryTests : IDisposable
         Assert.Equal(ZeroDowntimeExitCodes.AddressInUse, ProcessExitHooks.ExitCodeFor(ex));
         Assert.Contains($"tcp:127.0.0.1:{taken.Port}", ex.Message, StringComparison.Ordinal);
         Assert.Contains("/tmp/h.sock", ex.Message, StringComparison.Ordinal);
-        Assert.Single(logger.Named("AddressInUse"));
+        var logged = Assert.Single(logger.Named("AddressInUse"));
+        Assert.Equal($"tcp:127.0.0.1:{taken.Port}", logged.Fields["Endpoint"]);
+        Assert.Equal(0, logged.Fields["PredecessorPid"]);
+        Assert.Equal("/tmp/h.sock", logged.Fields["SocketPath"]);
     }
 
     [Fact]
@@ -186,12 +190,12 @@ public sealed class ListenerRegistryTests : IDisposable
         var first = registry.Acquire(Loopback0, Key(Loopback0), Transport());
         var second = registry.Acquire(Loopback0, Key(Loopback0), Transport());
 
-        Assert.Equal("tcp:127.0.0.1:0", first.Key);
-        Assert.Equal("tcp:127.0.0.1:0#2", second.Key);
-        Assert.Equal(2, second.Identity.Occurrence);
+        Assert.Equal("tcp:127.0.0.1:0", first.WireKey);
+        Assert.Equal("tcp:127.0.0.1:0#2", second.WireKey);
+        Assert.Equal(2, second.Key.Occurrence);
         Assert.NotEqual(Port(first), Port(second));
         registry.Release(first);
-        Assert.Equal("tcp:127.0.0.1:0", registry.Acquire(Loopback0, Key(Loopback0), Transport()).Key); // free again
+        Assert.Equal("tcp:127.0.0.1:0", registry.Acquire(Loopback0, Key(Loopback0), Transport()).WireKey); // free again
         registry.CloseAll(removeUnixFiles: false);
     }
 

@@ -82,7 +82,7 @@ public sealed class InheritedEndpointCheckTests : IDisposable
 
         Assert.IsType<ReadyMessage>(await channel.ReadAsync(Bound, CancellationToken.None));
         Assert.Empty(process.Logger.Named("NoEndpointKept"));
-        Assert.Equal(ListenerState.Dropped, process.Registry.Snapshot().Single(l => l.Key == Keys[1]).State); // until the commit
+        Assert.Equal(ListenerState.Dropped, process.Registry.Snapshot().Single(l => l.WireKey == Keys[1]).State); // until the commit
     }
 
     [Fact]

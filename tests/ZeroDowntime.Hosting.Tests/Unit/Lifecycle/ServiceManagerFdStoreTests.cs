@@ -33,7 +33,7 @@ public sealed class ServiceManagerFdStoreTests : IDisposable
 
         store.Store(registry);
         store.Store(registry); // stored already: nothing more is sent
-        store.Remove(entry.Identity);
+        store.Remove(entry.Key);
 
         var (text, fds) = ReceiveOne();
         Assert.Equal("FDSTORE=1\nFDNAME=tcp%3A127.0.0.1%3A0", text);
