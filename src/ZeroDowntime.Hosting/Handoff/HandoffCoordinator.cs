@@ -47,6 +47,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private HandoffSocketServer? _server;
     private PredecessorLink? _successor;
     private UpgradeRunner? _upgrades;
+    private ControlRequests? _control;
 
     public HandoffCoordinator(
         IOptions<ZeroDowntimeOptions> options,
@@ -106,6 +107,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         };
         _upgrades = new UpgradeRunner(process, options, _notifySocket, _metrics, _loggerFactory.CreateLogger(LogCategories.Upgrade), _time);
         _upgrades.InstallSignals();
+        _control = new ControlRequests(process, _upgrades, _registry, options, _metrics, () => _successor);
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
         _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
@@ -293,11 +295,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
             switch (greeting)
             {
-                case StatusRequestMessage:
-                    channel.TrySend(Status(process));
-                    break;
-                case UpgradeRequestMessage:
-                    await _upgrades!.AnswerRequestAsync(channel, pid);
+                case StatusRequestMessage or UpgradeRequestMessage:
+                    await _control!.AnswerAsync(channel, greeting, pid);
                     break;
                 case HelloMessage hello:
                     try
@@ -316,23 +315,5 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                     break;
             }
         }
-    }
-
-    /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
-    private StatusMessage Status(HandoffProcess process)
-    {
-        var role = process.Role;
-        var state = role switch
-        {
-            ProcessRole.HandedOver => ServingState.Draining,
-            ProcessRole.ShuttingDown => ServingState.ShuttingDown,
-            ProcessRole.HandingOver => ServingState.HandingOver,
-            _ => ServingState.Serving,
-        };
-        var listeners = _registry.DescribeActive();
-        return new StatusMessage(Environment.ProcessId, _optionsAccessor.Value.ApplicationId!, _metrics.Generation, process.FirstStartUnixMilliseconds,
-            process.ServingSinceUnixMilliseconds, state, listeners,
-            _successor is { IsWatchingPredecessor: true } successor ? successor.PredecessorPid : 0,
-            state == ServingState.HandingOver ? process.LatestSession?.SuccessorPid ?? 0 : 0);
     }
 }
