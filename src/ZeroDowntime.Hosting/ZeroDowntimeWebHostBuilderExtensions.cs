@@ -41,7 +41,7 @@ public static class ZeroDowntimeWebHostBuilderExtensions
         ArgumentNullException.ThrowIfNull(builder);
         ArgumentNullException.ThrowIfNull(configure);
 
-        builder.ConfigureServices((context, services) =>
+        builder.ConfigureServices(services =>
         {
             services.AddOptions<ZeroDowntimeOptions>().ValidateOnStart();
             services.AddSingleton<IConfigureOptions<ZeroDowntimeOptions>, ZeroDowntimeOptionsBinder>();
@@ -58,16 +58,13 @@ public static class ZeroDowntimeWebHostBuilderExtensions
                 return;
             }
 
-            if (!IsEnabled(context.Configuration, configure))
-            {
-                services.TryAddSingleton<IZeroDowntimeLifetime, ZeroDowntimeLifetime>();
-                FirstStartParticipantRunner.Register(services);
-                return;
-            }
-
-            // The coordinator tells the participants when this process owns their resources; a runner that another
-            // package registered (for apps without UseZeroDowntime) stands aside.
-            FirstStartParticipantRunner.CoordinatorCallsParticipants(services);
+            // Everything is registered, and each part decides once from the bound options (Enabled, as every other key)
+            // when the host starts: with Enabled=false the listener factory binds nothing (Kestrel's own transport
+            // does), the coordinator, the filters, the notices and the timeline stand aside, and the first-start runner
+            // tells the participants that they own their resources. So the configure callback runs once, in the
+            // options pipeline, and a configuration source added after this call counts like any other.
+            FirstStartParticipantRunner.Register(services);
+            FirstStartParticipantRunner.CoordinatorCallsParticipantsWhenEnabled(services);
 
             services.TryAddSingleton(TimeProvider.System);
             services.TryAddSingleton<ZeroDowntimeLifetime>();
@@ -113,18 +110,5 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             StartupTimeline.Register(services);
         });
         return builder;
-    }
-
-    /// <summary>
-    /// Whether to register the handoff, decided now (what is registered depends on it), from the configuration as it is
-    /// at this call. A value that cannot be parsed counts as the default (true), so that the validator reports it at
-    /// start with every other problem instead of this call throwing.
-    /// </summary>
-    private static bool IsEnabled(IConfiguration configuration, Action<ZeroDowntimeOptions> configure)
-    {
-        var probe = new ZeroDowntimeOptions();
-        ZeroDowntimeOptionsBinder.Bind(configuration, probe);
-        configure(probe);
-        return probe.Enabled;
     }
 }

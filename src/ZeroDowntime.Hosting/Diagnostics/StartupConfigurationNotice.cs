@@ -21,12 +21,10 @@ internal sealed class StartupConfigurationNotice(
     public Task StartingAsync(CancellationToken cancellationToken)
     {
         var value = options.Value;
-        var origin = value.Origin ?? ConfigurationOrigin.Unknown;
-        logger.StartupConfiguration(origin.ContentRoot, origin.EnvironmentName, origin.FilesText);
-        if (!value.Enabled)
+        if (value.Enabled)
         {
-            // Registered only when UseZeroDowntime() found Enabled true: the false came from a source added later.
-            logger.EnabledReadTooLate();
+            var origin = value.Origin ?? ConfigurationOrigin.Unknown;
+            logger.StartupConfiguration(origin.ContentRoot, origin.EnvironmentName, origin.FilesText);
         }
 
         return Task.CompletedTask;

@@ -1,9 +1,10 @@
 using System.Globalization;
 using System.Text;
-using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Logging;
 
@@ -30,14 +31,16 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
     private readonly ILogger _logger;
     private readonly IHostApplicationLifetime _lifetime;
     private readonly ZeroDowntimeLifetime _handoffLifetime;
+    private readonly IOptions<ZeroDowntimeOptions> _options;
     private readonly double _created = ProcessClock.Age.TotalMilliseconds;
     private bool _summarized;
 
-    public StartupTimeline(ILoggerFactory loggerFactory, IHostApplicationLifetime lifetime, ZeroDowntimeLifetime handoffLifetime)
+    public StartupTimeline(ILoggerFactory loggerFactory, IHostApplicationLifetime lifetime, ZeroDowntimeLifetime handoffLifetime, IOptions<ZeroDowntimeOptions> options)
     {
         _logger = loggerFactory.CreateLogger(LogCategories.Startup);
         _lifetime = lifetime;
         _handoffLifetime = handoffLifetime;
+        _options = options; // with Enabled=false there is no handoff's start-up to time
     }
 
     /// <summary>Adds the timeline: call after the coordinator's registration.</summary>
@@ -51,6 +54,11 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
     /// <summary>Records that a phase was reached (now, unless given) and logs it.</summary>
     public void Reached(string phase, double? elapsedMs = null)
     {
+        if (!_options.Value.Enabled)
+        {
+            return;
+        }
+
         double now = elapsedMs ?? ProcessClock.Age.TotalMilliseconds;
         double previous;
         string previousPhase;
@@ -89,6 +97,11 @@ internal sealed class StartupTimeline : IHostedLifecycleService, IHandoffPartici
 
     Task IHandoffParticipant.AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken)
     {
+        if (!_options.Value.Enabled)
+        {
+            return Task.CompletedTask;
+        }
+
         Reached("Acquired");
         string? summary = null;
         lock (_lock)

@@ -23,7 +23,7 @@ internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLive
 {
     private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Drain);
 
-    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => !options.Value.Enabled ? next : app =>
     {
         bool closeLongLived = options.Value.CloseLongLivedConnections;
         app.Use((context, nextMiddleware) =>

@@ -12,8 +12,8 @@ namespace ZeroDowntime.Hosting.Handoff;
 /// (<see cref="HandoffAcquireReason.FirstStart"/>) when no handoff runs: <c>ZeroDowntime:Enabled=false</c>, off
 /// Linux, or without <c>UseZeroDowntime()</c> at all. A participant must hear that it owns its resources in every
 /// case (the NLog package holds log lines until then), and only the core knows whether handoffs run, so the core
-/// decides: its handoff path marks the service collection (<see cref="CoordinatorCallsParticipants"/>) and this
-/// runner then stands aside, since the coordinator makes these calls itself at the right moment (never before a
+/// decides: <c>UseZeroDowntime</c> marks the service collection (<see cref="CoordinatorCallsParticipantsWhenEnabled"/>)
+/// and this runner then stands aside when <c>Enabled</c> is true, since the coordinator makes these calls itself at the right moment (never before a
 /// successor's predecessor has released). Each call is bounded and its failure logged, as the coordinator does.
 /// </summary>
 internal sealed class FirstStartParticipantRunner(
@@ -38,9 +38,12 @@ internal sealed class FirstStartParticipantRunner(
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, FirstStartParticipantRunner>());
     }
 
-    /// <summary>Says that the handoff coordinator runs and calls the participants: the runner, if registered, stays idle.</summary>
-    public static void CoordinatorCallsParticipants(IServiceCollection services) =>
-        services.Configure<Settings>(static s => s.CoordinatorCalls = true);
+    /// <summary>
+    /// Says that the handoff coordinator is registered and, when the bound <see cref="ZeroDowntimeOptions.Enabled"/> is
+    /// true, calls the participants itself: the runner then stays idle.
+    /// </summary>
+    public static void CoordinatorCallsParticipantsWhenEnabled(IServiceCollection services) =>
+        services.AddOptions<Settings>().Configure<IOptions<ZeroDowntimeOptions>>(static (s, options) => s.CoordinatorCalls = options.Value.Enabled);
 
     public Task StartAsync(CancellationToken cancellationToken)
     {

@@ -86,6 +86,11 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     public async Task StartingAsync(CancellationToken cancellationToken)
     {
         var options = _optionsAccessor.Value;
+        if (!options.Enabled)
+        {
+            return; // plain Kestrel: no handoff socket, no signals, no drain (the first-start runner tells the participants)
+        }
+
         string path = options.SocketPath!;
         _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
         SocketPathGuard.EnsureSafe(path);

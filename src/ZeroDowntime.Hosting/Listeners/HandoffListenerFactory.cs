@@ -19,6 +19,7 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
     private readonly ConnectionTracker _tracker;
     private readonly SocketTransportOptions _transportOptions;
     private readonly SocketConnectionContextFactory _contextFactory;
+    private readonly IOptions<ZeroDowntimeOptions>? _handoffOptions;
     private readonly Lock _lock = new();
     private readonly List<HandoffConnectionListener> _bound = [];
     private int _disposed;
@@ -28,8 +29,10 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
         AcceptGate gate,
         ConnectionTracker tracker,
         IOptions<SocketTransportOptions> transportOptions,
-        ILoggerFactory loggerFactory)
+        ILoggerFactory loggerFactory,
+        IOptions<ZeroDowntimeOptions>? handoffOptions = null)
     {
+        _handoffOptions = handoffOptions; // read when Kestrel binds, after the options were validated at start
         _registry = registry;
         _gate = gate;
         _tracker = tracker;
@@ -45,7 +48,8 @@ internal sealed class HandoffListenerFactory : IConnectionListenerFactory, IConn
         _contextFactory = new SocketConnectionContextFactory(options, loggerFactory.CreateLogger("Microsoft.AspNetCore.Server.Kestrel.Transport.Sockets"));
     }
 
-    public bool CanBind(EndPoint endpoint) => ListenerKey.For(endpoint) is not null;
+    /// <summary>With <c>Enabled=false</c> nothing: Kestrel binds every endpoint with its own transport, as without the library.</summary>
+    public bool CanBind(EndPoint endpoint) => (_handoffOptions?.Value.Enabled ?? true) && ListenerKey.For(endpoint) is not null;
 
     public ValueTask<IConnectionListener> BindAsync(EndPoint endpoint, CancellationToken cancellationToken = default)
     {

@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using ZeroDowntime.Hosting.Logging;
 
 namespace ZeroDowntime.Hosting.Listeners;
@@ -12,14 +13,18 @@ namespace ZeroDowntime.Hosting.Listeners;
 /// at start that it is not handed over: a QUIC listener is a UDP socket owned by msquic, whose connection state
 /// lives in the process and cannot be passed on. It binds as before; each version binds its own.
 /// </summary>
-internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory inner, ILogger logger)
+internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory inner, ILogger logger, IOptions<ZeroDowntimeOptions>? options = null)
     : IMultiplexedConnectionListenerFactory, IConnectionListenerFactorySelector
 {
     public bool CanBind(EndPoint endpoint) => inner is not IConnectionListenerFactorySelector selector || selector.CanBind(endpoint);
 
     public ValueTask<IMultiplexedConnectionListener> BindAsync(EndPoint endpoint, IFeatureCollection? features = null, CancellationToken cancellationToken = default)
     {
-        logger.Http3NotHandedOver(ListenerKey.Describe(endpoint));
+        if (options?.Value.Enabled ?? true)
+        {
+            logger.Http3NotHandedOver(ListenerKey.Describe(endpoint));
+        }
+
         return inner.BindAsync(endpoint, features, cancellationToken);
     }
 
@@ -36,7 +41,8 @@ internal sealed class Http3HandoffNotice(IMultiplexedConnectionListenerFactory i
 
             services[i] = ServiceDescriptor.Describe(
                 typeof(IMultiplexedConnectionListenerFactory),
-                sp => new Http3HandoffNotice(CreateInner(sp, descriptor), sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Listeners)),
+                sp => new Http3HandoffNotice(CreateInner(sp, descriptor), sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Listeners),
+                    sp.GetRequiredService<IOptions<ZeroDowntimeOptions>>()),
                 descriptor.Lifetime);
         }
     }

@@ -239,9 +239,6 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(142, LogLevel.Warning, "Replacing every endpoint of pid {ProcessId} ({InheritedEndpoints}) with {ConfiguredEndpoints}, as ZeroDowntime:AllowReplacingAllEndpoints allows: the inherited listeners close when this process takes over (content root {ContentRoot}, environment {EnvironmentName})", EventName = "ReplacingAllEndpoints")]
     public static partial void ReplacingAllEndpoints(this ILogger logger, int processId, string inheritedEndpoints, string configuredEndpoints, string contentRoot, string environmentName);
 
-    [LoggerMessage(143, LogLevel.Warning, "ZeroDowntime:Enabled is false in the configuration now, but was true when UseZeroDowntime() ran (the value comes from a configuration source added after that call): handoffs stay enabled. Set it where UseZeroDowntime() reads it (appsettings.json, environment, command line) or in its configure callback", EventName = "EnabledReadTooLate")]
-    public static partial void EnabledReadTooLate(this ILogger logger);
-
     [LoggerMessage(180, LogLevel.Information, "Adopted listener {Key} on {EndPoint} (fd {Fd}) passed at start (LISTEN_FDS, name '{Name}')", EventName = "ListenerActivated")]
     public static partial void ListenerActivated(this ILogger logger, string key, string endPoint, int fd, string name);
 

@@ -16,7 +16,7 @@ internal sealed class WarmupStartupFilter(IOptions<ZeroDowntimeOptions> options)
     /// <summary>The warm-up is over: requests are no longer looked at.</summary>
     public void Finished() => _warmingUp = false;
 
-    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => app =>
+    public Action<IApplicationBuilder> Configure(Action<IApplicationBuilder> next) => !options.Value.Enabled ? next : app =>
     {
         app.Use(next => context =>
         {

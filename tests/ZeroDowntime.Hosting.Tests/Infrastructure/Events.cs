@@ -138,7 +138,6 @@ internal static class Events
 
     public static readonly EventId ReplacingAllEndpoints = new(142, nameof(ReplacingAllEndpoints));
 
-    public static readonly EventId EnabledReadTooLate = new(143, nameof(EnabledReadTooLate));
 
     // ZeroDowntime.Hosting.NLog (LogFileHandoffLog).
     public static readonly EventId LogFilesFound = new(61, nameof(LogFilesFound));

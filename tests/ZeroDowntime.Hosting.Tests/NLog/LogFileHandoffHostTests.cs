@@ -156,30 +156,34 @@ public sealed class LogFileHandoffHostTests : IDisposable
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public async Task StartAsync_CoordinatorCallsParticipants_RunnerCallsNone(bool coordinatorFirst)
+    [InlineData(false, true)]
+    [InlineData(true, true)]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    public async Task StartAsync_CoordinatorRegistered_RunnerCallsParticipantsOnlyWhenDisabled(bool coordinatorFirst, bool enabled)
     {
         var participant = new CountingParticipant();
         var builder = Host.CreateApplicationBuilder();
+        builder.Services.Configure<ZeroDowntimeOptions>(o => o.Enabled = enabled);
         if (coordinatorFirst)
         {
-            FirstStartParticipantRunner.CoordinatorCallsParticipants(builder.Services);
+            FirstStartParticipantRunner.CoordinatorCallsParticipantsWhenEnabled(builder.Services);
         }
 
         FirstStartParticipantRunner.Register(builder.Services);
         FirstStartParticipantRunner.Register(builder.Services);
         if (!coordinatorFirst)
         {
-            FirstStartParticipantRunner.CoordinatorCallsParticipants(builder.Services);
+            FirstStartParticipantRunner.CoordinatorCallsParticipantsWhenEnabled(builder.Services);
         }
 
         builder.Services.AddSingleton<IHandoffParticipant>(participant);
         using var host = builder.Build();
         await host.StartAsync().WaitAsync(Timeout);
-        await host.StopAsync().WaitAsync(Timeout);
+        await host.StopAsync().WaitAsync(Timeout); // waits for the runner's calls, if it made any
 
-        Assert.Empty(participant.Calls);
+        // Enabled=false, read from the bound options at start: the coordinator stands aside and the runner acquires once.
+        Assert.Equal(enabled ? [] : [HandoffAcquireReason.FirstStart], participant.Calls);
     }
 
     [Fact]

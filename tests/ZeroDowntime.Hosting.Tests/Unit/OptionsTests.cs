@@ -3,6 +3,8 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
+using ZeroDowntime.Hosting.Handoff;
+using ZeroDowntime.Hosting.Listeners;
 
 namespace ZeroDowntime.Hosting.Tests.Unit;
 
@@ -143,15 +145,52 @@ public sealed class OptionsTests
     }
 
     [Fact]
-    public void Disabled_SkipsValidation_AndRegistersNoTransport()
+    public async Task Disabled_SkipsValidation_KestrelBindsAlone_OnlyTheRunnerActs()
     {
         var services = Build(new() { ["ZeroDowntime:Enabled"] = "false", ["ZeroDowntime:SocketPath"] = "relative" });
         Assert.False(services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value.Enabled);
-        Assert.DoesNotContain(services.GetServices<Microsoft.AspNetCore.Connections.IConnectionListenerFactory>(), f => f.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
 
-        // No handoff runs: the library's one hosted service tells the participants at start that they own their resources.
-        var hosted = Assert.Single(services.GetServices<IHostedService>(), s => s.GetType().Namespace!.StartsWith("ZeroDowntime", StringComparison.Ordinal));
-        Assert.IsType<ZeroDowntime.Hosting.Handoff.FirstStartParticipantRunner>(hosted);
+        // Every part is registered and decides from the bound options: the library's transport binds nothing, so Kestrel
+        // binds every endpoint with its own.
+        var factory = services.GetRequiredService<HandoffListenerFactory>();
+        Assert.False(factory.CanBind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0)));
+
+        // No handoff runs: the coordinator does nothing at start (no handoff socket), and the first-start runner is the
+        // one that tells the participants that they own their resources.
+        var coordinator = services.GetRequiredService<HandoffCoordinator>();
+        await coordinator.StartingAsync(CancellationToken.None);
+        Assert.Equal(ProcessRole.Starting, coordinator.Role);
+        Assert.False(services.GetRequiredService<IOptions<FirstStartParticipantRunner.Settings>>().Value.CoordinatorCalls);
+    }
+
+    [Fact]
+    public void Enabled_FromASourceAddedAfterUseZeroDowntime_Counts()
+    {
+        // Read from the bound options like every other key (it was read once at UseZeroDowntime() before, event 143).
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = "OptionsTestApp" });
+        builder.WebHost.UseZeroDowntime();
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?> { ["ZeroDowntime:Enabled"] = "false" });
+        using var app = builder.Build();
+
+        Assert.False(app.Services.GetRequiredService<HandoffListenerFactory>().CanBind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0)));
+        Assert.False(app.Services.GetRequiredService<IOptions<FirstStartParticipantRunner.Settings>>().Value.CoordinatorCalls);
+    }
+
+    [Fact]
+    public void ConfigureCallback_RunsOnce()
+    {
+        int calls = 0;
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ApplicationName = "OptionsTestApp" });
+        builder.WebHost.UseZeroDowntime(o =>
+        {
+            calls++;
+            o.Enabled = false;
+        });
+        using var app = builder.Build();
+
+        Assert.False(app.Services.GetRequiredService<IOptions<ZeroDowntimeOptions>>().Value.Enabled);
+        Assert.False(app.Services.GetRequiredService<HandoffListenerFactory>().CanBind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0)));
+        Assert.Equal(1, calls);
     }
 
     [Fact]
