@@ -33,6 +33,7 @@ if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
 }
 
 builder.Services.AddHostedService<SampleStartup>();
+TestSeams.Register(builder.Services); // nothing outside the test build (see TestSeams)
 var healthChecks = builder.Services.AddHealthChecks().AddZeroDowntime();
 
 // Sample:UnreadyCheck=true adds a check that holds the handoff (tagged zerodowntime-ready) and is never Healthy: the

@@ -1,7 +1,6 @@
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.SignalR;
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
@@ -90,10 +89,8 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             // First in the pipeline, so every response of a draining process can say "Connection: close".
             services.Insert(0, ServiceDescriptor.Singleton<IStartupFilter, DrainStartupFilter>());
 
-            if (FaultInjection.IsRequested("in-release"))
-            {
-                services.AddSingleton<IHandoffParticipant, FaultInjectionParticipant>();
-            }
+            // The tests' fault seam, when the app registered one (only the sample's test build does).
+            services.TryAddSingleton(sp => new HandoffFaultPoints(sp.GetKeyedService<Func<string, Func<CancellationToken, Task>?>>(HandoffFaultPoints.ServiceKey)));
 
             // First: where the configuration came from, before any line of the handoff (and so before any failure).
             services.AddHostedService<StartupConfigurationNotice>();

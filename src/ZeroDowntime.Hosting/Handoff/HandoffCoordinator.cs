@@ -36,6 +36,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private readonly TimeProvider _time;
     private readonly NotifySocketClient _notifySocket;
     private readonly ProcessExitHooks _exitHooks;
+    private readonly HandoffFaultPoints _faultPoints;
     private readonly Warmup.TakeoverPreparation? _preparation;
 
     /// <summary>Cancelled by a second SIGTERM: what is left of the shutdown delay is skipped.</summary>
@@ -62,7 +63,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         TimeProvider? time = null,
         NotifySocketClient? notifySocket = null,
         Warmup.TakeoverPreparation? preparation = null,
-        ProcessExitHooks? exitHooks = null)
+        ProcessExitHooks? exitHooks = null,
+        HandoffFaultPoints? faultPoints = null)
     {
         _optionsAccessor = options;
         _registry = registry;
@@ -78,6 +80,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _notifySocket = notifySocket ?? new NotifySocketClient();
         _preparation = preparation;
         _exitHooks = exitHooks ?? new ProcessExitHooks();
+        _faultPoints = faultPoints ?? HandoffFaultPoints.None;
     }
 
     /// <summary>This process's role (for tests and diagnostics); Starting before <see cref="StartingAsync"/>.</summary>
@@ -97,7 +100,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         var server = _server = new HandoffSocketServer(path, _logger, _time);
         var fdStore = new ServiceManagerFdStore(_notifySocket.SocketPath, _loggerFactory.CreateLogger(LogCategories.Systemd), _time);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,
-            new ParticipantRunner(_participants, _logger, _time), new ConnectionDrain(_tracker, _loggerFactory.CreateLogger(LogCategories.Drain), _metrics, _time),
+            new ParticipantRunner(_faultPoints.Pauses("in-release") ? [.. _participants, new FaultPointParticipant(_faultPoints, _logger)] : _participants, _logger, _time), new ConnectionDrain(_tracker, _loggerFactory.CreateLogger(LogCategories.Drain), _metrics, _time),
             server, _notifySocket, _metrics, _exitHooks, _logger, _time, fdStore);
         process.ServeConnectionsWith(HandleConnectionAsync);
 
@@ -123,7 +126,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
         });
 
-        var successor = new PredecessorLink(process, _registry, options, _metrics, _logger, _time);
+        var successor = new PredecessorLink(process, _registry, options, _metrics, _faultPoints, _logger, _time);
         if (await successor.ProbeAsync(path, cancellationToken))
         {
             _successor = successor;
@@ -232,7 +235,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         var process = _process!;
         try
         {
-            await FaultInjection.PauseIfRequestedAsync("before-ready", _logger, process.ShutdownToken);
+            await _faultPoints.PauseAsync("before-ready", _logger, process.ShutdownToken);
             if (_successor is { } successor)
             {
                 await successor.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);

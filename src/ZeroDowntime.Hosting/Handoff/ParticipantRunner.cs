@@ -15,10 +15,10 @@ internal sealed class ParticipantRunner(IEnumerable<IHandoffParticipant> partici
     /// <summary>The longest one participant (a log file handoff) may hold up a step of the handoff.</summary>
     internal static readonly TimeSpan Timeout = TimeSpan.FromSeconds(5);
 
-    // The fault-injection seam's participant (present only when a test sets ZERODOWNTIME_FAULT_PAUSE=in-release) goes
+    // The fault seam's participant (present only when a test build holds the in-release step, HandoffFaultPoints) goes
     // last, as if the app had registered it after every other participant: its hanging release must find the others
     // (the log files) already released, which is the case its tests are about.
-    public IReadOnlyList<IHandoffParticipant> All { get; } = [.. participants.OrderBy(p => p is FaultInjectionParticipant)];
+    public IReadOnlyList<IHandoffParticipant> All { get; } = [.. participants.OrderBy(p => p is FaultPointParticipant)];
 
     /// <summary>
     /// Runs <paramref name="action"/> on each of <paramref name="participants"/> in order. One that fails or overruns

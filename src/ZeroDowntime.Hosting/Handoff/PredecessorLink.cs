@@ -51,6 +51,7 @@ internal sealed class PredecessorLink : IDisposable
     private readonly ListenerRegistry _registry;
     private readonly ZeroDowntimeOptions _options;
     private readonly ZeroDowntimeMetrics _metrics;
+    private readonly HandoffFaultPoints _faultPoints;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _releasePredecessor = new();
@@ -59,8 +60,9 @@ internal sealed class PredecessorLink : IDisposable
     private Activity? _takeover;
     private long _greetedAt;
 
-    public PredecessorLink(HandoffProcess process, ListenerRegistry registry, ZeroDowntimeOptions options, ZeroDowntimeMetrics metrics, ILogger logger, TimeProvider time)
+    public PredecessorLink(HandoffProcess process, ListenerRegistry registry, ZeroDowntimeOptions options, ZeroDowntimeMetrics metrics, HandoffFaultPoints faultPoints, ILogger logger, TimeProvider time)
     {
+        _faultPoints = faultPoints;
         _process = process;
         _registry = registry;
         _options = options;
@@ -179,7 +181,7 @@ internal sealed class PredecessorLink : IDisposable
         {
             _logger.SentReady(ProcessClock.Age.TotalMilliseconds, PredecessorPid);
             TakeoverEvent("ready sent");
-            await FaultInjection.PauseIfRequestedAsync("after-ready", _logger, _process.HostStoppingToken);
+            await _faultPoints.PauseAsync("after-ready", _logger, _process.HostStoppingToken);
             answer = await channel.ReadAsync(_options.HandoffTimeout + ReadTimeout, _process.HostStoppingToken);
         }
         catch (OperationCanceledException) when (_process.HostStoppingToken.IsCancellationRequested)
@@ -267,7 +269,7 @@ internal sealed class PredecessorLink : IDisposable
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
     {
         long start = _greetedAt = _time.GetTimestamp();
-        if (await new PredecessorProbe(Machine, _registry, _options, _metrics, _logger, _time).FindAsync(path, cancellationToken) is not var (channel, welcome))
+        if (await new PredecessorProbe(Machine, _registry, _options, _metrics, _faultPoints, _logger, _time).FindAsync(path, cancellationToken) is not var (channel, welcome))
         {
             return false;
         }
@@ -281,7 +283,7 @@ internal sealed class PredecessorLink : IDisposable
         TakeoverEvent("listeners received");
         _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
         _takeover?.SetTag("zerodowntime.protocol.version", (int)welcome.Version);
-        await FaultInjection.PauseIfRequestedAsync("after-receive", _logger, cancellationToken);
+        await _faultPoints.PauseAsync("after-receive", _logger, cancellationToken);
         return true;
     }
 

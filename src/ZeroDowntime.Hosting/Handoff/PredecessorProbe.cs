@@ -18,6 +18,7 @@ internal sealed class PredecessorProbe(
     ListenerRegistry registry,
     ZeroDowntimeOptions options,
     ZeroDowntimeMetrics metrics,
+    HandoffFaultPoints faultPoints,
     ILogger logger,
     TimeProvider time)
 {
@@ -206,7 +207,7 @@ internal sealed class PredecessorProbe(
         }
 
         _logger.PredecessorFound(channel.PeerProcessId, path);
-        await FaultInjection.PauseIfRequestedAsync("after-connect", _logger, cancellationToken);
+        await faultPoints.PauseAsync("after-connect", _logger, cancellationToken);
 
         var fds = new List<int>();
         HandoffMessage answer;

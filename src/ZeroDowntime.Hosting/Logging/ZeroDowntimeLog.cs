@@ -137,8 +137,8 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(60, LogLevel.Warning, "A handoff participant failed at {Stage}", EventName = "ParticipantFailed")]
     public static partial void ParticipantFailed(this ILogger logger, string stage, Exception exception);
 
-    [LoggerMessage(90, LogLevel.Warning, "Fault injection: paused at step {Step} until SIGCONT ({Variable} is set; never set it in production)", EventName = "FaultInjectionPause")]
-    public static partial void FaultInjectionPause(this ILogger logger, string step, string variable);
+    [LoggerMessage(90, LogLevel.Warning, "Fault injection: paused at step {Step} until the test lets it go (the fault seam of a test build; never in production)", EventName = "FaultInjectionPause")]
+    public static partial void FaultInjectionPause(this ILogger logger, string step);
 
     [LoggerMessage(16, LogLevel.Information, "First connection accepted {ElapsedMs:0} ms after process start", EventName = "FirstConnectionAccepted")]
     public static partial void FirstConnectionAccepted(this ILogger logger, double elapsedMs);

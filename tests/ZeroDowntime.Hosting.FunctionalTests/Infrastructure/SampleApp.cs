@@ -373,7 +373,8 @@ internal sealed class SampleApp : IAsyncDisposable
             throw new InvalidOperationException("Cannot find the repository root (Hosting.sln) above " + AppContext.BaseDirectory);
         }
 
-        string sample = Path.Combine(directory.FullName, "samples", "WebApi", "bin", configuration, "net10.0");
+        // The test build of the sample (ZeroDowntimeTestBuild=true: the fault seam compiled in), built by this project.
+        string sample = Path.Combine(directory.FullName, "samples", "WebApi", "bin", "testbuild", configuration, "net10.0");
         return File.Exists(Path.Combine(sample, "WebApi.dll"))
             ? sample
             : throw new InvalidOperationException($"The sample is not built: {sample}/WebApi.dll is missing.");
