@@ -46,7 +46,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
     private HandoffProcess? _process;
     private HandoffSocketServer? _server;
-    private PredecessorLink? _successor;
+    /// <summary>This process's link to the predecessor that welcomed it (null on a first start).</summary>
+    private PredecessorLink? _predecessor;
     private UpgradeRunner? _upgrades;
     private ControlRequests? _control;
 
@@ -115,7 +116,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         };
         _upgrades = new UpgradeRunner(process, options, _notifySocket, _metrics, _loggerFactory.CreateLogger(LogCategories.Upgrade), _time);
         _upgrades.InstallSignals();
-        _control = new ControlRequests(process, _upgrades, _registry, options, _metrics, () => _successor);
+        _control = new ControlRequests(process, _upgrades, _registry, options, _metrics, () => _predecessor);
 
         // A second SIGTERM skips what is left of the shutdown delay (the host's own handler stops the app on the first).
         _termination = PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ =>
@@ -126,14 +127,14 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
         });
 
-        var successor = new PredecessorLink(process, _registry, options, _metrics, _faultPoints, _logger, _time);
-        if (await successor.ProbeAsync(path, cancellationToken))
+        var link = new PredecessorLink(process, _registry, options, _metrics, _faultPoints, _logger, _time);
+        if (await link.ProbeAsync(path, cancellationToken))
         {
-            _successor = successor;
+            _predecessor = link;
         }
         else
         {
-            successor.Dispose();
+            link.Dispose();
         }
 
         // Listening sockets passed at start (systemd's fd store or .socket unit, zerodowntime run after a crash): adopted
@@ -171,9 +172,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         // The service is being stopped: a predecessor that still drains must neither serve again should this process
         // die during its drain, nor keep its copies of the listeners, which would queue connections that nobody
         // serves once this process stops listening. Release it first (it closes its copies at once).
-        if (_successor is { } side)
+        if (_predecessor is { } predecessor)
         {
-            await side.ReleasePredecessorAsync();
+            await predecessor.ReleasePredecessorAsync();
         }
 
         using var activity = ZeroDowntimeMetrics.ActivitySource.StartActivity("zerodowntime.shutdown");
@@ -217,7 +218,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         // state may be read by then (the callback read a disposed token: ObjectDisposedException out of the dispose).
         _registry.ListenerReleased = null;
         _upgrades?.Dispose();
-        _successor?.Dispose();
+        _predecessor?.Dispose();
         _termination?.Dispose();
         _skipShutdownDelay.Dispose();
         _process?.Dispose();
@@ -227,7 +228,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private void OnHostStopping()
     {
         _process?.BeginHostStop();
-        _successor?.OnHostStopping();
+        _predecessor?.OnHostStopping();
     }
 
     private async Task OnApplicationStartedAsync()
@@ -236,9 +237,9 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         try
         {
             await _faultPoints.PauseAsync("before-ready", _logger, process.ShutdownToken);
-            if (_successor is { } successor)
+            if (_predecessor is { } link)
             {
-                await successor.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);
+                await link.TakeOverAsync(_preparation is { } preparation ? budget => preparation.BeforeReadyAsync(budget, process.HostStoppingToken) : null);
                 return;
             }
 
@@ -309,7 +310,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
                 case HelloMessage hello:
                     try
                     {
-                        await new SuccessorSession(process, _upgrades!, _successor, channel, hello, _registry, _optionsAccessor.Value, _metrics,
+                        await new SuccessorSession(process, _upgrades!, _predecessor, channel, hello, _registry, _optionsAccessor.Value, _metrics,
                             _server!, _notifySocket, _logger, _time).RunAsync();
                     }
                     catch (OperationCanceledException) when (process.ShutdownToken.IsCancellationRequested)
