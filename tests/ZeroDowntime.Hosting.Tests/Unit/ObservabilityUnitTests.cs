@@ -20,12 +20,14 @@ public sealed class ObservabilityUnitTests
         var registry = new ListenerRegistry(NullLogger<ListenerRegistry>.Instance, Options.Create(new ZeroDowntimeOptions { SocketPath = "/tmp/x.sock" }));
         using var gate = new AcceptGate();
         gate.Open();
-        using var metrics = new ZeroDowntimeMetrics(services.GetRequiredService<IMeterFactory>(), registry, gate);
+        var factory = services.GetRequiredService<IMeterFactory>();
+        using var metrics = new ZeroDowntimeMetrics(factory, registry, gate);
         var measured = new List<(string Name, string? Unit, double Value, Dictionary<string, object?> Tags)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == ZeroDowntimeMetrics.MeterName)
+            // This test's meter only: other test classes run hosts with their own ZeroDowntimeMetrics meanwhile (same name).
+            if (instrument.Meter.Name == ZeroDowntimeMetrics.MeterName && ReferenceEquals(instrument.Meter.Scope, factory))
             {
                 l.EnableMeasurementEvents(instrument);
             }

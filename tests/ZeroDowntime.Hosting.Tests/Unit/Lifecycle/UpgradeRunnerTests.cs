@@ -29,12 +29,12 @@ public sealed class UpgradeRunnerTests
         process.Options.Upgrade.Command = "exec sleep 3600";
         await process.StartAloneAsync();
 
-        // No other test class runs upgrades; the outcome is counted once, where the upgrade ends.
+        // This process's meter only (other test classes run hosts meanwhile); the outcome is counted once, where the upgrade ends.
         var upgrades = new System.Collections.Concurrent.ConcurrentQueue<(string? Unit, string? Outcome)>();
         using var listener = new MeterListener();
         listener.InstrumentPublished = (instrument, l) =>
         {
-            if (instrument.Meter.Name == ZeroDowntimeMetrics.MeterName && instrument.Name == "zerodowntime.upgrades")
+            if (instrument.Meter.Name == ZeroDowntimeMetrics.MeterName && instrument.Name == "zerodowntime.upgrades" && ReferenceEquals(instrument.Meter.Scope, process.MeterFactory))
             {
                 l.EnableMeasurementEvents(instrument);
             }
