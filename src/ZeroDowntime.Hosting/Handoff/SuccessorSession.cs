@@ -242,17 +242,21 @@ internal sealed class SuccessorSession
     /// <summary>
     /// The one place where an outcome of this session is written: its machine's arrow (<paramref name="trigger"/>; none
     /// when the caller fired it already), the <c>zerodowntime.handoffs</c> outcome on the predecessor's side
-    /// (<paramref name="tag"/>), and the observer (the upgrade that started this successor, if any), which hears it
+    /// (<paramref name="tag"/>; none when a later outcome counts), and the observer (the upgrade that started this successor, if any), which hears it
     /// last, so that whoever it answers finds everything else done.
     /// </summary>
-    private Task FinishAsync(SuccessorSessionTrigger? trigger, string tag, UpgradeOutcome outcome, string reason)
+    private Task FinishAsync(SuccessorSessionTrigger? trigger, string? tag, UpgradeOutcome outcome, string reason)
     {
         if (trigger is { } arrow)
         {
             Machine.TryFire(arrow);
         }
 
-        _metrics.Handoff(HandoffTags.Predecessor, tag);
+        if (tag is not null)
+        {
+            _metrics.Handoff(HandoffTags.Predecessor, tag);
+        }
+
         return _observer.SessionEndedAsync(_pid, outcome, reason);
     }
 
@@ -303,7 +307,7 @@ internal sealed class SuccessorSession
         {
             watch = Task.FromResult<string?>("the connection broke at the commit");
             await lost.CancelAsync();
-            await _observer.SessionEndedAsync(_pid, UpgradeOutcome.Failed, "the connection broke at the commit");
+            await FinishAsync(null, null, UpgradeOutcome.Failed, "the connection broke at the commit"); // counted as revoked below
         }
 
         _notifySocket.Status($"Handed over to pid {_pid}; draining");
@@ -326,9 +330,9 @@ internal sealed class SuccessorSession
         // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
         // happened, and tell the successor (should it wake up) that it must stop.
         string reason = await watch ?? "unknown";
-        Machine.TryFire(SuccessorSessionTrigger.SuccessorLost);
+        // (Its upgrade, if any, ended at the commit: the observer has nothing more to answer.)
+        await FinishAsync(SuccessorSessionTrigger.SuccessorLost, HandoffTags.Revoked, UpgradeOutcome.Failed, reason);
         _logger.SuccessorLost(_pid, reason);
-        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.Revoked);
         activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
         _channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
 
