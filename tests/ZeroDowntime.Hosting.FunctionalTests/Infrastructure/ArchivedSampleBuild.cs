@@ -13,7 +13,7 @@ public abstract class ArchivedSampleBuild : IDisposable
 
     protected ArchivedSampleBuild(string commit)
     {
-        string repository = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", "..", "..", ".."));
+        string repository = SampleApp.RepositoryRoot;
         Directory.CreateDirectory(_root);
         Run("/bin/sh", ["-c", $"git -C '{repository}' archive {commit} | tar -x -C '{_root}'"], TimeSpan.FromMinutes(2));
         SampleDirectory = Path.Combine(_root, "out");

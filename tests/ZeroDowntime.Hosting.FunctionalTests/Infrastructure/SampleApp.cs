@@ -58,6 +58,12 @@ internal sealed class SampleApp : IAsyncDisposable
 
     public static string SampleDirectory { get; } = FindSampleDirectory();
 
+    /// <summary>The repository's root (the folder of Hosting.sln).</summary>
+    public static string RepositoryRoot { get; } = FindRepositoryRoot();
+
+    /// <summary>samples/WebApi, the sample's project folder.</summary>
+    public static string ProjectDirectory => Path.Combine(RepositoryRoot, "samples", "WebApi");
+
     public static SampleApp Start(string name, SampleConfig config, ITestOutputHelper? output)
     {
         string sampleDirectory = config.SampleDirectory ?? SampleDirectory;
@@ -111,7 +117,7 @@ internal sealed class SampleApp : IAsyncDisposable
     /// The folder the Native AOT build of the sample is published to (samples/WebApi/bin/aot, beside the JIT build);
     /// ProcessLevel/AotTests publishes it there once per test run.
     /// </summary>
-    public static string AotDirectory { get; } = Path.GetFullPath(Path.Combine(SampleDirectory, "..", "..", "aot"));
+    public static string AotDirectory { get; } = Path.Combine(RepositoryRoot, "samples", "WebApi", "bin", "aot");
 
     /// <summary>The Native AOT executable of the sample in <see cref="AotDirectory"/>.</summary>
     public static string AotExecutable => Path.Combine(AotDirectory, "WebApi");
@@ -362,6 +368,15 @@ internal sealed class SampleApp : IAsyncDisposable
     private static string FindSampleDirectory()
     {
         string configuration = typeof(SampleApp).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
+        // The test build of the sample (ZeroDowntimeTestBuild=true: the fault seam compiled in), built by this project.
+        string sample = Path.Combine(FindRepositoryRoot(), "samples", "WebApi", "bin", "testbuild", configuration, "net10.0");
+        return File.Exists(Path.Combine(sample, "WebApi.dll"))
+            ? sample
+            : throw new InvalidOperationException($"The sample is not built: {sample}/WebApi.dll is missing.");
+    }
+
+    private static string FindRepositoryRoot()
+    {
         var directory = new DirectoryInfo(AppContext.BaseDirectory);
         while (directory is not null && !File.Exists(Path.Combine(directory.FullName, "Hosting.sln")))
         {
@@ -373,11 +388,7 @@ internal sealed class SampleApp : IAsyncDisposable
             throw new InvalidOperationException("Cannot find the repository root (Hosting.sln) above " + AppContext.BaseDirectory);
         }
 
-        // The test build of the sample (ZeroDowntimeTestBuild=true: the fault seam compiled in), built by this project.
-        string sample = Path.Combine(directory.FullName, "samples", "WebApi", "bin", "testbuild", configuration, "net10.0");
-        return File.Exists(Path.Combine(sample, "WebApi.dll"))
-            ? sample
-            : throw new InvalidOperationException($"The sample is not built: {sample}/WebApi.dll is missing.");
+        return directory.FullName;
     }
 }
 

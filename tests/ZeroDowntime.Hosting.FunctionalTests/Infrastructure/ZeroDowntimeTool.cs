@@ -80,7 +80,7 @@ internal static class ZeroDowntimeTool
     private static string FindDll()
     {
         string configuration = typeof(ZeroDowntimeTool).Assembly.GetCustomAttribute<AssemblyConfigurationAttribute>()?.Configuration ?? "Debug";
-        string root = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", "..", "..", ".."));
+        string root = SampleApp.RepositoryRoot;
         string dll = Path.Combine(root, "src", "ZeroDowntime.Cli", "bin", configuration, "net10.0", "ZeroDowntime.Cli.dll");
         return File.Exists(dll) ? dll : throw new InvalidOperationException($"The tool is not built: {dll} is missing.");
     }

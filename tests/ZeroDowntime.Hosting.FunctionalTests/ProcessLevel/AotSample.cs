@@ -30,7 +30,7 @@ internal static class AotSample
     }
 
     /// <summary>samples/WebApi.</summary>
-    public static string ProjectDirectory { get; } = Path.GetFullPath(Path.Combine(SampleApp.SampleDirectory, "..", "..", ".."));
+    public static string ProjectDirectory { get; } = SampleApp.ProjectDirectory;
 
     private static async Task<PublishResult> PublishAsync()
     {
