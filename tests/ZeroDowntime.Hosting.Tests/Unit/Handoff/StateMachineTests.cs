@@ -3,7 +3,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Warmup;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The three machines' tables are the diagrams of docs/architecture.md: the same arrows, both ways. Then every arrow is

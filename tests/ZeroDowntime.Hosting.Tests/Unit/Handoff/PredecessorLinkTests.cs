@@ -3,7 +3,7 @@ using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The new process's machine, in process: the real coordinator as the successor, the test as its predecessor on a real

@@ -7,9 +7,8 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Systemd;
-using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Infrastructure;
 
 /// <summary>
 /// The real <see cref="HandoffCoordinator"/> in this process, with a fake lifetime and a fake clock, serving a real

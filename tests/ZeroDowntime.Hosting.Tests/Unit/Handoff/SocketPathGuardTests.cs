@@ -2,7 +2,7 @@ using System.Runtime.InteropServices;
 using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The handoff socket's location (issue 18 item 11): every directory on the way is judged as it is after this process

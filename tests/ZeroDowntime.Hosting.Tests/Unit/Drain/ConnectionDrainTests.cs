@@ -9,7 +9,7 @@ using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The order in which the drain ends long-lived exchanges, on a fake clock: event streams (and WebSockets) at its

@@ -4,7 +4,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Interop;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>The handoff socket's own file: served by rename, removed on a plain shutdown only while it is still ours.</summary>
 public sealed class HandoffSocketServerTests : IDisposable

@@ -6,7 +6,7 @@ using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The successor's check at ApplicationStarted (issue 24): the real coordinator as the successor, the test as the

@@ -2,7 +2,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The running process's machine, in process: the real coordinator serving a real handoff socket, the test as the

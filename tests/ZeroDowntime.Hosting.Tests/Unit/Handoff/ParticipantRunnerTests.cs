@@ -3,7 +3,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using ZeroDowntime.Hosting.Warmup;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>How the participants' deadlines are judged: by the clock alone, never by thread-pool timing.</summary>
 public sealed class ParticipantRunnerTests

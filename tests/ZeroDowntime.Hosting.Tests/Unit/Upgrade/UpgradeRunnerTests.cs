@@ -7,7 +7,7 @@ using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using ZeroDowntime.Hosting.Upgrade;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The upgrade's deadline, in process: the real coordinator serving a real handoff socket on a fake clock, asked by

@@ -8,7 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Warmup;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The drain's close frame under a real WebSocket (the runtime's, as ASP.NET Core creates it over the upgraded stream),

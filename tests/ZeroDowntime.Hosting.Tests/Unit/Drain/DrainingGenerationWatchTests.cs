@@ -8,7 +8,7 @@ using ZeroDowntime.Hosting.Drain;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The bound on draining generations (<c>MaxDrainingGenerations</c>, issue 23 item 2): the rule, the state files beside

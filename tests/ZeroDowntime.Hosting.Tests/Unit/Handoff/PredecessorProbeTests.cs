@@ -2,7 +2,7 @@ using ZeroDowntime.Hosting.Handoff;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The new process's first step against a running process in its shutdown delay (issue 18 item 2): the real

@@ -7,7 +7,7 @@ using ZeroDowntime.Hosting.Systemd;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using static ZeroDowntime.Hosting.Tests.Unit.ListenerTestKit;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>Issue 21: the FDSTORE=1 / FDSTOREREMOVE=1 datagrams, read the way systemd reads them (recvmsg).</summary>
 public sealed class ServiceManagerFdStoreTests : IDisposable

@@ -4,7 +4,7 @@ using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Tests.Infrastructure;
 using ZeroDowntime.Hosting.Warmup;
 
-namespace ZeroDowntime.Hosting.Tests.Unit.Lifecycle;
+namespace ZeroDowntime.Hosting.Tests.Unit;
 
 /// <summary>
 /// The readiness gate before Ready: the real coordinator as a successor (fake clock) of a predecessor played by the
