@@ -90,12 +90,6 @@ internal sealed class HandoffProcess : IDisposable
     /// <summary>Cancelled as soon as the host begins to stop (ApplicationStopping), before anything is torn down.</summary>
     public CancellationToken HostStoppingToken => _hostStopping.Token;
 
-    /// <summary>Connections accepted and not closed yet (what a drain waits for).</summary>
-    public int OpenConnections => _drain.Count;
-
-    /// <summary>True once this process's gate has opened (it has accepted, or may have).</summary>
-    public bool HasAccepted => _gate.HasOpened;
-
     /// <summary>
     /// True when no other live process may serve these listeners, so that a shutdown may remove the Unix socket files:
     /// this process serves alone and no successor holds the listeners it was sent.
