@@ -50,8 +50,79 @@ internal enum MessageType : byte
     /// <summary>Running process to control client: the successor was started, with its pid.</summary>
     UpgradeStarted = 14,
 
-    /// <summary>Running process to control client: how the upgrade ended. The connection then closes.</summary>
+    /// <summary>Running process to control client: how the upgrade ended. The connection then closes (or, when the upgrade committed on probation, <see cref="ProbationUpdate"/> frames follow).</summary>
     UpgradeResult = 15,
+
+    /// <summary>New process to the old one on probation (both announced <see cref="HandoffFeatures.Probation"/>): serve again, with the origin and the reason.</summary>
+    RollbackRequest = 16,
+
+    /// <summary>Old process to the new one: it has reopened its gate (both accept for a moment); the new one may close its own.</summary>
+    RollbackAccepted = 17,
+
+    /// <summary>New process to the old one: its gate is closed and its participants released; the old one owns everything from here.</summary>
+    HandedBack = 18,
+
+    /// <summary>Old process to the new one: its probation window ended (or it stops) before a rollback was accepted; no way back from here.</summary>
+    ProbationEnded = 19,
+
+    /// <summary>Running process to control client, right after <see cref="Status"/> (builds with probation only): the probation in course.</summary>
+    ProbationStatus = 20,
+
+    /// <summary>Control client to the running process, first frame (v2): roll back to the generation on probation.</summary>
+    RollbackCommand = 21,
+
+    /// <summary>Running process to control client: how the rollback ended. The connection then closes.</summary>
+    RollbackResult = 22,
+
+    /// <summary>Old process to control client, after a committed <see cref="UpgradeResult"/>: the probation started, then how it ended.</summary>
+    ProbationUpdate = 23,
+}
+
+/// <summary>What a peer announces it can do, appended to a v2 Hello and Welcome. Values are on the wire.</summary>
+[Flags]
+internal enum HandoffFeatures : uint
+{
+    None = 0,
+
+    /// <summary>This build stands by after the commit and rolls back (issue 20).</summary>
+    Probation = 1,
+}
+
+/// <summary>Who asked for a rollback. Values are on the wire.</summary>
+internal enum RollbackOrigin : byte
+{
+    None = 0,
+    Tool = 1,
+    Signal = 2,
+    ErrorRatio = 3,
+    HealthCheck = 4,
+}
+
+/// <summary>The probation a running process reports in <see cref="ProbationStatusMessage"/>. Values are on the wire.</summary>
+internal enum ProbationState : byte
+{
+    None = 0,
+    OnProbation = 1,
+    RollingBack = 2,
+    RolledBack = 3,
+}
+
+/// <summary>How a rollback command ended. Values are on the wire.</summary>
+internal enum RollbackOutcome : byte
+{
+    RolledBack = 1,
+    Refused = 2,
+    Failed = 3,
+}
+
+/// <summary>What an upgrade's probation did, in <see cref="ProbationUpdateMessage"/>. Values are on the wire.</summary>
+internal enum ProbationProgress : byte
+{
+    Started = 1,
+    Passed = 2,
+    RolledBack = 3,
+    EndedEarly = 4,
+    None = 5,
 }
 
 /// <summary>What a running process is doing, as <c>zerodowntime status</c> reports it. Values are on the wire.</summary>
@@ -90,15 +161,23 @@ internal enum RefusalReason : byte
 
 internal abstract record HandoffMessage(MessageType Type);
 
-internal sealed record HelloMessage(ushort Version, int ProcessId, string ApplicationId) : HandoffMessage(MessageType.Hello);
+/// <summary>
+/// A successor's greeting. A v2 Hello of a build with probation appends what it can do and how long it asks the
+/// predecessor to stand by after the commit (0: no probation); builds without them ignore the extra bytes of a Hello.
+/// <see cref="Features"/> is null when the Hello carried no extension.
+/// </summary>
+internal sealed record HelloMessage(ushort Version, int ProcessId, string ApplicationId, HandoffFeatures? Features = null, long ProbationMilliseconds = 0)
+    : HandoffMessage(MessageType.Hello);
 
 internal sealed record ListenerDescriptor(string Key, string BoundEndPoint);
 
 /// <summary>
 /// The predecessor's answer, in the version the successor greeted with. From v2 on it carries the predecessor's
-/// generation (1 at a first start) and the time of the first start of the chain, in Unix milliseconds.
+/// generation (1 at a first start) and the time of the first start of the chain, in Unix milliseconds. It carries
+/// <see cref="Features"/> only in answer to a Hello that carried them (a build that decodes them); null otherwise.
 /// </summary>
-internal sealed record WelcomeMessage(ushort Version, int ProcessId, IReadOnlyList<ListenerDescriptor> Listeners, long Generation = 0, long FirstStartUnixMilliseconds = 0)
+internal sealed record WelcomeMessage(
+    ushort Version, int ProcessId, IReadOnlyList<ListenerDescriptor> Listeners, long Generation = 0, long FirstStartUnixMilliseconds = 0, HandoffFeatures? Features = null)
     : HandoffMessage(MessageType.Welcome);
 
 internal sealed record RefusedMessage(RefusalReason Reason, ushort Version, string Detail) : HandoffMessage(MessageType.Refused);
@@ -144,3 +223,29 @@ internal sealed record UpgradeStartedMessage(int SuccessorPid) : HandoffMessage(
 /// </summary>
 internal sealed record UpgradeResultMessage(UpgradeOutcome Outcome, int SuccessorPid, int ExitCode, string Reason, long ReadyMilliseconds, long CommittedMilliseconds)
     : HandoffMessage(MessageType.UpgradeResult);
+
+internal sealed record RollbackRequestMessage(RollbackOrigin Origin, string Reason) : HandoffMessage(MessageType.RollbackRequest);
+
+internal sealed record RollbackAcceptedMessage() : HandoffMessage(MessageType.RollbackAccepted);
+
+/// <summary>The new process has closed its gate; <see cref="AllReleased"/> is false when a participant overran its release.</summary>
+internal sealed record HandedBackMessage(bool AllReleased) : HandoffMessage(MessageType.HandedBack);
+
+internal sealed record ProbationEndedMessage(string Reason) : HandoffMessage(MessageType.ProbationEnded);
+
+/// <summary>
+/// The probation as the serving process sees it: the state, the peer (the predecessor standing by; for
+/// <see cref="ProbationState.RolledBack"/> the successor that was rolled back), when the window ends (Unix ms, 0 when
+/// none) and, after a rollback, why.
+/// </summary>
+internal sealed record ProbationStatusMessage(ProbationState State, int PeerPid, long EndsUnixMilliseconds, string Reason)
+    : HandoffMessage(MessageType.ProbationStatus);
+
+internal sealed record RollbackCommandMessage(ushort Version, string Note) : HandoffMessage(MessageType.RollbackCommand);
+
+/// <summary>How a rollback ended: the pid that serves now, the reason, and the switch in ms (-1 when it did not get there).</summary>
+internal sealed record RollbackResultMessage(RollbackOutcome Outcome, int ServingPid, string Reason, long SwitchMilliseconds)
+    : HandoffMessage(MessageType.RollbackResult);
+
+internal sealed record ProbationUpdateMessage(ProbationProgress Progress, long EndsUnixMilliseconds, RollbackOrigin Origin, string Reason)
+    : HandoffMessage(MessageType.ProbationUpdate);

@@ -72,7 +72,7 @@ internal static class HandoffProtocol
         var reader = new PayloadReader(payload);
         HandoffMessage message = type switch
         {
-            MessageType.Hello => new HelloMessage(reader.ReadUInt16(), reader.ReadInt32(), reader.ReadString()),
+            MessageType.Hello => DecodeHello(ref reader),
             MessageType.Welcome => DecodeWelcome(ref reader),
             MessageType.Refused => new RefusedMessage(ReadReason(ref reader), reader.ReadUInt16(), reader.ReadString()),
             MessageType.Ready => new ReadyMessage(),
@@ -87,6 +87,14 @@ internal static class HandoffProtocol
             MessageType.UpgradeRequest => new UpgradeRequestMessage(reader.ReadUInt16()),
             MessageType.UpgradeStarted => new UpgradeStartedMessage(reader.ReadInt32()),
             MessageType.UpgradeResult => new UpgradeResultMessage(ReadEnum<UpgradeOutcome>(ref reader), reader.ReadInt32(), reader.ReadInt32(), reader.ReadString(), reader.ReadInt64(), reader.ReadInt64()),
+            MessageType.RollbackRequest => new RollbackRequestMessage(ReadEnum<RollbackOrigin>(ref reader), reader.ReadString()),
+            MessageType.RollbackAccepted => new RollbackAcceptedMessage(),
+            MessageType.HandedBack => new HandedBackMessage(ReadBoolean(ref reader)),
+            MessageType.ProbationEnded => new ProbationEndedMessage(reader.ReadString()),
+            MessageType.ProbationStatus => new ProbationStatusMessage(ReadEnum<ProbationState>(ref reader), reader.ReadInt32(), reader.ReadInt64(), reader.ReadString()),
+            MessageType.RollbackCommand => new RollbackCommandMessage(reader.ReadUInt16(), reader.ReadString()),
+            MessageType.RollbackResult => new RollbackResultMessage(ReadEnum<RollbackOutcome>(ref reader), reader.ReadInt32(), reader.ReadString(), reader.ReadInt64()),
+            MessageType.ProbationUpdate => new ProbationUpdateMessage(ReadEnum<ProbationProgress>(ref reader), reader.ReadInt64(), ReadEnum<RollbackOrigin>(ref reader), reader.ReadString()),
             _ => throw new HandoffProtocolException($"Unknown frame type {(byte)type}."),
         };
 
@@ -153,6 +161,14 @@ internal static class HandoffProtocol
                 writer.WriteUInt16(hello.Version);
                 writer.WriteInt32(hello.ProcessId);
                 writer.WriteString(hello.ApplicationId);
+
+                // The extension exists from v2 on; a v1 Hello stays exactly the v1 layout.
+                if (hello.Version >= 2 && hello.Features is { } helloFeatures)
+                {
+                    writer.WriteUInt32((uint)helloFeatures);
+                    writer.WriteInt64(hello.ProbationMilliseconds);
+                }
+
                 break;
             case WelcomeMessage welcome:
                 writer.WriteUInt16(welcome.Version);
@@ -163,6 +179,12 @@ internal static class HandoffProtocol
                 {
                     writer.WriteInt64(welcome.Generation);
                     writer.WriteInt64(welcome.FirstStartUnixMilliseconds);
+
+                    // Only in answer to a Hello that carried features: an earlier successor rejects trailing bytes.
+                    if (welcome.Features is { } welcomeFeatures)
+                    {
+                        writer.WriteUInt32((uint)welcomeFeatures);
+                    }
                 }
 
                 break;
@@ -181,6 +203,40 @@ internal static class HandoffProtocol
                 writer.WriteString(revoked.Reason);
                 break;
             case ReadyMessage or CommittedMessage or HeartbeatMessage or ReleaseMessage:
+                break;
+            case RollbackAcceptedMessage:
+                break;
+            case RollbackRequestMessage rollbackRequest:
+                writer.WriteByte((byte)rollbackRequest.Origin);
+                writer.WriteString(rollbackRequest.Reason);
+                break;
+            case HandedBackMessage handedBack:
+                writer.WriteByte(handedBack.AllReleased ? (byte)1 : (byte)0);
+                break;
+            case ProbationEndedMessage probationEnded:
+                writer.WriteString(probationEnded.Reason);
+                break;
+            case ProbationStatusMessage probationStatus:
+                writer.WriteByte((byte)probationStatus.State);
+                writer.WriteInt32(probationStatus.PeerPid);
+                writer.WriteInt64(probationStatus.EndsUnixMilliseconds);
+                writer.WriteString(probationStatus.Reason);
+                break;
+            case RollbackCommandMessage rollbackCommand:
+                writer.WriteUInt16(rollbackCommand.Version);
+                writer.WriteString(rollbackCommand.Note);
+                break;
+            case RollbackResultMessage rollbackResult:
+                writer.WriteByte((byte)rollbackResult.Outcome);
+                writer.WriteInt32(rollbackResult.ServingPid);
+                writer.WriteString(rollbackResult.Reason);
+                writer.WriteInt64(rollbackResult.SwitchMilliseconds);
+                break;
+            case ProbationUpdateMessage probationUpdate:
+                writer.WriteByte((byte)probationUpdate.Progress);
+                writer.WriteInt64(probationUpdate.EndsUnixMilliseconds);
+                writer.WriteByte((byte)probationUpdate.Origin);
+                writer.WriteString(probationUpdate.Reason);
                 break;
             case StatusRequestMessage statusRequest:
                 writer.WriteUInt16(statusRequest.Version);
@@ -230,15 +286,43 @@ internal static class HandoffProtocol
         return frame;
     }
 
+    /// <summary>
+    /// version, pid, application id; from v2 on optionally features u32 and probation ms i64 (read when at least 12
+    /// bytes follow). Anything after that stays ignored, so that the next extension can append again.
+    /// </summary>
+    private static HelloMessage DecodeHello(ref PayloadReader reader)
+    {
+        ushort version = reader.ReadUInt16();
+        int pid = reader.ReadInt32();
+        string applicationId = reader.ReadString();
+        return version >= 2 && reader.Remaining >= 12
+            ? new HelloMessage(version, pid, applicationId, (HandoffFeatures)reader.ReadUInt32(), reader.ReadInt64())
+            : new HelloMessage(version, pid, applicationId);
+    }
+
+    /// <summary>From v2 on the generation and the first start, then features u32 only when exactly 4 bytes remain.</summary>
     private static WelcomeMessage DecodeWelcome(ref PayloadReader reader)
     {
         ushort version = reader.ReadUInt16();
         int pid = reader.ReadInt32();
         var listeners = reader.ReadListeners(MessageType.Welcome);
-        return version >= 2
-            ? new WelcomeMessage(version, pid, listeners, reader.ReadInt64(), reader.ReadInt64())
-            : new WelcomeMessage(version, pid, listeners);
+        if (version < 2)
+        {
+            return new WelcomeMessage(version, pid, listeners);
+        }
+
+        long generation = reader.ReadInt64();
+        long firstStart = reader.ReadInt64();
+        HandoffFeatures? features = reader.Remaining == 4 ? (HandoffFeatures)reader.ReadUInt32() : null;
+        return new WelcomeMessage(version, pid, listeners, generation, firstStart, features);
     }
+
+    private static bool ReadBoolean(ref PayloadReader reader) => reader.ReadByte() switch
+    {
+        0 => false,
+        1 => true,
+        var value => throw new HandoffProtocolException($"Boolean byte {value} is neither 0 nor 1."),
+    };
 
     private static StatusMessage DecodeStatus(ref PayloadReader reader)
     {
@@ -282,6 +366,8 @@ internal static class HandoffProtocol
         public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16BigEndian(Take(2));
 
         public int ReadInt32() => BinaryPrimitives.ReadInt32BigEndian(Take(4));
+
+        public uint ReadUInt32() => BinaryPrimitives.ReadUInt32BigEndian(Take(4));
 
         public long ReadInt64() => BinaryPrimitives.ReadInt64BigEndian(Take(8));
 
@@ -353,6 +439,13 @@ internal static class HandoffProtocol
         {
             Span<byte> bytes = stackalloc byte[4];
             BinaryPrimitives.WriteInt32BigEndian(bytes, value);
+            _buffer.Write(bytes);
+        }
+
+        public void WriteUInt32(uint value)
+        {
+            Span<byte> bytes = stackalloc byte[4];
+            BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
             _buffer.Write(bytes);
         }
 
