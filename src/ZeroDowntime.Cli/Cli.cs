@@ -158,6 +158,7 @@ internal static class Cli
                     committed =>
                     {
                         total = clock.Elapsed.TotalMilliseconds;
+                        startedPid = committed.SuccessorPid;
                         if (!options.Json)
                         {
                             stdout.WriteLine(Committed(committed, before, total));
@@ -180,7 +181,13 @@ internal static class Cli
         }
         catch (ControlException ex)
         {
-            if (ex.Error == ControlError.TimedOut && startedPid != 0)
+            if (ex.Error == ControlError.TimedOut && total >= 0)
+            {
+                // --wait-probation: the commit was reported; what did not come in time is the probation's end.
+                ex = new ControlException(ControlError.TimedOut,
+                    $"Successor pid {startedPid} committed, but the end of its probation was not reported in time (the window's end plus {HandoffControlClient.ProbationEndMargin.TotalSeconds:0} s). {ex.Message}");
+            }
+            else if (ex.Error == ControlError.TimedOut && startedPid != 0)
             {
                 ex = new ControlException(ControlError.TimedOut,
                     $"Successor pid {startedPid} did not commit within --timeout {options.Timeout.TotalSeconds:0.###} s; the upgrade may still be running (the process gives up at its HandoffTimeout). {ex.Message}");

@@ -193,6 +193,30 @@ public sealed class CliProbationTests : IDisposable
     }
 
     [Fact]
+    public async Task UpgradeWaitProbation_NoUpdateAfterTheCommit_ExitsFiveSayingItCommitted()
+    {
+        // A server that neither sends the probation's start nor closes: bounded by ProbationStartTimeout (5 s).
+        var never = new TaskCompletionSource();
+        await using var server = new FakeControlServer(_scope.SocketPath, async (request, channel) =>
+        {
+            if (request is UpgradeRequestMessage)
+            {
+                channel.Send(new UpgradeResultMessage(UpgradeOutcome.Committed, 3100, -1, "", 900, 950));
+                await never.Task;
+            }
+            else
+            {
+                FakeControlServer.AnswerStatus(channel, new ProbationStatusMessage(ProbationState.None, 0, 0, ""));
+            }
+        });
+
+        Assert.Equal(ExitCodes.TimedOut, await UpgradeAsync(json: false));
+
+        Assert.StartsWith("Upgraded: pid 3100 serves", Out, StringComparison.Ordinal);
+        Assert.Contains("zerodowntime: Successor pid 3100 committed, but the end of its probation was not reported in time", Err, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task Upgrade_WithoutTheWait_ExitsZeroAtTheCommitAndHasNoProbationField()
     {
         await using var server = UpgradeServer(new ProbationUpdateMessage(ProbationProgress.Started, EndsInFiveMinutes, RollbackOrigin.None, ""));
