@@ -329,7 +329,7 @@ internal static class Cli
         ProbationProgress.RolledBack => $"rolled back during probation ({Name(probation.Origin)}): {probation.Reason}; pid {before.ProcessId} serves again",
         ProbationProgress.EndedEarly => $"probation ended early: {probation.Reason}; pid {result.SuccessorPid} serves with no way back",
         ProbationProgress.None => $"no probation: {probation.Reason}; pid {result.SuccessorPid} serves with no way back",
-        _ => $"no probation: pid {before.ProcessId}'s build has none (no probation update after the commit); pid {result.SuccessorPid} serves with no way back",
+        _ => $"no probation: the build of pid {before.ProcessId} has none (no probation update after the commit); pid {result.SuccessorPid} serves with no way back",
     };
 
     /// <summary>upgrade --wait-probation --json: <c>"probation": {"outcome", "reason", "origin", "endsAt"}</c>.</summary>
@@ -337,7 +337,7 @@ internal static class Cli
     {
         writer.WriteStartObject("probation");
         writer.WriteString("outcome", probation is null ? "none" : Name(probation.Progress));
-        writer.WriteString("reason", probation?.Reason ?? $"pid {before.ProcessId}'s build has no probation (no probation update after the commit)");
+        writer.WriteString("reason", probation?.Reason ?? $"the build of pid {before.ProcessId} has no probation (no probation update after the commit)");
         if (probation is { Origin: not RollbackOrigin.None })
         {
             writer.WriteString("origin", Name(probation.Origin));

@@ -187,7 +187,7 @@ public sealed class CliProbationTests : IDisposable
 
         var probation = JsonDocument.Parse(Out).RootElement.GetProperty("probation");
         Assert.Equal("none", probation.GetProperty("outcome").GetString());
-        Assert.Contains("build has no probation", probation.GetProperty("reason").GetString(), StringComparison.Ordinal);
+        Assert.Contains("has no probation", probation.GetProperty("reason").GetString(), StringComparison.Ordinal);
         Assert.Equal(JsonValueKind.Null, probation.GetProperty("origin").ValueKind);
         Assert.Equal(JsonValueKind.Null, probation.GetProperty("endsAt").ValueKind);
     }
