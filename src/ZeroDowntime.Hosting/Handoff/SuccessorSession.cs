@@ -381,6 +381,10 @@ internal sealed class SuccessorSession
         }
 
         string? lostReason = await watch;
+
+        // Whatever follows, the window's timer has nothing more to decide (its arrows are gone) and must not outlive
+        // this session for the rest of a long window.
+        await stopWatching.CancelAsync();
         switch (Machine.State)
         {
             case SuccessorSessionState.Completed:
