@@ -48,8 +48,8 @@ internal static class HandoffControlClient
     /// As <see cref="UpgradeAsync"/>, then, when the successor committed (<paramref name="committed"/> is told the
     /// result at once), waits on the same connection for its probation: <paramref name="probationStarted"/> is told the first <see cref="ProbationUpdateMessage"/> when it
     /// says <see cref="ProbationProgress.Started"/>, and the final one is returned (<see cref="ProbationProgress.Passed"/>,
-    /// <see cref="ProbationProgress.RolledBack"/> or <see cref="ProbationProgress.EndedEarly"/>; or
-    /// <see cref="ProbationProgress.None"/> at once). <paramref name="timeout"/> bounds the handoff only; the probation
+    /// <see cref="ProbationProgress.RolledBack"/> or <see cref="ProbationProgress.EndedEarly"/>, with the window's
+    /// announced end when it carries none; or <see cref="ProbationProgress.None"/> at once). <paramref name="timeout"/> bounds the handoff only; the probation
     /// is waited for until the window's announced end plus <see cref="ProbationEndMargin"/>. The probation is null when
     /// the upgrade did not commit, or when the process closed the connection after the result: its build has no
     /// probation. A connection closed during the window (the old process was killed or stopped) ends it early.
@@ -84,10 +84,14 @@ internal static class HandoffControlClient
         var final = await ReadProbationUpdateAsync(channel, bound, socketPath, cancellationToken)
             ?? new ProbationUpdateMessage(ProbationProgress.EndedEarly, first.EndsUnixMilliseconds, RollbackOrigin.None,
                 $"the process serving {socketPath} closed the connection before the probation ended (it was stopped or killed): the new release serves with no way back");
-        return final.Progress is ProbationProgress.Started or ProbationProgress.None
-            ? throw new ControlException(ControlError.Protocol,
-                $"The process serving {socketPath} sent probation {final.Progress} after the probation had started.")
-            : new UpgradeWithProbation(result, final);
+        if (final.Progress is ProbationProgress.Started or ProbationProgress.None)
+        {
+            throw new ControlException(ControlError.Protocol,
+                $"The process serving {socketPath} sent probation {final.Progress} after the probation had started.");
+        }
+
+        // The window's end as announced at the start, when the final update carries none.
+        return new UpgradeWithProbation(result, final.EndsUnixMilliseconds == 0 ? final with { EndsUnixMilliseconds = first.EndsUnixMilliseconds } : final);
     }
 
     /// <summary>

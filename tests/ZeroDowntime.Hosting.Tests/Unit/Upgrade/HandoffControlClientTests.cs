@@ -203,6 +203,22 @@ public sealed class HandoffControlClientTests : IDisposable
     }
 
     [Fact]
+    public async Task UpgradeThroughProbation_FinalUpdateWithoutAnEnd_CarriesTheAnnouncedEnd()
+    {
+        await using var server = new FakeControlServer(_scope.SocketPath, (_, channel) =>
+        {
+            channel.Send(new UpgradeResultMessage(UpgradeOutcome.Committed, 3100, -1, "", 900, 950));
+            channel.Send(new ProbationUpdateMessage(ProbationProgress.Started, EndsInAMinute, RollbackOrigin.None, ""));
+            channel.Send(new ProbationUpdateMessage(ProbationProgress.RolledBack, 0, RollbackOrigin.Tool, "by hand"));
+            return Task.CompletedTask;
+        });
+
+        var reply = await HandoffControlClient.UpgradeThroughProbationAsync(_scope.SocketPath, Bound, null, null, null);
+
+        Assert.Equal(new ProbationUpdateMessage(ProbationProgress.RolledBack, EndsInAMinute, RollbackOrigin.Tool, "by hand"), reply.Probation);
+    }
+
+    [Fact]
     public async Task UpgradeThroughProbation_NoneAtOnce_ReturnsItWithoutWaiting()
     {
         var none = new ProbationUpdateMessage(ProbationProgress.None, 0, RollbackOrigin.None, "the new release asks for no probation (Duration 0)");
