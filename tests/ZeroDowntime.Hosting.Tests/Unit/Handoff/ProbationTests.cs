@@ -210,6 +210,28 @@ public sealed class ProbationTests
         await SuccessorSessionTests.WaitForRoleAsync(process, ProcessRole.Owner);
     }
 
+    // The window's end finds the rollback accepted already: no arrow, nothing sent; HandedBack completes it.
+    [Fact]
+    public async Task RollingBack_WindowEnds_ChangesNothingAndHandedBackCompletesTheRollback()
+    {
+        var participant = new RecordingParticipant();
+        await using var process = new InProcessCoordinator(participants: [participant]);
+        using var successor = await StandingByAsync(process, ShortWindow);
+        successor.Channel.Send(new RollbackRequestMessage(RollbackOrigin.Signal, "SIGUSR1"));
+        Assert.IsType<RollbackAcceptedMessage>(await successor.Channel.ReadAsync(Bound, CancellationToken.None));
+        await process.Time.WaitForTimerAsync(ShortWindow, Bound);
+
+        process.Time.Advance(ShortWindow); // within the heartbeat timeout
+        successor.Channel.Send(new HandedBackMessage(true));
+
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "RolledBack", Bound);
+        await SuccessorSessionTests.WaitForRoleAsync(process, ProcessRole.Owner);
+        await AssertClosedAsync(successor.Channel); // no ProbationEnded
+        Assert.Empty(process.Logger.Named("ProbationPassed"));
+        Assert.Equal("RollingBack --HandedBack--> RolledBack", Arrows(process, Session)[^1]);
+        Assert.Equal("acquire RolledBack", participant.Calls[^1]);
+    }
+
     // Design section 6, "S frozen after RollbackAccepted": the old process, its gate open, waits for HandedBack; 5 s
     // without a heartbeat and it serves anyway (Reclaimed), and revokes the new one.
     [Fact]
@@ -425,6 +447,11 @@ public sealed class ProbationTests
         Assert.Contains(recorder.Of("zerodowntime.handoffs"), m => Equals(m.Tags[ZeroDowntimeMetrics.RoleTag], HandoffTags.Successor)
             && Equals(m.Tags[ZeroDowntimeMetrics.OutcomeTag], "rolled-back"));
         Assert.Empty(await ReadUntilClosedAsync(channel)); // nothing after HandedBack but heartbeats, then the end
+
+        // Design section 6, "rollback racing SIGTERM" (c): a SIGTERM after HandedBack finds no arrow; it drains and exits 81.
+        await process.Coordinator.StoppingAsync(CancellationToken.None).WaitAsync(Bound);
+        Assert.Equal(ProcessRole.Leaving, process.Coordinator.Role);
+        Assert.Equal(ZeroDowntimeExitCodes.RolledBack, Environment.ExitCode);
     }
 
     [Fact]
@@ -530,6 +557,7 @@ public sealed class ProbationTests
         channel.Send(new RollbackAcceptedMessage());
         Assert.IsType<HandedBackMessage>(await ReadSkippingHeartbeatsAsync(channel));
         Assert.Equal(RollbackOutcome.RolledBack, Assert.IsType<RollbackResultMessage>(await first.ReadAsync(Bound, CancellationToken.None)).Outcome);
+        await process.Application.StopRequested.Task.WaitAsync(Bound); // its exit code is set before the test ends
     }
 
     [Fact]
@@ -601,10 +629,36 @@ public sealed class ProbationTests
         Assert.Empty(process.Logger.Named("RollbackRequested"));
     }
 
+    // Design section 6, "rollback racing SIGTERM" (a): the shutdown began first; the rollback is refused and nothing goes
+    // to the old process but the Release.
+    [Fact]
+    public async Task ShuttingDown_RollbackCommand_IsRefusedAndOnlyTheReleaseGoesToThePredecessor()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new FakePredecessor(process.SocketPath);
+        using var channel = await OnProbationAsync(process, predecessor, LongWindow);
+        var stopping = process.Coordinator.StoppingAsync(CancellationToken.None);
+        Assert.IsType<ReleaseMessage>(await ReadSkippingHeartbeatsAsync(channel)); // its answer is held back: the handoff socket still answers
+
+        using (var tool = await RollbackCommandAsync(process, ""))
+        {
+            var result = Assert.IsType<RollbackResultMessage>(await tool.ReadAsync(Bound, CancellationToken.None));
+            Assert.Equal(RollbackOutcome.Refused, result.Outcome);
+            Assert.Contains("no generation on probation", result.Reason, StringComparison.Ordinal);
+        }
+
+        Assert.Equal(ProcessRole.ShuttingDown, process.Coordinator.Role);
+        Assert.Empty(process.Logger.Named("RollbackRequested"));
+        Assert.False(channel.HasPendingData, "no RollbackRequest after the Release (the heartbeats ended before it)");
+        channel.Dispose(); // the answer to the Release
+        await stopping.WaitAsync(Bound);
+    }
+
     // Design section 6, "rollback racing SIGTERM" (b): the rollback began, the shutdown came before RollbackAccepted.
     [Fact]
     public async Task RollingBack_ShutdownBeforeRollbackAccepted_GivesTheRollbackUpAndReleasesThePredecessor()
     {
+        int exitCodeBefore = Environment.ExitCode;
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
@@ -623,7 +677,7 @@ public sealed class ProbationTests
         Assert.Equal("RollingBack --ReleasedPredecessor--> Released", Arrows(process, Link)[^1]);
         Assert.Contains(process.Logger.Named("StateChanged"), e => e.Message == "ProcessRole: HandingBack --ShutdownBegan--> ShuttingDown");
         Assert.Equal(ProcessRole.ShuttingDown, process.Coordinator.Role);
-        Assert.NotEqual(ZeroDowntimeExitCodes.RolledBack, Environment.ExitCode);
+        Assert.Equal(exitCodeBefore, Environment.ExitCode); // not 81: it stops as the owner
     }
 
     // Design section 6, "a participant overruns its release at the rollback".
