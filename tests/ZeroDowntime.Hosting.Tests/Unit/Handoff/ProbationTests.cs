@@ -85,6 +85,42 @@ public sealed class ProbationTests
         await ReleaseAndWaitForExitAsync(process, successor);
     }
 
+    // The new release's Duration decides (design section 2.2): 0 asks for none, even from a build that knows probation.
+    [Fact]
+    public async Task Committing_HelloWithProbationOfZero_PlainCommitAndExitAfterTheDrain()
+    {
+        await using var process = new InProcessCoordinator();
+        await process.StartAloneAsync();
+        using var successor = await process.ConnectAsync();
+        successor.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, process.Options.ApplicationId!, HandoffFeatures.Probation, 0));
+        Assert.Equal(HandoffFeatures.Probation, Assert.IsType<WelcomeMessage>(await successor.ReadAsync(Bound, CancellationToken.None)).Features);
+        successor.Send(new ReadyMessage());
+        Assert.IsType<CommittedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        using var served = process.ServePathAsSuccessor();
+        successor.Send(new HeartbeatMessage());
+
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal("Draining --Drained--> Completed", Arrows(process, Session)[^1]);
+        Assert.Contains("Committing --CommittedSent--> Draining", Arrows(process, Session));
+        Assert.Empty(process.Logger.Named("StandingBy"));
+        Assert.Empty(await ReadUntilClosedAsync(successor)); // no ProbationEnded, nothing new on the wire
+    }
+
+    // A window beyond ProbationSettingsValidator.MaxDuration (1 day) from a peer is held to it.
+    [Fact]
+    public async Task Committing_ProbationAskedBeyondTheMaximum_StandsByForOneDayAtMost()
+    {
+        await using var process = new InProcessCoordinator();
+        var committedAt = process.Time.GetUtcNow();
+        using var successor = await StandingByAsync(process, TimeSpan.FromDays(30));
+
+        var standingBy = Assert.Single(process.Logger.Named("StandingBy"));
+        Assert.Equal(committedAt + ProbationSettingsValidator.MaxDuration, (DateTimeOffset)standingBy.Fields["EndsAt"]!);
+        await process.Time.WaitForTimerAsync(ProbationSettingsValidator.MaxDuration, Bound);
+
+        await ReleaseAndWaitForExitAsync(process, successor);
+    }
+
     [Fact]
     public async Task OnProbation_WindowEnds_SendsProbationEndedAndExits0()
     {
@@ -800,6 +836,72 @@ public sealed class ProbationTests
 
         newestChannel.Send(new ReleaseMessage());
         await process.Application.StopRequested.Task.WaitAsync(Bound);
+    }
+
+    // Issue 20 item 3: the 5xx ratio above MaxErrorRatio with MinRequests responses rolls back by itself, at the first
+    // evaluation (every 250 ms on the process's clock), with the reading as the reason.
+    [Fact]
+    public async Task OnProbation_ErrorRatioAboveTheLimit_RollsBackByItselfAtTheNextEvaluation()
+    {
+        await using var process = new InProcessCoordinator(watchProbation: true);
+        using var predecessor = new FakePredecessor(process.SocketPath);
+        using var channel = await OnProbationAsync(process, predecessor, LongWindow);
+        var evaluation = TimeSpan.FromMilliseconds(250);
+        await process.Time.WaitForTimerAsync(evaluation, Bound); // the monitor is in place once its evaluation timer is
+        var monitor = process.ProbationWatch!.ErrorRatio!;
+        int minRequests = process.Options.Probation.MinRequests;
+        for (int i = 0; i < minRequests; i++)
+        {
+            monitor.Record(i % 2 == 0 ? 500 : 200, isWarmup: false);
+        }
+
+        for (int i = 0; i < 100; i++)
+        {
+            monitor.Record(500, isWarmup: true); // warm-up requests do not count
+        }
+
+        process.Time.Advance(evaluation - TimeSpan.FromMilliseconds(1));
+        await process.Time.WaitForTimerAsync(evaluation, Bound); // not evaluated yet
+        Assert.Empty(process.Logger.Named("RollbackErrorRatio"));
+        process.Time.Advance(TimeSpan.FromMilliseconds(1));
+
+        var request = Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        Assert.Equal(RollbackOrigin.ErrorRatio, request.Origin);
+        Assert.StartsWith($"5xx ratio 0.500 ({minRequests / 2} of {minRequests} responses", request.Reason, StringComparison.Ordinal);
+        var logged = Assert.Single(process.Logger.Named("RollbackErrorRatio"));
+        Assert.Equal((long)minRequests, Convert.ToInt64(logged.Fields["Requests"], System.Globalization.CultureInfo.InvariantCulture));
+        Assert.Equal(ProcessRole.HandingBack, process.Coordinator.Role);
+
+        channel.Send(new RollbackAcceptedMessage());
+        Assert.IsType<HandedBackMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        await process.Application.StopRequested.Task.WaitAsync(Bound);
+        Assert.Equal(ZeroDowntimeExitCodes.RolledBack, Environment.ExitCode);
+        Assert.Null(process.ProbationWatch.ErrorRatio); // the request path records nothing any more
+    }
+
+    // Design section 4: from RollbackBegan until the old process serves the path again, a newcomer that reaches the new
+    // process is told "already handed over" (it retries, and then finds whoever serves), never given the slot.
+    [Fact]
+    public async Task RollingBack_NewcomerGreets_IsRefusedAsAlreadyHandedOverAndNothingChanges()
+    {
+        await using var process = new InProcessCoordinator();
+        using var predecessor = new FakePredecessor(process.SocketPath);
+        using var channel = await OnProbationAsync(process, predecessor, LongWindow);
+        using var tool = await RollbackCommandAsync(process, "");
+        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+
+        using (var newcomer = await process.ConnectAsync())
+        {
+            newcomer.Send(new HelloMessage(HandoffProtocol.Version, Environment.ProcessId, process.Options.ApplicationId!, HandoffFeatures.Probation, 60_000));
+            var refused = Assert.IsType<RefusedMessage>(await newcomer.ReadAsync(Bound, CancellationToken.None));
+            Assert.Equal(RefusalReason.AlreadyHandedOver, refused.Reason);
+            Assert.Equal($"pid {Environment.ProcessId} is rolling back to its predecessor", refused.Detail);
+        }
+
+        Assert.Equal(ProcessRole.HandingBack, process.Coordinator.Role);
+        Assert.False(channel.HasPendingData, "no Release: the predecessor still stands by");
+        channel.Send(new ProbationEndedMessage("the probation window of 00:05:00 ended"));
+        Assert.Equal(RollbackOutcome.Refused, Assert.IsType<RollbackResultMessage>(await tool.ReadAsync(Bound, CancellationToken.None)).Outcome);
     }
 
     // ---- Helpers ----
