@@ -413,14 +413,18 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var successor = await StandingByAsync(process, LongWindow);
 
-        process.Application.BeginStopping();
+        process.Application.BeginStopping(); // then the host's StoppingAsync and StopAsync, as on SIGTERM
+        await process.Coordinator.StoppingAsync(CancellationToken.None).WaitAsync(Bound);
 
         var ended = Assert.IsType<ProbationEndedMessage>(await successor.Channel.ReadAsync(Bound, CancellationToken.None));
         Assert.Equal($"pid {Environment.ProcessId} is stopping", ended.Reason);
         await process.Application.StopRequested.Task.WaitAsync(Bound);
+        await process.Coordinator.StopAsync(CancellationToken.None).WaitAsync(Bound);
+        await AssertClosedAsync(successor.Channel); // no Revoked
         Assert.Equal("OnProbation --ProbationEnded--> Completed", Arrows(process, Session)[^1]);
         Assert.False(process.Gate.IsOpen);
         Assert.Empty(process.Logger.Named("SuccessorLost"));
+        Assert.Equal(ProcessRole.HandedOver, process.Coordinator.Role);
     }
 
     // ---- The new process on probation (PredecessorLink); the test plays the old one. ----
