@@ -388,6 +388,25 @@ public sealed class ProbationTests
         Assert.False(ListenerTestKit.IsListening(listener.Fd));
     }
 
+    // The read-late rule's other branch: what is queued behind the request is only a heartbeat (the old process was
+    // slow, not given up on), so the request is honoured once the queue is read.
+    [Fact]
+    public async Task OnProbation_RollbackRequestReadLateWithAHeartbeatBehindIt_IsAccepted()
+    {
+        await using var process = new InProcessCoordinator();
+        using var successor = await StandingByAsync(process, LongWindow);
+
+        await successor.Socket.SendAsync(
+            HandoffProtocol.Encode(new RollbackRequestMessage(RollbackOrigin.Signal, "SIGUSR1")).Concat(HandoffProtocol.Encode(new HeartbeatMessage())).ToArray());
+
+        Assert.IsType<RollbackAcceptedMessage>(await successor.Channel.ReadAsync(Bound, CancellationToken.None));
+        Assert.True(process.Gate.IsOpen);
+        Assert.Equal("OnProbation --RollbackRequested--> RollingBack", Arrows(process, Session)[^1]);
+        successor.Channel.Send(new HandedBackMessage(true));
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "RolledBack", Bound);
+        await SuccessorSessionTests.WaitForRoleAsync(process, ProcessRole.Owner);
+    }
+
     // Design section 6, "plain SIGTERM to the new generation during probation", on the old process's side.
     [Fact]
     public async Task OnProbation_SuccessorReleases_ClosesItsCopiesAtOnceAndNeverServesAgain()
