@@ -520,8 +520,7 @@ public sealed class ProbationTests
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
 
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
         channel.Send(new ProbationEndedMessage("the probation window of 00:05:00 ended"));
 
         var result = Assert.IsType<RollbackResultMessage>(await tool.ReadAsync(Bound, CancellationToken.None));
@@ -572,8 +571,7 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
         await process.Time.WaitForTimerAsync(PredecessorLink.ReadTimeout, Bound);
 
         process.Time.Advance(PredecessorLink.ReadTimeout);
@@ -597,8 +595,7 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
-        using var first = await RollbackCommandAsync(process, "first");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var first = await RollbackRequestedAsync(process, channel, "first");
 
         using (var second = await RollbackCommandAsync(process, "second"))
         {
@@ -721,8 +718,7 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
 
         var stopping = process.Coordinator.StoppingAsync(CancellationToken.None);
 
@@ -748,8 +744,7 @@ public sealed class ProbationTests
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
         await participant.Acquired.Task.WaitAsync(Bound);
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
         channel.Send(new RollbackAcceptedMessage());
         await participant.Releasing.Task.WaitAsync(Bound);
         await process.Time.WaitForTimerAsync(ParticipantRunner.Timeout, Bound);
@@ -818,8 +813,7 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
 
         channel.Send(new RevokedMessage("no heartbeat for 5 s"));
 
@@ -910,8 +904,7 @@ public sealed class ProbationTests
         await using var process = new InProcessCoordinator();
         using var predecessor = new FakePredecessor(process.SocketPath);
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
-        using var tool = await RollbackCommandAsync(process, "");
-        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        using var tool = await RollbackRequestedAsync(process, channel);
 
         using (var newcomer = await process.ConnectAsync())
         {
@@ -995,6 +988,14 @@ public sealed class ProbationTests
     {
         var tool = await process.ConnectAsync();
         tool.Send(new RollbackCommandMessage(HandoffProtocol.Version, note));
+        return tool;
+    }
+
+    /// <summary>`zerodowntime rollback` to the process on probation, until its RollbackRequest is on the wire.</summary>
+    private static async Task<HandoffChannel> RollbackRequestedAsync(InProcessCoordinator process, HandoffChannel predecessor, string note = "")
+    {
+        var tool = await RollbackCommandAsync(process, note);
+        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(predecessor));
         return tool;
     }
 
