@@ -773,7 +773,7 @@ public sealed class ProbationTests
         channel.Send(new ProbationEndedMessage("pid 1234 is stopping"));
 
         await WaitForArrowAsync(process, Link, "OnProbation --ProbationEnded--> Owner");
-        Assert.Single(process.Logger.Named("ProbationEndedForSuccessor"));
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "ProbationEndedForSuccessor", Bound); // logged after the arrow
         Assert.Equal(ProcessRole.Owner, process.Coordinator.Role);
         var (_, probation) = await StatusAsync(process);
         Assert.Equal(ProbationState.None, probation.State);
