@@ -496,6 +496,12 @@ public sealed class ProbationTests
         Assert.Equal(RollbackOutcome.RolledBack, result.Outcome);
         Assert.Equal(Environment.ProcessId, result.ServingPid); // the predecessor's pid (the test's)
         Assert.Equal(0L, result.SwitchMilliseconds); // on the fake clock, which nothing advanced
+
+        // It drains, then exits only once the predecessor serves the handoff socket's path again (after its MAINPID).
+        await process.Time.WaitForTimerAsync(TimeSpan.FromMilliseconds(10), Bound); // looking at the path
+        Assert.False(process.Application.StopRequested.Task.IsCompleted, "the path still names this process's socket");
+        using var served = process.ServePathAsSuccessor(); // the predecessor's socket, renamed over the path
+        process.Time.Advance(TimeSpan.FromMilliseconds(10));
         await process.Application.StopRequested.Task.WaitAsync(Bound);
         Assert.Equal(ZeroDowntimeExitCodes.RolledBack, Environment.ExitCode);
         Assert.Equal(81, ZeroDowntimeExitCodes.RolledBack);
@@ -610,6 +616,7 @@ public sealed class ProbationTests
         Assert.False(channel.HasPendingData, "one RollbackRequest went out");
 
         // The first goes on as if the second had not come.
+        using var served = ServePathAsTheOldProcess(process);
         channel.Send(new RollbackAcceptedMessage());
         Assert.IsType<HandedBackMessage>(await ReadSkippingHeartbeatsAsync(channel));
         Assert.Equal(RollbackOutcome.RolledBack, Assert.IsType<RollbackResultMessage>(await first.ReadAsync(Bound, CancellationToken.None)).Outcome);
@@ -745,6 +752,7 @@ public sealed class ProbationTests
         using var channel = await OnProbationAsync(process, predecessor, LongWindow);
         await participant.Acquired.Task.WaitAsync(Bound);
         using var tool = await RollbackRequestedAsync(process, channel);
+        using var served = ServePathAsTheOldProcess(process);
         channel.Send(new RollbackAcceptedMessage());
         await participant.Releasing.Task.WaitAsync(Bound);
         await process.Time.WaitForTimerAsync(ParticipantRunner.Timeout, Bound);
@@ -889,6 +897,7 @@ public sealed class ProbationTests
         Assert.Equal((long)minRequests, Convert.ToInt64(logged.Fields["Requests"], System.Globalization.CultureInfo.InvariantCulture));
         Assert.Equal(ProcessRole.HandingBack, process.Coordinator.Role);
 
+        using var served = ServePathAsTheOldProcess(process);
         channel.Send(new RollbackAcceptedMessage());
         Assert.IsType<HandedBackMessage>(await ReadSkippingHeartbeatsAsync(channel));
         await process.Application.StopRequested.Task.WaitAsync(Bound);
@@ -990,6 +999,13 @@ public sealed class ProbationTests
         tool.Send(new RollbackCommandMessage(HandoffProtocol.Version, note));
         return tool;
     }
+
+    /// <summary>
+    /// The old process's handoff socket renamed over the path, which it does right after HandedBack: done before the
+    /// test accepts a rollback, the rolled-back process finds the path served at once and exits without a look at the
+    /// clock (<see cref="OnProbation_RollbackCommandThenRollbackAccepted_HandsBackAndExits81"/> shows the wait).
+    /// </summary>
+    private static Socket ServePathAsTheOldProcess(InProcessCoordinator process) => process.ServePathAsSuccessor();
 
     /// <summary>`zerodowntime rollback` to the process on probation, until its RollbackRequest is on the wire.</summary>
     private static async Task<HandoffChannel> RollbackRequestedAsync(InProcessCoordinator process, HandoffChannel predecessor, string note = "")
