@@ -38,6 +38,7 @@ internal sealed class HandoffProcess : IDisposable
     private long _servingSinceUnixMilliseconds;
     private Func<System.Net.Sockets.Socket, Task>? _handleConnection;
     private SuccessorSession? _latestSession;
+    private bool _handingBack;
 
     public HandoffProcess(
         ZeroDowntimeOptions options,
@@ -275,24 +276,60 @@ internal sealed class HandoffProcess : IDisposable
     /// <summary>A rollback is asked for (Owner -> HandingBack): no greeting takes the slot meanwhile. False when this process does not serve alone now.</summary>
     public bool TryBeginRollback() => _role.TryFire(RoleTrigger.RollbackBegan);
 
-    /// <summary>The predecessor did not take the service back (HandingBack -> Owner): serve on. False when the rollback went on meanwhile (or a shutdown came).</summary>
-    public bool TryRefuseRollback() => _role.TryFire(RoleTrigger.RollbackRefused);
+    /// <summary>
+    /// The predecessor did not take the service back (HandingBack -> Owner): serve on. False when the hand-back has
+    /// begun meanwhile (the gate is closed: only <see cref="ResumeAfterFailedHandBackAsync"/> may follow) or a shutdown came.
+    /// </summary>
+    public bool TryRefuseRollback()
+    {
+        lock (_ownership)
+        {
+            return !_handingBack && _role.TryFire(RoleTrigger.RollbackRefused);
+        }
+    }
 
     /// <summary>
-    /// The predecessor reopened its gate (HandingBack -> Leaving): this gate closes, and every response says goodbye
-    /// from now on (Connection: close, GOAWAY). False when a shutdown came first.
+    /// The predecessor reopened its gate: this gate closes, and every response says goodbye from now on (Connection:
+    /// close, GOAWAY). The role stays HandingBack until HandedBack is out (<see cref="HandedBack"/>), and a refusal can
+    /// no longer take the rollback back. False when the role is no longer HandingBack (a shutdown, or the rollback
+    /// given up, came first).
     /// </summary>
-    public bool TryHandBack()
+    public bool TryBeginHandBack()
     {
-        if (!_role.TryFire(RoleTrigger.HandedBack))
+        lock (_ownership)
         {
-            return false;
+            if (_role.State != ProcessRole.HandingBack)
+            {
+                return false;
+            }
+
+            _handingBack = true;
         }
 
         _gate.Close();
         _lifetime.BeginDrain();
         _notifySocket.Status("Rolled back: draining");
         return true;
+    }
+
+    /// <summary>HandedBack went out (HandingBack -> Leaving): the predecessor owns everything from here.</summary>
+    public void HandedBack() => _role.TryFire(RoleTrigger.HandedBack);
+
+    /// <summary>
+    /// The predecessor died before HandedBack reached it (HandingBack -> Owner): it never acquired, so this process
+    /// takes back exactly what it released, reopens its gate and serves on, with no way back.
+    /// </summary>
+    public async Task ResumeAfterFailedHandBackAsync(IReadOnlyList<IHandoffParticipant> released)
+    {
+        if (!_role.TryFire(RoleTrigger.RollbackRefused))
+        {
+            return; // a shutdown came first: nothing to serve
+        }
+
+        _lifetime.Resume();
+        OpenGate();
+        await _participants.AcquireAsync(HandoffAcquireReason.NotCommitted, released, ShutdownToken);
+        _notifySocket.Status($"Serving; the rollback failed (the predecessor exited)");
     }
 
     // A plain shutdown.

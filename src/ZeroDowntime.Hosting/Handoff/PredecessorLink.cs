@@ -57,7 +57,8 @@ internal sealed class PredecessorLink : IDisposable
         (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.ProbationEnded, PredecessorLinkState.Owner),
         (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone),
         (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
-        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released));
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released),
+        (PredecessorLinkState.HandedBack, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone));
 
     private readonly HandoffProcess _process;
     private readonly ListenerRegistry _registry;
@@ -481,15 +482,16 @@ internal sealed class PredecessorLink : IDisposable
     }
 
     /// <summary>
-    /// The predecessor reopened its gate: this process closed its own (<see cref="HandoffProcess.TryHandBack"/>), now
+    /// The predecessor reopened its gate: this process closed its own (<see cref="HandoffProcess.TryBeginHandBack"/>), now
     /// releases its participants (a log file moves to its archive name) and says HandedBack, from which the
     /// predecessor owns everything again. Heartbeats go on until then.
     /// </summary>
-    private async Task HandBackAsync(HandoffChannel channel)
+    private async Task<bool> HandBackAsync(HandoffChannel channel)
     {
         var released = new List<IHandoffParticipant>();
         bool allReleased = true;
-        if (await _process.ReleaseParticipantsAsync(released) is { } overrun)
+        var overrun = await _process.ReleaseParticipantsAsync(released);
+        if (overrun is not null)
         {
             // The predecessor must not acquire while a release runs: wait for it (bounded), then say it overran, so
             // that the predecessor reclaims rather than takes back (no two writers of one log file).
@@ -507,12 +509,26 @@ internal sealed class PredecessorLink : IDisposable
             }
         }
 
-        channel.TrySend(new HandedBackMessage(allReleased));
+        if (!channel.TrySend(new HandedBackMessage(allReleased)))
+        {
+            // The predecessor died after it reopened its gate (a Unix socket's peer that closed fails the send at once):
+            // nobody would serve. It never acquired, so take back what was released and serve on, with no way back.
+            string why = $"pid {PredecessorPid} exited during the rollback, before it took the service back; this release serves again with no way back";
+            Machine.TryFire(PredecessorLinkTrigger.PredecessorExited);
+            EndProbation();
+            _logger.RollbackGivenUp(PredecessorPid, why);
+            await _process.ResumeAfterFailedHandBackAsync(overrun is { IsCompleted: false } ? released[..^1] : released);
+            FinishRollback(RollbackOutcome.Failed, why);
+            return false;
+        }
+
+        _process.HandedBack();
         double milliseconds = _time.GetElapsedTime(_rollbackAskedAt).TotalMilliseconds;
         _logger.HandedBack(PredecessorPid, milliseconds);
         _metrics.Handoff(HandoffTags.Successor, HandoffTags.RolledBack);
         EndProbation();
         FinishRollback(RollbackOutcome.RolledBack, _rollbackReason, (long)Math.Round(milliseconds));
+        return true;
     }
 
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
@@ -681,7 +697,7 @@ internal sealed class PredecessorLink : IDisposable
                 if (message is RollbackAcceptedMessage)
                 {
                     // Closing this gate is the role's decision, against a racing shutdown or a rollback given up.
-                    if (Machine.State == PredecessorLinkState.RollingBack && _process.TryHandBack() && Machine.TryFire(PredecessorLinkTrigger.RollbackAccepted))
+                    if (Machine.State == PredecessorLinkState.RollingBack && _process.TryBeginHandBack() && Machine.TryFire(PredecessorLinkTrigger.RollbackAccepted))
                     {
                         handingBack = true;
                         break;
@@ -731,7 +747,7 @@ internal sealed class PredecessorLink : IDisposable
         {
             if (handingBack)
             {
-                await HandBackAsync(channel);
+                handingBack = await HandBackAsync(channel);
             }
 
             await done.CancelAsync();

@@ -408,6 +408,13 @@ internal sealed class SuccessorSession
                 return;
         }
 
+        if (lostReason is null && _process.HostStoppingToken.IsCancellationRequested)
+        {
+            // The watch ended because this process stops (SIGTERM during a rollback, before HandedBack): the service is
+            // being stopped, so this process neither serves again nor revokes anyone; its own shutdown closes the gate.
+            return;
+        }
+
         // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
         // happened, and tell the successor (should it wake up) that it must stop.
         string reason = lostReason ?? "unknown";
@@ -668,7 +675,8 @@ internal sealed class SuccessorSession
         using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10), _time);
         while (_server.PathNamesThisSocket)
         {
-            if (watch.IsCompleted && await watch is not null)
+            // Lost, or rolled back meanwhile (HandedBack while this process still waited here): no more waiting.
+            if (watch.IsCompleted && (await watch is not null || Machine.State == SuccessorSessionState.RolledBack))
             {
                 return false;
             }

@@ -213,7 +213,8 @@ public sealed class ProbationTests
         var (status, probation) = await StatusAsync(process);
         Assert.Equal(ServingState.Serving, status.State);
         Assert.Equal(Environment.ProcessId, status.ProcessId);
-        Assert.Equal(new ProbationStatusMessage(ProbationState.RolledBack, Environment.ProcessId, 0, "5xx ratio 0.250"), probation);
+        // The time of the rollback (the fake clock has not moved since).
+        Assert.Equal(new ProbationStatusMessage(ProbationState.RolledBack, Environment.ProcessId, process.Time.GetUtcNow().ToUnixTimeMilliseconds(), "5xx ratio 0.250"), probation);
 
         // A second rollback, now asked of the old process: nothing stands by behind it.
         using var tool = await RollbackCommandAsync(process, "again");
@@ -948,6 +949,96 @@ public sealed class ProbationTests
     }
 
     /// <summary>The frames other than heartbeats that arrive until the connection closes.</summary>
+    // Found by review: a HandedBack read while this process still waited for its successor to serve the path held the
+    // rollback until HandoffTimeout (the path wait only ended on a lost successor).
+    [Fact]
+    public async Task DrainingOnProbation_HandedBackWhileWaitingForThePath_CompletesTheRollbackAtOnce()
+    {
+        var participant = new RecordingParticipant();
+        await using var process = new InProcessCoordinator(participants: [participant]);
+        await process.StartAloneAsync();
+        using var successor = await CommittedOnProbationAsync(process, LongWindow);
+        successor.Send(new HeartbeatMessage()); // confirmed; the path still names the old process's socket
+        await process.Time.WaitForTimerAsync(TimeSpan.FromMilliseconds(10), Bound); // looking at the path
+        successor.Send(new RollbackRequestMessage(RollbackOrigin.Signal, "SIGUSR1"));
+        Assert.IsType<RollbackAcceptedMessage>(await successor.ReadAsync(Bound, CancellationToken.None));
+        successor.Send(new HandedBackMessage(true));
+        await WaitForArrowAsync(process, Session, "RollingBack --HandedBack--> RolledBack");
+        for (int i = 0; i < 5; i++)
+        {
+            process.Time.Advance(TimeSpan.FromMilliseconds(10));
+        }
+
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "RolledBack", Bound);
+        await participant.WaitForAsync("acquire RolledBack", Bound);
+        await SuccessorSessionTests.WaitForRoleAsync(process, ProcessRole.Owner);
+    }
+
+    // Found by review: a SIGTERM to the old process after RollbackAccepted took the end of its watch for a lost
+    // successor: it sent Revoked("unknown"), reopened its gate after the shutdown's drain closed it, and bound the
+    // handoff socket again after StopAsync. The service is being stopped: it must do none of that.
+    [Fact]
+    public async Task RollingBack_OldProcessStopped_NeitherRevokesNorServesAgain()
+    {
+        using var notify = new NotifySocketListener();
+        await using var process = new InProcessCoordinator(notifySocketPath: notify.Path);
+        using var successor = await StandingByAsync(process, LongWindow);
+        successor.Channel.Send(new RollbackRequestMessage(RollbackOrigin.Tool, "manual"));
+        Assert.IsType<RollbackAcceptedMessage>(await successor.Channel.ReadAsync(Bound, CancellationToken.None));
+        int notifiedBefore = notify.ReceivedSoFar().Count;
+        process.Application.BeginStopping();
+        await process.Coordinator.StoppingAsync(CancellationToken.None).WaitAsync(Bound);
+        await process.Coordinator.StopAsync(CancellationToken.None).WaitAsync(Bound);
+        var frames = await ReadUntilClosedAsync(successor.Channel);
+        Assert.Equal(Array.Empty<string>(), frames.Select(f => f.ToString()).ToArray());
+        Assert.Empty(process.Logger.Named("SuccessorLost"));
+        Assert.False(process.Gate.IsOpen);
+        Assert.Single(process.Logger.Named("ServingHandoffSocket"));
+        Assert.Equal(Array.Empty<string>(), notify.ReceivedSoFar().Skip(notifiedBefore).Where(m => !m.StartsWith("STATUS=", StringComparison.Ordinal)).ToArray());
+    }
+
+    // Found by review: the old process killed right after RollbackAccepted. The new one had closed its gate and reported
+    // "rolled back" naming the dead pid, then exited 81: nobody served. It must say the rollback failed and serve again.
+    [Fact]
+    public async Task HandedBack_PredecessorDiedAfterRollbackAccepted_ServesAgainAndSaysTheRollbackFailed()
+    {
+        int exitCodeBefore = Environment.ExitCode;
+        var participant = new HeldReleaseParticipant();
+        await using var process = new InProcessCoordinator(participants: [participant]);
+        using var predecessor = new FakePredecessor(process.SocketPath);
+        using var channel = await OnProbationAsync(process, predecessor, LongWindow);
+        using var tool = await RollbackCommandAsync(process, "");
+        Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(channel));
+        channel.Send(new RollbackAcceptedMessage());
+        await participant.Releasing.Task.WaitAsync(Bound); // the gate is closed, HandedBack not sent yet
+        channel.Dispose(); // the old process is killed now
+        participant.Release.SetResult();
+        var result = Assert.IsType<RollbackResultMessage>(await tool.ReadAsync(Bound, CancellationToken.None));
+        Assert.Equal(RollbackOutcome.Failed, result.Outcome);
+        Assert.Equal(Environment.ProcessId, result.ServingPid);
+        await SuccessorSessionTests.WaitForRoleAsync(process, ProcessRole.Owner);
+        Assert.True(process.Gate.IsOpen);
+        Assert.Equal(exitCodeBefore, Environment.ExitCode);
+    }
+
+    /// <summary>A participant whose release waits until the test lets it go, so that the test can act at that step.</summary>
+    private sealed class HeldReleaseParticipant : IHandoffParticipant
+    {
+        public TaskCompletionSource Releasing { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public TaskCompletionSource Release { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task AcquireAsync(HandoffAcquireReason reason, CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public Task ReleaseAsync(CancellationToken cancellationToken)
+        {
+            Releasing.TrySetResult();
+            return Release.Task;
+        }
+
+        public Task AbandonAsync(string reason, CancellationToken cancellationToken) => Task.CompletedTask;
+    }
+
     private static async Task<List<HandoffMessage>> ReadUntilClosedAsync(HandoffChannel channel)
     {
         var others = new List<HandoffMessage>();
