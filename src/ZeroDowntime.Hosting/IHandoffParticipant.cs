@@ -59,4 +59,10 @@ public enum HandoffAcquireReason
     /// original name).
     /// </summary>
     NotCommitted,
+
+    /// <summary>
+    /// This process had handed over and stood by on probation; the successor was rolled back and released the
+    /// resources again before this process acquires them (a log file handoff moves back to the original name).
+    /// </summary>
+    RolledBack,
 }

@@ -40,4 +40,9 @@ public static class ZeroDowntimeExitCodes
     /// the running process serves on. Start the new version so that it reads its own configuration (in its folder, or
     /// with <c>--contentRoot</c>), or allow it with <see cref="ZeroDowntimeOptions.AllowReplacingAllEndpoints"/>.</summary>
     public const int NoEndpointKept = 80;
+
+    /// <summary>This release was rolled back during its probation (<c>ZeroDowntime:Probation</c>): by
+    /// <c>zerodowntime rollback</c>, the rollback signal, or its own 5xx ratio or health checks. Its predecessor serves
+    /// again; this process drained what it had accepted and exited.</summary>
+    public const int RolledBack = 81;
 }

@@ -140,6 +140,9 @@ public sealed class ZeroDowntimeOptions
     /// </summary>
     public ZeroDowntimeWarmupOptions Warmup { get; set; } = new();
 
+    /// <summary>The section <c>ZeroDowntime:Probation</c>: how long a committed release stays revocable (read from configuration only).</summary>
+    internal Probation.ProbationSettings Probation { get; set; } = Hosting.Probation.ProbationSettings.Default;
+
     /// <summary>
     /// Values of the section that could not be parsed, one message each naming its key; the validator reports them with
     /// every other problem. Filled by the binder, never by an app.

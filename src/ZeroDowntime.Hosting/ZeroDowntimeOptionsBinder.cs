@@ -43,6 +43,7 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
         options.Upgrade.Command = upgrade.String(nameof(options.Upgrade.Command), options.Upgrade.Command);
         options.Upgrade.WorkingDirectory = upgrade.String(nameof(options.Upgrade.WorkingDirectory), options.Upgrade.WorkingDirectory);
         BindWarmup(configuration.GetSection($"{ZeroDowntimeOptions.SectionName}:{nameof(options.Warmup)}"), options.Warmup, options.BindingErrors);
+        options.Probation = Probation.ProbationSettings.Read(configuration, options.BindingErrors);
     }
 
     private static void BindWarmup(IConfigurationSection section, ZeroDowntimeWarmupOptions warmup, List<string> errors)

@@ -106,6 +106,7 @@ internal sealed class ZeroDowntimeOptionsValidator(ProcessExitHooks? exitHooks =
         }
 
         ValidateWarmup(options, errors);
+        errors.AddRange(Probation.ProbationSettingsValidator.Validate(options.Probation));
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 

@@ -70,6 +70,7 @@ public static class ZeroDowntimeWebHostBuilderExtensions
             services.TryAddSingleton<IZeroDowntimeLifetime>(sp => sp.GetRequiredService<ZeroDowntimeLifetime>());
             services.TryAddSingleton(sp => new ListenerRegistry(sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Listeners), sp.GetRequiredService<IOptions<ZeroDowntimeOptions>>()));
             services.TryAddSingleton<AcceptGate>();
+            services.TryAddSingleton<Probation.ProbationWatch>();
             services.TryAddSingleton(sp => new ConnectionTracker(sp.GetRequiredService<ILoggerFactory>().CreateLogger(LogCategories.Drain)));
             services.TryAddSingleton(sp => sp.GetRequiredService<ConnectionTracker>().LongLived);
 

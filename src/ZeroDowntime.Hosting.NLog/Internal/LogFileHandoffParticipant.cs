@@ -37,7 +37,7 @@ internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger 
     {
         if (handoff.State == LogFileOwnership.Released)
         {
-            if (reason == HandoffAcquireReason.NotCommitted)
+            if (reason is HandoffAcquireReason.NotCommitted or HandoffAcquireReason.RolledBack)
             {
                 TakeBack();
             }

@@ -87,4 +87,5 @@ internal static class HandoffTags
     public const string Abandoned = "abandoned";
     public const string Refused = "refused";
     public const string Revoked = "revoked";
+    public const string RolledBack = "rolled-back";
 }

@@ -19,7 +19,7 @@ namespace ZeroDowntime.Hosting.Drain;
 /// <see cref="ZeroDowntimeOptions.CloseLongLivedConnections"/> the same step makes WebSockets (through the HTTP/1.1 upgrade) and server-sent
 /// event streams known to the drain (<see cref="LongLivedConnections"/>).
 /// </summary>
-internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLivedConnections longLived, IOptions<ZeroDowntimeOptions> options, ILoggerFactory loggerFactory) : IStartupFilter
+internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLivedConnections longLived, IOptions<ZeroDowntimeOptions> options, ILoggerFactory loggerFactory, Probation.ProbationWatch? probation = null) : IStartupFilter
 {
     private readonly ILogger logger = loggerFactory.CreateLogger(LogCategories.Drain);
 
@@ -63,8 +63,36 @@ internal sealed class DrainStartupFilter(ZeroDowntimeLifetime lifetime, LongLive
 
             return nextMiddleware(context);
         });
+
+        // During probation every response counts towards the 5xx ratio (warm-up requests aside); outside it, this step
+        // costs one volatile read.
+        if (probation is { } watch)
+        {
+            app.Use((context, nextMiddleware) => watch.ErrorRatio is { } monitor ? RecordAsync(context, nextMiddleware, monitor) : nextMiddleware(context));
+        }
+
         next(app);
     };
+
+    /// <summary>Runs the rest of the pipeline and records its status: an exception that escaped before the response started counts as a 500.</summary>
+    private static async Task RecordAsync(HttpContext context, RequestDelegate nextMiddleware, Probation.ErrorRatioMonitor monitor)
+    {
+        int status = 500;
+        try
+        {
+            await nextMiddleware(context);
+            status = context.Response.StatusCode;
+        }
+        catch when (context.Response.HasStarted)
+        {
+            status = context.Response.StatusCode;
+            throw;
+        }
+        finally
+        {
+            monitor.Record(status, context.Features.Get<IZeroDowntimeWarmupFeature>() is not null);
+        }
+    }
 
     /// <summary>What an <c>EventSource</c> asks for (the WHATWG spec has it send <c>Accept: text/event-stream</c>).</summary>
     private static bool IsEventStreamRequest(HttpRequest request) =>

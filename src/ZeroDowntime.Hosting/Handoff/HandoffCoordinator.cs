@@ -50,6 +50,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
     private PredecessorLink? _predecessor;
     private UpgradeRunner? _upgrades;
     private ControlRequests? _control;
+    private readonly Probation.ProbationWatch? _probationWatch;
+    private PosixSignalRegistration? _rollbackSignal;
 
     public HandoffCoordinator(
         IOptions<ZeroDowntimeOptions> options,
@@ -65,8 +67,10 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         NotifySocketClient? notifySocket = null,
         Warmup.TakeoverPreparation? preparation = null,
         ProcessExitHooks? exitHooks = null,
-        HandoffFaultPoints? faultPoints = null)
+        HandoffFaultPoints? faultPoints = null,
+        Probation.ProbationWatch? probationWatch = null)
     {
+        _probationWatch = probationWatch;
         _optionsAccessor = options;
         _registry = registry;
         _gate = gate;
@@ -127,7 +131,8 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
             }
         });
 
-        var link = new PredecessorLink(process, _registry, options, _metrics, _faultPoints, _logger, _time);
+        InstallRollbackSignal(options);
+        var link = new PredecessorLink(process, _registry, options, _metrics, _faultPoints, _logger, _time, _probationWatch);
         if (await link.ProbeAsync(path, cancellationToken))
         {
             _predecessor = link;
@@ -220,8 +225,36 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         _upgrades?.Dispose();
         _predecessor?.Dispose();
         _termination?.Dispose();
+        _rollbackSignal?.Dispose();
         _skipShutdownDelay.Dispose();
         _process?.Dispose();
+    }
+
+    /// <summary>
+    /// SIGUSR1 asks the serving process for a rollback while a predecessor stands by on probation. Its default action
+    /// would end the process, so it is always handled while the library is enabled; a SIGUSR1 that asks nothing (no
+    /// probation, <c>RollbackSignal=None</c>) is logged and ignored.
+    /// </summary>
+    private void InstallRollbackSignal(ZeroDowntimeOptions options)
+    {
+        _rollbackSignal = PosixSignalRegistration.Create((PosixSignal)Libc.SIGUSR1, context =>
+        {
+            context.Cancel = true;
+            if (options.Probation.RollbackSignal == Probation.ProbationRollbackSignal.None)
+            {
+                _logger.RollbackSignalIgnored("SIGUSR1", "ZeroDowntime:Probation:RollbackSignal is None");
+            }
+            else if (_predecessor is { Machine.State: PredecessorLinkState.OnProbation } link)
+            {
+                _ = BackgroundWork.Start("rollback on SIGUSR1", () => link.RequestRollbackAsync(RollbackOrigin.Signal, "SIGUSR1"), _logger);
+            }
+            else
+            {
+                _logger.RollbackSignalIgnored("SIGUSR1", _process?.Role is ProcessRole.HandedOver or ProcessRole.HandingOver
+                    ? $"this process (pid {Environment.ProcessId}) has handed over; a rollback is asked of the serving process"
+                    : $"no generation on probation behind pid {Environment.ProcessId}");
+            }
+        });
     }
 
     /// <summary>The host begins to stop: a successor that has not been committed yet tells its predecessor at once.</summary>
@@ -304,7 +337,7 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
 
             switch (greeting)
             {
-                case StatusRequestMessage or UpgradeRequestMessage:
+                case StatusRequestMessage or UpgradeRequestMessage or RollbackCommandMessage:
                     await _control!.AnswerAsync(channel, greeting, pid);
                     break;
                 case HelloMessage hello:

@@ -95,7 +95,10 @@ internal sealed class HandoffProcess : IDisposable
     /// this process serves alone and no successor holds the listeners it was sent.
     /// </summary>
     public bool IsSoleServer => _role.State is ProcessRole.Owner or ProcessRole.HandingOver or ProcessRole.ShuttingDown
-        && LatestSession is not { SharesListeners: true };
+        && LatestSession is not { SharesListeners: true } && !HasPredecessorOnProbation;
+
+    /// <summary>Set by the link while a predecessor stands by on probation (it holds the listeners and may serve them again).</summary>
+    public bool HasPredecessorOnProbation { get; set; }
 
     // The arrows of the successor's side (PredecessorLink).
 
@@ -211,6 +214,70 @@ internal sealed class HandoffProcess : IDisposable
 
     /// <summary>A released predecessor never serves again: its copies of the listeners go at once (the successor holds its own).</summary>
     public void StopListeningForGood() => _registry.StopListening();
+
+    // Probation: the rollback, on the side that stands by (SuccessorSession).
+
+    /// <summary>
+    /// The successor on probation asks for a rollback (HandedOver -> HandingOver): the drain's goodbye ends, endpoints
+    /// that the successor dropped are bound again, and the gate opens, before the successor closes its own, so that
+    /// at no instant nobody accepts. False when the role has no such arrow (this process is leaving).
+    /// </summary>
+    public bool TryResumeForRollback()
+    {
+        if (!_role.TryFire(RoleTrigger.Resumed))
+        {
+            return false;
+        }
+
+        _lifetime.Resume();
+        _registry.ReviveDeadListeners();
+        OpenGate();
+        return true;
+    }
+
+    /// <summary>
+    /// The successor handed back (or was lost during the rollback): this process owns everything again, as after
+    /// serving again, and binds a new handoff socket over the path. The role stays HandingOver until the session ends.
+    /// </summary>
+    public Task CompleteRollbackAsync(HandoffAcquireReason reason, string status) =>
+        BecomeOwnerAsync(reason, _participants.All, status, HandoffSocketStep.ServeAgain);
+
+    /// <summary>
+    /// The successor released this process while it rolled back (HandingOver -> HandedOver): it never serves again. The
+    /// gate and the listener copies close, and what it accepted meanwhile drains (Connection: close).
+    /// </summary>
+    public void WithdrawRollback()
+    {
+        _role.TryFire(RoleTrigger.RollbackWithdrawn);
+        _gate.Close();
+        _registry.StopListening();
+        _lifetime.BeginDrain();
+    }
+
+    // Probation: the rollback, on the side on probation (PredecessorLink).
+
+    /// <summary>A rollback is asked for (Owner -> HandingBack): no greeting takes the slot meanwhile. False when this process does not serve alone now.</summary>
+    public bool TryBeginRollback() => _role.TryFire(RoleTrigger.RollbackBegan);
+
+    /// <summary>The predecessor did not take the service back (HandingBack -> Owner): serve on. False when the rollback went on meanwhile (or a shutdown came).</summary>
+    public bool TryRefuseRollback() => _role.TryFire(RoleTrigger.RollbackRefused);
+
+    /// <summary>
+    /// The predecessor reopened its gate (HandingBack -> Leaving): this gate closes, and every response says goodbye
+    /// from now on (Connection: close, GOAWAY). False when a shutdown came first.
+    /// </summary>
+    public bool TryHandBack()
+    {
+        if (!_role.TryFire(RoleTrigger.HandedBack))
+        {
+            return false;
+        }
+
+        _gate.Close();
+        _lifetime.BeginDrain();
+        _notifySocket.Status("Rolled back: draining");
+        return true;
+    }
 
     // A plain shutdown.
 

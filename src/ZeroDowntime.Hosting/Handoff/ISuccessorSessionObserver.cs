@@ -16,4 +16,10 @@ internal interface ISuccessorSessionObserver
     /// the session does about it is done. The first outcome of a successor counts.
     /// </summary>
     Task SessionEndedAsync(int pid, UpgradeOutcome outcome, string reason);
+
+    /// <summary>
+    /// After a commit: whether the old process stands by on probation (<see cref="ProbationProgress.Started"/> or
+    /// <see cref="ProbationProgress.None"/>), then, when it did, how the probation ended.
+    /// </summary>
+    void ProbationChanged(int pid, ProbationUpdateMessage update);
 }

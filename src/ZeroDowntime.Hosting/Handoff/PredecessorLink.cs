@@ -3,6 +3,7 @@ using Microsoft.Extensions.Logging;
 using ZeroDowntime.Hosting.Diagnostics;
 using ZeroDowntime.Hosting.Listeners;
 using ZeroDowntime.Hosting.Logging;
+using ZeroDowntime.Hosting.Probation;
 using ZeroDowntime.Hosting.Protocol;
 using ZeroDowntime.Hosting.Testing;
 
@@ -45,7 +46,18 @@ internal sealed class PredecessorLink : IDisposable
         (PredecessorLinkState.Owner, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
         (PredecessorLinkState.Owner, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone),
         (PredecessorLinkState.Owner, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released),
-        (PredecessorLinkState.Released, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned));
+        (PredecessorLinkState.Released, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.AwaitingCommit, PredecessorLinkTrigger.CommittedOnProbation, PredecessorLinkState.OnProbation),
+        (PredecessorLinkState.OnProbation, PredecessorLinkTrigger.RollbackRequested, PredecessorLinkState.RollingBack),
+        (PredecessorLinkState.OnProbation, PredecessorLinkTrigger.ProbationEnded, PredecessorLinkState.Owner),
+        (PredecessorLinkState.OnProbation, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone),
+        (PredecessorLinkState.OnProbation, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.OnProbation, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released),
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.RollbackAccepted, PredecessorLinkState.HandedBack),
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.ProbationEnded, PredecessorLinkState.Owner),
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.PredecessorExited, PredecessorLinkState.Alone),
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.Revoked, PredecessorLinkState.Abandoned),
+        (PredecessorLinkState.RollingBack, PredecessorLinkTrigger.ReleasedPredecessor, PredecessorLinkState.Released));
 
     private readonly HandoffProcess _process;
     private readonly ListenerRegistry _registry;
@@ -55,13 +67,22 @@ internal sealed class PredecessorLink : IDisposable
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly CancellationTokenSource _releasePredecessor = new();
+    private readonly ProbationWatch? _probationWatch;
     private HandoffChannel? _channel;
+    private bool _probationAgreed;
+    private long _probationEndsUnixMilliseconds;
+    private CancellationTokenSource? _monitors;
+    private TaskCompletionSource<RollbackResultMessage>? _pendingRollback;
+    private long _rollbackAskedAt;
+    private string _rollbackReason = "";
     private Task _watch = Task.CompletedTask;
     private Activity? _takeover;
     private long _greetedAt;
 
-    public PredecessorLink(HandoffProcess process, ListenerRegistry registry, ZeroDowntimeOptions options, ZeroDowntimeMetrics metrics, HandoffFaultPoints faultPoints, ILogger logger, TimeProvider time)
+    public PredecessorLink(HandoffProcess process, ListenerRegistry registry, ZeroDowntimeOptions options, ZeroDowntimeMetrics metrics, HandoffFaultPoints faultPoints, ILogger logger, TimeProvider time,
+        ProbationWatch? probationWatch = null)
     {
+        _probationWatch = probationWatch;
         _faultPoints = faultPoints;
         _process = process;
         _registry = registry;
@@ -264,7 +285,235 @@ internal sealed class PredecessorLink : IDisposable
         return Machine.State != PredecessorLinkState.Abandoned;
     }
 
-    public void Dispose() => _releasePredecessor.Dispose();
+    public void Dispose()
+    {
+        _releasePredecessor.Dispose();
+        _monitors?.Dispose();
+    }
+
+    /// <summary>The probation in course, as <c>zerodowntime status</c> reports it (None when none).</summary>
+    public ProbationStatusMessage ProbationStatus() => Machine.State switch
+    {
+        PredecessorLinkState.OnProbation => new ProbationStatusMessage(ProbationState.OnProbation, PredecessorPid, _probationEndsUnixMilliseconds, ""),
+        PredecessorLinkState.RollingBack or PredecessorLinkState.HandedBack =>
+            new ProbationStatusMessage(ProbationState.RollingBack, PredecessorPid, _probationEndsUnixMilliseconds, HandoffProtocol.FitText(_rollbackReason)),
+        _ => new ProbationStatusMessage(ProbationState.None, 0, 0, ""),
+    };
+
+    /// <summary>
+    /// Asks the predecessor that stands by to serve again (the tool, the rollback signal, or this process's own
+    /// monitors), and waits until it did, refused, or did not answer within <see cref="ReadTimeout"/> (then it is
+    /// released and this process serves on with no way back). Never throws for a refusal: the result says why.
+    /// </summary>
+    public async Task<RollbackResultMessage> RequestRollbackAsync(RollbackOrigin origin, string reason)
+    {
+        var state = Machine.State;
+        if (state is PredecessorLinkState.RollingBack or PredecessorLinkState.HandedBack)
+        {
+            return Refuse($"a rollback to pid {PredecessorPid} is in progress");
+        }
+
+        if (state != PredecessorLinkState.OnProbation)
+        {
+            return Refuse(PredecessorPid == 0 || !_probationAgreed
+                ? $"no generation on probation: pid {Environment.ProcessId} did not take over on probation"
+                : $"no generation on probation: pid {PredecessorPid} no longer stands by ({state})");
+        }
+
+        if (!_process.TryBeginRollback())
+        {
+            return Refuse(_process.Role == ProcessRole.ShuttingDown
+                ? $"pid {Environment.ProcessId} is shutting down"
+                : $"pid {Environment.ProcessId} is handing over to a successor of its own");
+        }
+
+        var pending = new TaskCompletionSource<RollbackResultMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _rollbackAskedAt = _time.GetTimestamp();
+        _rollbackReason = reason;
+        Volatile.Write(ref _pendingRollback, pending);
+        if (!Machine.TryFire(PredecessorLinkTrigger.RollbackRequested))
+        {
+            _process.TryRefuseRollback();
+            FinishRollback(RollbackOutcome.Refused, $"pid {PredecessorPid} ended its probation meanwhile");
+            return await pending.Task;
+        }
+
+        _monitors?.Cancel(); // one rollback: the monitors have said what they had to
+        _logger.RollbackRequested(PredecessorPid, OriginName(origin), reason);
+        _channel!.TrySend(new RollbackRequestMessage(origin, HandoffProtocol.FitText(reason)));
+        try
+        {
+            return await pending.Task.WaitAsync(ReadTimeout, _time);
+        }
+        catch (TimeoutException)
+        {
+            // No answer: the predecessor is frozen. It must never wake up and serve beside this process, so it is
+            // released (Release, read before anything it would do), and this release serves on with no way back.
+            string why = $"pid {PredecessorPid} did not answer within {ReadTimeout.TotalSeconds:0} s; it was released; this release serves on with no way back";
+            if (_process.TryRefuseRollback())
+            {
+                _logger.RollbackGivenUp(PredecessorPid, why);
+                FinishRollback(RollbackOutcome.Failed, why);
+                await _releasePredecessor.CancelAsync();
+            }
+
+            return await pending.Task;
+        }
+
+        RollbackResultMessage Refuse(string why)
+        {
+            _logger.RollbackRefused(why);
+            return new RollbackResultMessage(RollbackOutcome.Refused, Environment.ProcessId, HandoffProtocol.FitText(why), -1);
+        }
+    }
+
+    internal static string OriginName(RollbackOrigin origin) => origin switch
+    {
+        RollbackOrigin.Tool => "manual",
+        RollbackOrigin.Signal => "signal",
+        RollbackOrigin.ErrorRatio => "error-ratio",
+        RollbackOrigin.HealthCheck => "health-check",
+        _ => "none",
+    };
+
+    private void FinishRollback(RollbackOutcome outcome, string reason, long switchMilliseconds = -1) =>
+        Interlocked.Exchange(ref _pendingRollback, null)?.TrySetResult(new RollbackResultMessage(outcome,
+            outcome == RollbackOutcome.RolledBack ? PredecessorPid : Environment.ProcessId, HandoffProtocol.FitText(reason), switchMilliseconds));
+
+    /// <summary>Committed on probation: the predecessor stands by until the window ends; this process watches itself.</summary>
+    private void StartProbation()
+    {
+        var settings = _options.Probation;
+        var endsAt = _time.GetUtcNow() + settings.Duration;
+        _probationEndsUnixMilliseconds = endsAt.ToUnixTimeMilliseconds();
+        _process.HasPredecessorOnProbation = true;
+        _logger.ProbationStarted(endsAt, PredecessorPid, settings.MaxErrorRatio, settings.ErrorWindow, settings.MinRequests, settings.UnhealthyFor);
+        var monitors = _monitors = new CancellationTokenSource();
+        var stop = monitors.Token;
+        _ = BackgroundWork.Start("probation monitors", () => WatchOwnHealthAsync(stop), _logger);
+    }
+
+    /// <summary>The probation is over, whichever way: the monitors stop, and the predecessor no longer holds the listeners for this process.</summary>
+    private void EndProbation()
+    {
+        _process.HasPredecessorOnProbation = false;
+        _monitors?.Cancel();
+    }
+
+    /// <summary>
+    /// The 5xx ratio of this process's responses (every 250 ms) and its health checks tagged
+    /// <see cref="ProbationSettings.CheckTag"/> (every second, only when the app has any): the first that trips asks
+    /// for the rollback.
+    /// </summary>
+    private async Task WatchOwnHealthAsync(CancellationToken stop)
+    {
+        var settings = _options.Probation;
+        using var monitor = new ErrorRatioMonitor(settings, _time);
+        var checks = _probationWatch?.TaggedChecks();
+        var tracker = checks is null ? null : new UnhealthyCheckTracker(settings.UnhealthyFor, _time);
+        if (_probationWatch is { } watch)
+        {
+            watch.ErrorRatio = monitor;
+        }
+
+        try
+        {
+            using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(250), _time);
+            long ticks = 0;
+            while (await tick.WaitForNextTickAsync(stop))
+            {
+                var reading = monitor.Evaluate();
+                if (reading.IsAboveLimit)
+                {
+                    _logger.RollbackErrorRatio(reading.Ratio, reading.Errors, reading.Requests, reading.Window, reading.MaxErrorRatio);
+                    _ = BackgroundWork.Start("rollback on the 5xx ratio", () => RequestRollbackAsync(RollbackOrigin.ErrorRatio, reading.Reason), _logger);
+                    return;
+                }
+
+                if (checks is not null && ++ticks % 4 == 0)
+                {
+                    var report = await checks.CheckHealthAsync(r => r.Tags.Contains(ProbationSettings.CheckTag), stop);
+                    foreach (var (name, entry) in report.Entries)
+                    {
+                        if (entry.Status == Microsoft.Extensions.Diagnostics.HealthChecks.HealthStatus.Unhealthy)
+                        {
+                            _logger.ProbationCheckUnhealthy(name, entry.Description ?? entry.Exception?.Message ?? "");
+                        }
+                    }
+
+                    if (tracker!.Observe(report) is { } trip)
+                    {
+                        _logger.RollbackUnhealthyCheck(trip.CheckName, trip.Lasted, trip.UnhealthyFor, trip.Description ?? trip.ExceptionMessage ?? "");
+                        _ = BackgroundWork.Start("rollback on a health check", () => RequestRollbackAsync(RollbackOrigin.HealthCheck, trip.Reason), _logger);
+                        return;
+                    }
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            // The probation ended.
+        }
+        finally
+        {
+            if (_probationWatch is { } watching && watching.ErrorRatio == monitor)
+            {
+                watching.ErrorRatio = null;
+            }
+        }
+    }
+
+    /// <summary>The predecessor's window ended (or it stops) before a rollback was accepted: no way back.</summary>
+    private void OnProbationEnded(string reason)
+    {
+        var was = Machine.State;
+        if (!Machine.TryFire(PredecessorLinkTrigger.ProbationEnded))
+        {
+            return;
+        }
+
+        EndProbation();
+        _logger.ProbationEndedForSuccessor(PredecessorPid, reason);
+        if (was == PredecessorLinkState.RollingBack && _process.TryRefuseRollback())
+        {
+            FinishRollback(RollbackOutcome.Refused, $"pid {PredecessorPid} ended its probation first ({reason})");
+        }
+    }
+
+    /// <summary>
+    /// The predecessor reopened its gate: this process closed its own (<see cref="HandoffProcess.TryHandBack"/>), now
+    /// releases its participants (a log file moves to its archive name) and says HandedBack, from which the
+    /// predecessor owns everything again. Heartbeats go on until then.
+    /// </summary>
+    private async Task HandBackAsync(HandoffChannel channel)
+    {
+        var released = new List<IHandoffParticipant>();
+        bool allReleased = true;
+        if (await _process.ReleaseParticipantsAsync(released) is { } overrun)
+        {
+            // The predecessor must not acquire while a release runs: wait for it (bounded), then say it overran, so
+            // that the predecessor reclaims rather than takes back (no two writers of one log file).
+            allReleased = false;
+            try
+            {
+                await overrun.WaitAsync(_options.HandoffTimeout, _time);
+            }
+            catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+            {
+            }
+            catch (Exception ex)
+            {
+                _logger.ParticipantFailed("release", ex);
+            }
+        }
+
+        channel.TrySend(new HandedBackMessage(allReleased));
+        double milliseconds = _time.GetElapsedTime(_rollbackAskedAt).TotalMilliseconds;
+        _logger.HandedBack(PredecessorPid, milliseconds);
+        _metrics.Handoff(HandoffTags.Successor, HandoffTags.RolledBack);
+        EndProbation();
+        FinishRollback(RollbackOutcome.RolledBack, _rollbackReason, (long)Math.Round(milliseconds));
+    }
 
     private async Task<bool> ConnectAsync(string path, CancellationToken cancellationToken)
     {
@@ -279,6 +528,11 @@ internal sealed class PredecessorLink : IDisposable
         _process.BecomeSuccessor(this);
         PredecessorPid = welcome.ProcessId;
         AdoptGeneration(welcome);
+        _probationAgreed = _options.Probation.IsEnabled && welcome.Features is { } features && features.HasFlag(HandoffFeatures.Probation);
+        if (_options.Probation.IsEnabled && !_probationAgreed)
+        {
+            _logger.ProbationNotAgreed($"pid {welcome.ProcessId} runs a build without probation: it will not stand by after the commit");
+        }
         _logger.ListenersReceived(welcome.Listeners.Count, welcome.ProcessId, _time.GetElapsedTime(start).TotalMilliseconds);
         TakeoverEvent("listeners received");
         _takeover?.SetTag("zerodowntime.predecessor.pid", welcome.ProcessId);
@@ -338,7 +592,7 @@ internal sealed class PredecessorLink : IDisposable
 
     private async Task OnCommittedAsync(HandoffChannel channel)
     {
-        if (!Machine.TryFire(PredecessorLinkTrigger.Committed))
+        if (!Machine.TryFire(_probationAgreed ? PredecessorLinkTrigger.CommittedOnProbation : PredecessorLinkTrigger.Committed))
         {
             return; // too late: this process began to stop first and said so; the predecessor serves on
         }
@@ -354,6 +608,11 @@ internal sealed class PredecessorLink : IDisposable
 
         // Heartbeats before anything slow: the predecessor's watch started when it sent Committed.
         _watch = BackgroundWork.Start("watch of the predecessor", () => WatchPredecessorAsync(channel), _logger);
+        if (_probationAgreed)
+        {
+            StartProbation();
+        }
+
         await _process.BecomeOwnerAsync(HandoffAcquireReason.PredecessorReleased, $"Serving; took over from pid {PredecessorPid}");
     }
 
@@ -407,33 +666,74 @@ internal sealed class PredecessorLink : IDisposable
         }, _logger);
 
         bool stoppingInOrder = false;
+        bool handingBack = false;
         try
         {
-            var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
-            if (message is RevokedMessage revoked && Machine.TryFire(PredecessorLinkTrigger.Revoked))
+            while (true)
             {
-                OnRevoked(revoked.Reason);
-            }
-            else if (Machine.TryFire(PredecessorLinkTrigger.PredecessorExited))
-            {
-                _logger.PredecessorExited(PredecessorPid);
+                var message = await channel.ReadAsync(Timeout.InfiniteTimeSpan, done.Token);
+                if (message is ProbationEndedMessage ended)
+                {
+                    OnProbationEnded(ended.Reason);
+                    continue;
+                }
+
+                if (message is RollbackAcceptedMessage)
+                {
+                    // Closing this gate is the role's decision, against a racing shutdown or a rollback given up.
+                    if (Machine.State == PredecessorLinkState.RollingBack && _process.TryHandBack() && Machine.TryFire(PredecessorLinkTrigger.RollbackAccepted))
+                    {
+                        handingBack = true;
+                        break;
+                    }
+
+                    continue; // late (the rollback was given up): Release follows or went out already
+                }
+
+                var was = Machine.State;
+                if (message is RevokedMessage revoked && Machine.TryFire(PredecessorLinkTrigger.Revoked))
+                {
+                    EndProbation();
+                    FinishRollback(RollbackOutcome.Failed, $"pid {PredecessorPid} had taken this process for lost and serves again");
+                    OnRevoked(revoked.Reason);
+                }
+                else if (Machine.TryFire(PredecessorLinkTrigger.PredecessorExited))
+                {
+                    OnPredecessorExited(was);
+                }
+
+                break;
             }
         }
         catch (OperationCanceledException)
         {
             // This process stops in order, or has committed to a successor of its own: say so, so that a still-draining
             // predecessor does not take the end of the heartbeats for a crash and resume beside whoever serves now.
+            var was = Machine.State;
             stoppingInOrder = Machine.TryFire(PredecessorLinkTrigger.ReleasedPredecessor);
+            if (stoppingInOrder && was is PredecessorLinkState.OnProbation or PredecessorLinkState.RollingBack)
+            {
+                EndProbation();
+                FinishRollback(RollbackOutcome.Refused, _process.Role == ProcessRole.ShuttingDown
+                    ? $"pid {Environment.ProcessId} is shutting down: pid {PredecessorPid} was released"
+                    : $"pid {PredecessorPid} was released");
+            }
         }
         catch (HandoffChannelException)
         {
+            var was = Machine.State;
             if (Machine.TryFire(PredecessorLinkTrigger.PredecessorExited))
             {
-                _logger.PredecessorExited(PredecessorPid);
+                OnPredecessorExited(was);
             }
         }
         finally
         {
+            if (handingBack)
+            {
+                await HandBackAsync(channel);
+            }
+
             await done.CancelAsync();
             await heartbeats;
             if (stoppingInOrder && channel.TrySend(new ReleaseMessage()))
@@ -442,6 +742,24 @@ internal sealed class PredecessorLink : IDisposable
             }
 
             channel.Dispose();
+        }
+
+        if (handingBack)
+        {
+            // Rolled back: what this process accepted drains (every response says goodbye), then it exits 81.
+            await _process.DrainAsync(CancellationToken.None);
+            _process.StopWithExitCode(ZeroDowntimeExitCodes.RolledBack);
+        }
+    }
+
+    /// <summary>The predecessor's connection ended: it exited (after its drain, or killed during its probation).</summary>
+    private void OnPredecessorExited(PredecessorLinkState was)
+    {
+        _logger.PredecessorExited(PredecessorPid);
+        EndProbation();
+        if (was == PredecessorLinkState.RollingBack && _process.TryRefuseRollback())
+        {
+            FinishRollback(RollbackOutcome.Failed, $"pid {PredecessorPid} exited before it took the service back; this release serves on with no way back");
         }
     }
 

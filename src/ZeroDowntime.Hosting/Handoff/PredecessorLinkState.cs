@@ -30,6 +30,15 @@ internal enum PredecessorLinkState
 
     /// <summary>Stopped or failed before the commit; the predecessor was told (Failed) and serves on.</summary>
     Stopped,
+
+    /// <summary>Committed with probation: the owner, watching itself; the predecessor stands by until its window ends.</summary>
+    OnProbation,
+
+    /// <summary>RollbackRequest sent: waiting for the predecessor to reopen its gate (RollbackAccepted).</summary>
+    RollingBack,
+
+    /// <summary>Gate closed, participants released, HandedBack sent: drains and exits 81.</summary>
+    HandedBack,
 }
 
 /// <summary>What moves <see cref="PredecessorLinkState"/>.</summary>
@@ -79,4 +88,16 @@ internal enum PredecessorLinkTrigger
 
     /// <summary>This process stops in order, or commits to a successor of its own: it sends Release.</summary>
     ReleasedPredecessor,
+
+    /// <summary>Committed, and both sides announced probation.</summary>
+    CommittedOnProbation,
+
+    /// <summary>The predecessor's window ended (or it stops): no way back from here.</summary>
+    ProbationEnded,
+
+    /// <summary>A rollback was asked for (the tool, the signal, the 5xx ratio, a tagged check): RollbackRequest sent.</summary>
+    RollbackRequested,
+
+    /// <summary>The predecessor reopened its gate: close this one, drain, release, send HandedBack.</summary>
+    RollbackAccepted,
 }

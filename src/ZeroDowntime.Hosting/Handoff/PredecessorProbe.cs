@@ -213,7 +213,11 @@ internal sealed class PredecessorProbe(
         HandoffMessage answer;
         try
         {
-            channel.Send(new HelloMessage(version, Environment.ProcessId, options.ApplicationId!));
+            // From v2 on this build says that it knows probation, and how long it asks its predecessor to stand by
+            // (its own Probation:Duration: the release on trial decides); builds without probation ignore both.
+            channel.Send(version >= 2
+                ? new HelloMessage(version, Environment.ProcessId, options.ApplicationId!, HandoffFeatures.Probation, (long)options.Probation.Duration.TotalMilliseconds)
+                : new HelloMessage(version, Environment.ProcessId, options.ApplicationId!));
             answer = await channel.ReadAsync(PredecessorLink.ReadTimeout, cancellationToken, fds);
         }
         catch (HandoffChannelException ex) when (ex.Error != HandoffChannelError.Closed)

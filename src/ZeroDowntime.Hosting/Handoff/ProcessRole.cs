@@ -27,6 +27,12 @@ internal enum ProcessRole
 
     /// <summary>An abandoned or revoked successor on its way out: it touches nothing shared.</summary>
     Leaving,
+
+    /// <summary>
+    /// The owner on probation has asked the predecessor that stands by to serve again: no greeting takes the slot, and a
+    /// plain shutdown gives the rollback up.
+    /// </summary>
+    HandingBack,
 }
 
 /// <summary>What moves <see cref="ProcessRole"/>.</summary>
@@ -67,6 +73,18 @@ internal enum RoleTrigger
 
     /// <summary>The predecessor revoked this process after its commit (it had been taken for lost).</summary>
     Revoked,
+
+    /// <summary>On probation, a rollback was asked for (the tool, the signal, or the process's own monitors): RollbackRequest sent.</summary>
+    RollbackBegan,
+
+    /// <summary>The predecessor could not take the service back (its window ended, it exited, it did not answer): serve on.</summary>
+    RollbackRefused,
+
+    /// <summary>The predecessor reopened its gate: this process closed its own, released its participants and sent HandedBack.</summary>
+    HandedBack,
+
+    /// <summary>The successor released this process while it rolled back: it closes its gate and copies again and drains.</summary>
+    RollbackWithdrawn,
 }
 
 /// <summary>The arrows of <see cref="ProcessRole"/>.</summary>
@@ -86,5 +104,11 @@ internal static class ProcessRoles
         (ProcessRole.Owner, RoleTrigger.Revoked, ProcessRole.Leaving),
         (ProcessRole.HandingOver, RoleTrigger.Revoked, ProcessRole.Leaving),
         (ProcessRole.ShuttingDown, RoleTrigger.Revoked, ProcessRole.Leaving),
-        (ProcessRole.HandedOver, RoleTrigger.Revoked, ProcessRole.Leaving));
+        (ProcessRole.HandedOver, RoleTrigger.Revoked, ProcessRole.Leaving),
+        (ProcessRole.Owner, RoleTrigger.RollbackBegan, ProcessRole.HandingBack),
+        (ProcessRole.HandingBack, RoleTrigger.RollbackRefused, ProcessRole.Owner),
+        (ProcessRole.HandingBack, RoleTrigger.HandedBack, ProcessRole.Leaving),
+        (ProcessRole.HandingBack, RoleTrigger.ShutdownBegan, ProcessRole.ShuttingDown),
+        (ProcessRole.HandingBack, RoleTrigger.Revoked, ProcessRole.Leaving),
+        (ProcessRole.HandingOver, RoleTrigger.RollbackWithdrawn, ProcessRole.HandedOver));
 }

@@ -32,7 +32,20 @@ internal sealed class SuccessorSession
         (SuccessorSessionState.Draining, SuccessorSessionTrigger.SuccessorReleased, SuccessorSessionState.Released),
         (SuccessorSessionState.Draining, SuccessorSessionTrigger.SuccessorLost, SuccessorSessionState.Resumed),
         (SuccessorSessionState.Draining, SuccessorSessionTrigger.Drained, SuccessorSessionState.Completed),
-        (SuccessorSessionState.Released, SuccessorSessionTrigger.Drained, SuccessorSessionState.Completed));
+        (SuccessorSessionState.Released, SuccessorSessionTrigger.Drained, SuccessorSessionState.Completed),
+        (SuccessorSessionState.Committing, SuccessorSessionTrigger.CommittedOnProbation, SuccessorSessionState.DrainingOnProbation),
+        (SuccessorSessionState.DrainingOnProbation, SuccessorSessionTrigger.Drained, SuccessorSessionState.OnProbation),
+        (SuccessorSessionState.DrainingOnProbation, SuccessorSessionTrigger.ProbationEnded, SuccessorSessionState.Draining),
+        (SuccessorSessionState.DrainingOnProbation, SuccessorSessionTrigger.RollbackRequested, SuccessorSessionState.RollingBack),
+        (SuccessorSessionState.DrainingOnProbation, SuccessorSessionTrigger.SuccessorLost, SuccessorSessionState.Resumed),
+        (SuccessorSessionState.DrainingOnProbation, SuccessorSessionTrigger.SuccessorReleased, SuccessorSessionState.Released),
+        (SuccessorSessionState.OnProbation, SuccessorSessionTrigger.RollbackRequested, SuccessorSessionState.RollingBack),
+        (SuccessorSessionState.OnProbation, SuccessorSessionTrigger.ProbationEnded, SuccessorSessionState.Completed),
+        (SuccessorSessionState.OnProbation, SuccessorSessionTrigger.SuccessorLost, SuccessorSessionState.Resumed),
+        (SuccessorSessionState.OnProbation, SuccessorSessionTrigger.SuccessorReleased, SuccessorSessionState.Released),
+        (SuccessorSessionState.RollingBack, SuccessorSessionTrigger.HandedBack, SuccessorSessionState.RolledBack),
+        (SuccessorSessionState.RollingBack, SuccessorSessionTrigger.SuccessorLost, SuccessorSessionState.Resumed),
+        (SuccessorSessionState.RollingBack, SuccessorSessionTrigger.SuccessorReleased, SuccessorSessionState.Released));
 
     private readonly HandoffProcess _process;
     private readonly ISuccessorSessionObserver _observer;
@@ -47,6 +60,14 @@ internal sealed class SuccessorSession
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
     private readonly int _pid;
+
+    /// <summary>How long this process stands by after the commit: the successor asked for it and knows probation; null otherwise.</summary>
+    private readonly TimeSpan? _probation;
+    private long _rollbackRequestedAt;
+    private RollbackOrigin _rollbackOrigin;
+    private string _rollbackReason = "";
+    private bool _rollbackAccepted;
+    private bool _handedBackAllReleased;
 
     public SuccessorSession(
         HandoffProcess process,
@@ -75,6 +96,9 @@ internal sealed class SuccessorSession
         _logger = logger;
         _time = time;
         _pid = channel.PeerProcessId;
+        _probation = hello.Features is { } features && features.HasFlag(HandoffFeatures.Probation) && hello.ProbationMilliseconds > 0
+            ? TimeSpan.FromMilliseconds(Math.Min(hello.ProbationMilliseconds, (long)Probation.ProbationSettingsValidator.MaxDuration.TotalMilliseconds))
+            : null;
         Machine = new StateMachine<SuccessorSessionState, SuccessorSessionTrigger>(Table, (from, trigger, to) => _logger.StateChanged(nameof(SuccessorSession), from.ToString(), trigger.ToString(), to.ToString()));
     }
 
@@ -84,7 +108,13 @@ internal sealed class SuccessorSession
 
     /// <summary>True while a live successor may hold (and serve) the listeners this session sent it.</summary>
     public bool SharesListeners => Machine.State is SuccessorSessionState.Negotiating or SuccessorSessionState.Committing
-        or SuccessorSessionState.Draining or SuccessorSessionState.Released or SuccessorSessionState.Cancelled;
+        or SuccessorSessionState.Draining or SuccessorSessionState.Released or SuccessorSessionState.Cancelled
+        or SuccessorSessionState.DrainingOnProbation or SuccessorSessionState.OnProbation or SuccessorSessionState.RollingBack;
+
+    /// <summary>The probation of this handoff as <c>zerodowntime status</c> reports it once this process serves again after a rollback (None otherwise).</summary>
+    public ProbationStatusMessage ProbationStatus() => Machine.State == SuccessorSessionState.RolledBack
+        ? new ProbationStatusMessage(ProbationState.RolledBack, _pid, 0, HandoffProtocol.FitText(_rollbackReason))
+        : new ProbationStatusMessage(ProbationState.None, 0, 0, "");
 
     public async Task RunAsync()
     {
@@ -110,7 +140,8 @@ internal sealed class SuccessorSession
 
             int count = _registry.SendActiveListeners(listeners => _channel.Send(
                 new WelcomeMessage(_hello.Version, Environment.ProcessId, listeners.Select(l => l.Describe()).ToArray(),
-                    _metrics.Generation, _process.FirstStartUnixMilliseconds),
+                    _metrics.Generation, _process.FirstStartUnixMilliseconds,
+                    _hello.Features is null ? null : HandoffFeatures.Probation), // only to a build that decodes it
                 listeners.Select(l => l.Fd).ToArray()));
             Machine.TryFire(SuccessorSessionTrigger.ListenersSent);
             _logger.HandoffRequested(_pid, count);
@@ -168,6 +199,7 @@ internal sealed class SuccessorSession
         {
             ProcessRole.HandingOver => Refuse(RefusalReason.Busy, $"another handoff from pid {Environment.ProcessId} is in progress"),
             ProcessRole.ShuttingDown => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} is shutting down"),
+            ProcessRole.HandingBack => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} is rolling back to its predecessor"),
             _ => Refuse(RefusalReason.AlreadyHandedOver, $"pid {Environment.ProcessId} has already handed over and is draining"),
         };
     }
@@ -290,8 +322,8 @@ internal sealed class SuccessorSession
         // The watch never outlives this method: every path below has ended it before returning (the Drained path stops
         // it), so that it neither cancels a disposed source nor reads a channel that the connection's owner disposes
         // once this session returns. (It did both on the Drained path: an ObjectDisposedException in a task nobody
-        // observed, issue 18 item 10.)
-        using var lost = new CancellationTokenSource();
+        // observed, issue 18 item 10.) The drain ends early when the successor is lost or asks for a rollback.
+        using var stopDraining = new CancellationTokenSource();
         using var stopWatching = CancellationTokenSource.CreateLinkedTokenSource(_process.ShutdownToken);
         var confirmed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         Task<string?> watch;
@@ -300,13 +332,27 @@ internal sealed class SuccessorSession
         {
             _metrics.HandoffDuration(HandoffTags.Predecessor, _time.GetElapsedTime(greeted));
             activity?.AddEvent(new ActivityEvent("committed"));
-            await FinishAsync(SuccessorSessionTrigger.CommittedSent, HandoffTags.Committed, UpgradeOutcome.Committed, "committed");
-            watch = WatchSuccessorAsync(lost, confirmed, stopWatching.Token);
+            await FinishAsync(_probation is null ? SuccessorSessionTrigger.CommittedSent : SuccessorSessionTrigger.CommittedOnProbation,
+                HandoffTags.Committed, UpgradeOutcome.Committed, "committed");
+            if (_probation is { } window)
+            {
+                var endsAt = _time.GetUtcNow() + window;
+                _logger.StandingBy(_pid, endsAt);
+                _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Started, endsAt.ToUnixTimeMilliseconds(), RollbackOrigin.None, ""));
+                _ = BackgroundWork.Start("end of the probation window", () => EndProbationWhenDueAsync(window, stopWatching), _logger);
+            }
+            else
+            {
+                _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.None, 0, RollbackOrigin.None,
+                    _hello.Features is null ? "the new release's build has no probation" : "the new release asks for no probation (ZeroDowntime:Probation:Duration is 0)"));
+            }
+
+            watch = WatchSuccessorAsync(stopDraining, confirmed, stopWatching.Token);
         }
         else
         {
             watch = Task.FromResult<string?>("the connection broke at the commit");
-            await lost.CancelAsync();
+            await stopDraining.CancelAsync();
             await FinishAsync(null, null, UpgradeOutcome.Failed, "the connection broke at the commit"); // counted as revoked below
         }
 
@@ -316,30 +362,155 @@ internal sealed class SuccessorSession
         // an empty drain is over in no time, and a successor that gave up meanwhile must not be left as the server.
         // And only once it serves the handoff socket: until its rename, this process's socket is the one at the path,
         // and closing it would leave a dead file there, which a newcomer (or `zerodowntime status`) takes for a stale one.
-        if (await _process.DrainAfterHandoffAsync(lost.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
+        if (await _process.DrainAfterHandoffAsync(stopDraining.Token) && await SuccessorConfirmedAsync(confirmed.Task, watch)
             && await SuccessorServesThePathAsync(watch) && Machine.TryFire(SuccessorSessionTrigger.Drained))
         {
             activity?.AddEvent(new ActivityEvent("drained"));
-            await stopWatching.CancelAsync();
-            await watch;
-            _logger.Exiting(_pid);
-            _process.ExitAfterHandoff();
-            return;
+            if (Machine.State != SuccessorSessionState.OnProbation)
+            {
+                await stopWatching.CancelAsync();
+                await watch;
+                _logger.Exiting(_pid);
+                _process.ExitAfterHandoff();
+                return;
+            }
+
+            // On probation: stand by, warm, holding the listener copies, until the window ends (which stops the watch),
+            // the successor asks for a rollback, is lost, or releases this process.
+            _notifySocket.Status($"Handed over to pid {_pid}; standing by on probation");
+        }
+
+        string? lostReason = await watch;
+        switch (Machine.State)
+        {
+            case SuccessorSessionState.Completed:
+                // The window ended without a rollback (or this process stops): exit as after any handoff.
+                _logger.Exiting(_pid);
+                _process.ExitAfterHandoff();
+                return;
+            case SuccessorSessionState.Released when _rollbackAccepted:
+                // Released while it rolled back: the gate and copies closed again (WithdrawRollback); drain what was
+                // accepted meanwhile, and never serve again.
+                await _process.DrainAsync(CancellationToken.None);
+                _process.ExitAfterHandoff();
+                return;
+            case SuccessorSessionState.Released:
+                _logger.Exiting(_pid);
+                _process.ExitAfterHandoff();
+                return;
+            case SuccessorSessionState.RolledBack:
+                await CompleteRollbackAsync();
+                return;
         }
 
         // The successor died or froze after the commit: nobody else accepts. Serve again, as if the handoff never
         // happened, and tell the successor (should it wake up) that it must stop.
-        string reason = await watch ?? "unknown";
+        string reason = lostReason ?? "unknown";
         // (Its upgrade, if any, ended at the commit: the observer has nothing more to answer.)
+        bool onProbation = Machine.State is SuccessorSessionState.DrainingOnProbation or SuccessorSessionState.OnProbation or SuccessorSessionState.RollingBack;
         await FinishAsync(SuccessorSessionTrigger.SuccessorLost, HandoffTags.Revoked, UpgradeOutcome.Failed, reason);
         _logger.SuccessorLost(_pid, reason);
         activity?.SetStatus(ActivityStatusCode.Error, "successor lost; revoked");
         _channel.TrySend(new RevokedMessage(HandoffProtocol.FitText(reason)));
+        if (onProbation)
+        {
+            _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.EndedEarly, 0, RollbackOrigin.None, HandoffProtocol.FitText($"pid {_pid} was lost during its probation: {reason}")));
+        }
+
+        if (_rollbackAccepted)
+        {
+            // The gate is open already (the rollback began): take everything back, as the rollback would have.
+            await _process.CompleteRollbackAsync(HandoffAcquireReason.Reclaimed, $"Serving again; successor pid {_pid} was lost while it rolled back");
+            return;
+        }
 
         // Committed never went out: no successor acquired anything, so the participants take back exactly what they
         // released. Otherwise the successor may have used the resources before it was lost.
         await _process.ServeAgainAsync(drainBegan: true, committedSent ? HandoffAcquireReason.Reclaimed : HandoffAcquireReason.NotCommitted,
             participants: null, $"Serving again; successor pid {_pid} was lost", HandoffSocketStep.ServeAgain);
+    }
+
+    /// <summary>
+    /// The probation window of this handoff: when it ends (or this process begins to stop) before a rollback was
+    /// accepted, the successor hears ProbationEnded and has no way back; a stand-by that is over wakes up and exits.
+    /// </summary>
+    private async Task EndProbationWhenDueAsync(TimeSpan window, CancellationTokenSource stopWatching)
+    {
+        string reason;
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(stopWatching.Token, _process.HostStoppingToken);
+        try
+        {
+            await Task.Delay(window, _time, stop.Token);
+            reason = $"the probation window of {window} ended";
+        }
+        catch (OperationCanceledException)
+        {
+            if (!_process.HostStoppingToken.IsCancellationRequested || stopWatching.IsCancellationRequested)
+            {
+                return; // the session ended first
+            }
+
+            reason = $"pid {Environment.ProcessId} is stopping";
+        }
+
+        if (!Machine.TryFire(SuccessorSessionTrigger.ProbationEnded))
+        {
+            return; // a rollback, a release or a lost successor came first
+        }
+
+        _channel.TrySend(new ProbationEndedMessage(HandoffProtocol.FitText(reason)));
+        _logger.ProbationPassed(_pid, reason);
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Passed, 0, RollbackOrigin.None, HandoffProtocol.FitText(reason)));
+        if (Machine.State == SuccessorSessionState.Completed)
+        {
+            try
+            {
+                await stopWatching.CancelAsync(); // wakes the stand-by
+            }
+            catch (ObjectDisposedException)
+            {
+            }
+        }
+    }
+
+    /// <summary>
+    /// RollbackRequest within the window: this process serves again first (gate open, dropped endpoints bound
+    /// again, the drain's goodbye over), then says RollbackAccepted, so that the successor closes its gate only once
+    /// this one is open. Refused (ProbationEnded) when the role cannot serve again.
+    /// </summary>
+    private async Task AcceptRollbackAsync(RollbackRequestMessage request, CancellationTokenSource stopDraining)
+    {
+        if (!Machine.TryFire(SuccessorSessionTrigger.RollbackRequested))
+        {
+            return; // the window ended first: ProbationEnded went out, and is the successor's answer
+        }
+
+        _rollbackRequestedAt = _time.GetTimestamp();
+        _rollbackOrigin = request.Origin;
+        _rollbackReason = request.Reason;
+        if (!_process.TryResumeForRollback())
+        {
+            _channel.TrySend(new ProbationEndedMessage($"pid {Environment.ProcessId} can no longer serve"));
+            return;
+        }
+
+        _rollbackAccepted = true;
+        await stopDraining.CancelAsync();
+        _logger.RollbackAccepted(_pid, PredecessorLink.OriginName(request.Origin), request.Reason);
+        _notifySocket.Status($"Rolling back from pid {_pid}: {request.Reason}");
+        _channel.TrySend(new RollbackAcceptedMessage());
+    }
+
+    /// <summary>HandedBack: everything is this process's again; the successor drains and exits 81.</summary>
+    private async Task CompleteRollbackAsync()
+    {
+        double milliseconds = _time.GetElapsedTime(_rollbackRequestedAt).TotalMilliseconds;
+        string origin = PredecessorLink.OriginName(_rollbackOrigin);
+        await _process.CompleteRollbackAsync(_handedBackAllReleased ? HandoffAcquireReason.RolledBack : HandoffAcquireReason.Reclaimed,
+            $"Serving again; rolled back from pid {_pid}: {_rollbackReason}");
+        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.RolledBack);
+        _logger.RolledBack(_pid, origin, _rollbackReason, milliseconds);
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, 0, _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
     }
 
     /// <summary>
@@ -382,6 +553,7 @@ internal sealed class SuccessorSession
     private async Task<string?> WatchSuccessorAsync(CancellationTokenSource lost, TaskCompletionSource confirmed, CancellationToken stop)
     {
         string reason;
+        RollbackRequestMessage? readLate = null;
         try
         {
             while (true)
@@ -390,13 +562,53 @@ internal sealed class SuccessorSession
                 if (message is HeartbeatMessage)
                 {
                     confirmed.TrySetResult();
+                    if (readLate is { } request && !_channel.HasPendingData)
+                    {
+                        readLate = null;
+                        await AcceptRollbackAsync(request, lost);
+                    }
+
                     continue;
+                }
+
+                if (message is RollbackRequestMessage rollback)
+                {
+                    // Read late (this process was frozen), a request may have been given up since: the successor then
+                    // released this process, and the Release is behind it. Read on first.
+                    if (_channel.HasPendingData)
+                    {
+                        readLate = rollback;
+                        continue;
+                    }
+
+                    await AcceptRollbackAsync(rollback, lost);
+                    continue;
+                }
+
+                if (message is HandedBackMessage handedBack && Machine.TryFire(SuccessorSessionTrigger.HandedBack))
+                {
+                    // From here this process is the owner again; the successor drains and leaves, unwatched.
+                    _handedBackAllReleased = handedBack.AllReleased;
+                    return null;
                 }
 
                 if (message is ReleaseMessage)
                 {
+                    var was = Machine.State;
                     Machine.TryFire(SuccessorSessionTrigger.SuccessorReleased);
                     confirmed.TrySetResult();
+                    bool wasRollingBack = was == SuccessorSessionState.RollingBack;
+                    if (was is SuccessorSessionState.DrainingOnProbation or SuccessorSessionState.OnProbation or SuccessorSessionState.RollingBack)
+                    {
+                        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.EndedEarly, 0, RollbackOrigin.None,
+                            $"pid {_pid} released this process (it stops, or a further upgrade began) before the window ended"));
+                    }
+
+                    if (wasRollingBack)
+                    {
+                        _process.WithdrawRollback();
+                        _logger.RollbackWithdrawn(_pid);
+                    }
 
                     // Never serving again: this process's copies of the listeners go at once (the successor holds
                     // its own), so that no endpoint that the successors dropped or closed keeps a queue here that

@@ -38,6 +38,18 @@ internal enum SuccessorSessionState
 
     /// <summary>The drain is over and the successor confirmed that it serves: this process exits 0.</summary>
     Completed,
+
+    /// <summary>Committed with probation: draining, and standing by until the window ends.</summary>
+    DrainingOnProbation,
+
+    /// <summary>Drained, the window still open: listener copies kept, gate closed, heartbeats watched.</summary>
+    OnProbation,
+
+    /// <summary>The successor asked for a rollback: the gate is open again, RollbackAccepted sent, waiting for HandedBack.</summary>
+    RollingBack,
+
+    /// <summary>The successor handed back: this process owns everything again and serves the handoff socket.</summary>
+    RolledBack,
 }
 
 /// <summary>What moves <see cref="SuccessorSessionState"/>.</summary>
@@ -73,6 +85,18 @@ internal enum SuccessorSessionTrigger
     /// <summary>No heartbeat for 5 s, end of stream without Release, or Failed after the commit: serve again.</summary>
     SuccessorLost,
 
-    /// <summary>The drain ended and the successor confirmed that it serves: exit.</summary>
+    /// <summary>The drain ended and the successor confirmed that it serves: exit (or stand by, on probation).</summary>
     Drained,
+
+    /// <summary>Committed went out and both sides announced probation: drain, then stand by until the window ends.</summary>
+    CommittedOnProbation,
+
+    /// <summary>The window ended (or this process stops) before a rollback was accepted: ProbationEnded sent.</summary>
+    ProbationEnded,
+
+    /// <summary>RollbackRequest within the window: cancel the drain, revive dead listeners, open the gate, send RollbackAccepted.</summary>
+    RollbackRequested,
+
+    /// <summary>HandedBack: acquire, MAINPID, fd store, serve the handoff socket.</summary>
+    HandedBack,
 }

@@ -12,6 +12,7 @@ internal static partial class Libc
     public const int SIGINT = 2;
     public const int SIGQUIT = 3;
     public const int SIGKILL = 9;
+    public const int SIGUSR1 = 10;
     public const int SIGUSR2 = 12;
     public const int SIGTERM = 15;
     public const int SIGSTOP = 19;

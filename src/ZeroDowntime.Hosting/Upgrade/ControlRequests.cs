@@ -23,7 +23,16 @@ internal sealed class ControlRequests(
         switch (request)
         {
             case StatusRequestMessage:
-                channel.TrySend(Status());
+                // Then the probation, always from this build: an earlier tool closes after Status and never reads it,
+                // and `zerodowntime rollback` tells from its absence a build without probation.
+                if (channel.TrySend(Status()))
+                {
+                    channel.TrySend(ProbationStatus());
+                }
+
+                break;
+            case RollbackCommandMessage command:
+                channel.TrySend(await RollbackAsync(command, clientPid));
                 break;
             case UpgradeRequestMessage:
                 await upgrades.AnswerRequestAsync(channel, clientPid);
@@ -33,14 +42,40 @@ internal sealed class ControlRequests(
         }
     }
 
+    /// <summary>The probation behind this process (it is on probation), or the rollback it served again after.</summary>
+    private ProbationStatusMessage ProbationStatus()
+    {
+        if (ownPredecessor() is { } link && link.ProbationStatus() is { State: not ProbationState.None } onProbation)
+        {
+            return onProbation;
+        }
+
+        return process.LatestSession?.ProbationStatus() ?? new ProbationStatusMessage(ProbationState.None, 0, 0, "");
+    }
+
+    /// <summary><c>zerodowntime rollback</c>: back to the generation that stands by, or why not.</summary>
+    private async Task<RollbackResultMessage> RollbackAsync(RollbackCommandMessage command, int clientPid)
+    {
+        string reason = command.Note.Length > 0 ? $"zerodowntime rollback (pid {clientPid}): {command.Note}" : $"zerodowntime rollback (pid {clientPid})";
+        if (ownPredecessor() is { } link)
+        {
+            return await link.RequestRollbackAsync(RollbackOrigin.Tool, reason);
+        }
+
+        string why = process.LatestSession?.ProbationStatus() is { State: ProbationState.RolledBack } rolledBack
+            ? $"no generation on probation: pid {Environment.ProcessId} serves; it rolled back from pid {rolledBack.PeerPid} ({rolledBack.Reason})"
+            : $"no generation on probation: pid {Environment.ProcessId} did not take over on probation";
+        return new RollbackResultMessage(RollbackOutcome.Refused, Environment.ProcessId, HandoffProtocol.FitText(why), -1);
+    }
+
     /// <summary><c>zerodowntime status</c>: who serves, since when, in which state, on which listeners.</summary>
     private StatusMessage Status()
     {
         var state = process.Role switch
         {
-            ProcessRole.HandedOver => ServingState.Draining,
+            ProcessRole.HandedOver or ProcessRole.Leaving => ServingState.Draining,
             ProcessRole.ShuttingDown => ServingState.ShuttingDown,
-            ProcessRole.HandingOver => ServingState.HandingOver,
+            ProcessRole.HandingOver or ProcessRole.HandingBack => ServingState.HandingOver,
             _ => ServingState.Serving,
         };
         return new StatusMessage(Environment.ProcessId, options.ApplicationId!, metrics.Generation, process.FirstStartUnixMilliseconds,

@@ -31,6 +31,7 @@ internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
     private readonly SuccessorLauncher _launcher;
     private readonly Lock _lock = new();
     private UpgradeRun? _upgrade;
+    private UpgradeRun? _committed;
     private PosixSignalRegistration? _hangup;
     private PosixSignalRegistration? _upgradeSignal;
 
@@ -111,7 +112,44 @@ internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
         }
 
         channel.TrySend(new UpgradeStartedMessage(run.Pid));
-        channel.TrySend(await run.Result.Task);
+        var result = await run.Result.Task;
+        if (!channel.TrySend(result) || result.Outcome != UpgradeOutcome.Committed)
+        {
+            return;
+        }
+
+        // Then the probation: whether this process stands by (or None), and how it ended. An earlier tool has closed the
+        // connection after the result and never reads these; the first send that fails ends the answer.
+        while (await run.ProbationUpdates.Reader.WaitToReadAsync())
+        {
+            while (run.ProbationUpdates.Reader.TryRead(out var update))
+            {
+                if (!channel.TrySend(update) || update.Progress != ProbationProgress.Started)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    public void ProbationChanged(int pid, ProbationUpdateMessage update)
+    {
+        UpgradeRun? run;
+        lock (_lock)
+        {
+            run = _committed is { } committed && committed.Pid == pid ? committed : null;
+        }
+
+        if (run is null)
+        {
+            return;
+        }
+
+        run.ProbationUpdates.Writer.TryWrite(update);
+        if (update.Progress != ProbationProgress.Started)
+        {
+            run.ProbationUpdates.Writer.TryComplete();
+        }
     }
 
     public void SuccessorReady(int pid) => Milestone(pid, committed: false);
@@ -334,6 +372,11 @@ internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
             {
                 _upgrade = null;
             }
+
+            if (outcome == UpgradeOutcome.Committed)
+            {
+                _committed = run;
+            }
         }
 
         _metrics.Upgrade(outcome switch
@@ -388,6 +431,9 @@ internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
         public long CommittedMilliseconds { get; set; } = -1;
 
         public TaskCompletionSource<UpgradeResultMessage> Result { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        /// <summary>After a committed result: the probation's start (or None) and its end, for <c>zerodowntime upgrade --wait-probation</c>.</summary>
+        public System.Threading.Channels.Channel<ProbationUpdateMessage> ProbationUpdates { get; } = System.Threading.Channels.Channel.CreateUnbounded<ProbationUpdateMessage>();
 
         private int _finished;
 
