@@ -256,6 +256,22 @@ internal sealed class HandoffProcess : IDisposable
 
     // Probation: the rollback, on the side on probation (PredecessorLink).
 
+    /// <summary>
+    /// After a rollback: waits (at most <paramref name="timeout"/>, a look every 10 ms) until the predecessor serves the
+    /// handoff socket's path again. It does so after its participants acquired and after it told systemd (and
+    /// <c>zerodowntime run</c>) <c>MAINPID=</c>, so a rolled-back process that exits after this is never taken for the
+    /// service's main process dying.
+    /// </summary>
+    public async Task WaitUntilThePathIsServedByAnotherAsync(TimeSpan timeout)
+    {
+        long since = _time.GetTimestamp();
+        using var tick = new PeriodicTimer(TimeSpan.FromMilliseconds(10), _time);
+        while (_server.PathNamesThisSocket && _time.GetElapsedTime(since) < timeout)
+        {
+            await tick.WaitForNextTickAsync();
+        }
+    }
+
     /// <summary>A rollback is asked for (Owner -> HandingBack): no greeting takes the slot meanwhile. False when this process does not serve alone now.</summary>
     public bool TryBeginRollback() => _role.TryFire(RoleTrigger.RollbackBegan);
 

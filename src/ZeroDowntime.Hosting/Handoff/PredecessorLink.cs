@@ -748,6 +748,7 @@ internal sealed class PredecessorLink : IDisposable
         {
             // Rolled back: what this process accepted drains (every response says goodbye), then it exits 81.
             await _process.DrainAsync(CancellationToken.None);
+            await _process.WaitUntilThePathIsServedByAnotherAsync(_options.HandoffTimeout);
             _process.StopWithExitCode(ZeroDowntimeExitCodes.RolledBack);
         }
     }

@@ -381,6 +381,10 @@ internal sealed class SuccessorSession
         }
 
         string? lostReason = await watch;
+
+        // Whatever follows, the window's timer has nothing more to decide (its arrows are gone) and must not outlive
+        // this session for the rest of a long window.
+        await stopWatching.CancelAsync();
         switch (Machine.State)
         {
             case SuccessorSessionState.Completed:
@@ -494,11 +498,13 @@ internal sealed class SuccessorSession
             return;
         }
 
+        // The answer first: every millisecond until the successor closes its gate is shared accepting, harmless, but
+        // the drain's end (its cancellation runs the drain's own bookkeeping) and the log can wait.
         _rollbackAccepted = true;
+        _channel.TrySend(new RollbackAcceptedMessage());
         await stopDraining.CancelAsync();
         _logger.RollbackAccepted(_pid, PredecessorLink.OriginName(request.Origin), request.Reason);
         _notifySocket.Status($"Rolling back from pid {_pid}: {request.Reason}");
-        _channel.TrySend(new RollbackAcceptedMessage());
     }
 
     /// <summary>HandedBack: everything is this process's again; the successor drains and exits 81.</summary>

@@ -88,4 +88,41 @@ public sealed class ProtocolCompatibilityTests(ITestOutputHelper output, Previou
         Assert.Equal(0, await oldest.WaitForExitAsync());
         Assert.Equal(back.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
     }
+
+    // Probation (issue 20) extends protocol v2 behind a feature flag in the Hello and the Welcome: with a build that has
+    // none, this build asks for probation and simply gets none, either way, and nothing else changes.
+    [Fact]
+    public async Task LastLandedBuild_AndThisBuildAskingForProbation_HandOverBothWaysWithoutProbation_NoRequestFails()
+    {
+        using var scope = new TestScope();
+        var thisBuild = scope.Config().With("ZeroDowntime__Probation__Duration", "00:05:00");
+        var landedBuild = scope.Config() with { SampleDirectory = landed.SampleDirectory };
+
+        var old = await StartFirstAsync("v1-landed", landedBuild, output);
+        await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
+        await load.WaitForMoreSuccessesAsync(200);
+
+        // The earlier build ignores the Hello's extension and answers the plain v2 Welcome: no probation, and it exits
+        // after its drain as before (HandOverAsync waits for that exit, far within the 5 min asked for).
+        var (current, oldExit) = await HandOverAsync(old, "v2-this-build", thisBuild, output);
+        await old.DisposeAsync();
+        Assert.Equal(0, oldExit);
+        await current.WaitForEventAsync(Events.ProbationNotAgreed);
+        Assert.DoesNotContain(current.Entries, l => l.Is(Events.ProbationStarted));
+        await load.WaitForMoreSuccessesAsync(200);
+
+        // Back: the earlier build's Hello has no features, so this build's Welcome has none either (it would reject them).
+        var (back, currentExit) = await HandOverAsync(current, "v3-landed", landedBuild, output);
+        await using var _ = back;
+        await current.DisposeAsync();
+        Assert.Equal(0, currentExit);
+        Assert.DoesNotContain(current.Entries, l => l.Is(Events.StandingBy));
+        await load.WaitForMoreSuccessesAsync(200);
+        await load.StopAsync();
+
+        output.WriteLine($"load: {load}");
+        load.AssertNoFailures();
+        using var client = new HttpClient();
+        Assert.Equal(back.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
+    }
 }

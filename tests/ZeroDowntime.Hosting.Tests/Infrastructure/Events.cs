@@ -187,4 +187,22 @@ internal static class Events
 
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
+
+    // Probation and rollback (220-239).
+    public static readonly EventId ProbationStarted = new(220, nameof(ProbationStarted));
+    public static readonly EventId StandingBy = new(221, nameof(StandingBy));
+    public static readonly EventId ProbationPassed = new(222, nameof(ProbationPassed));
+    public static readonly EventId ProbationEndedForSuccessor = new(223, nameof(ProbationEndedForSuccessor));
+    public static readonly EventId RollbackRequested = new(224, nameof(RollbackRequested));
+    public static readonly EventId RollbackErrorRatio = new(225, nameof(RollbackErrorRatio));
+    public static readonly EventId RollbackUnhealthyCheck = new(226, nameof(RollbackUnhealthyCheck));
+    public static readonly EventId RollbackAccepted = new(227, nameof(RollbackAccepted));
+    public static readonly EventId HandedBack = new(228, nameof(HandedBack));
+    public static readonly EventId RolledBack = new(229, nameof(RolledBack));
+    public static readonly EventId RollbackRefused = new(230, nameof(RollbackRefused));
+    public static readonly EventId RollbackGivenUp = new(231, nameof(RollbackGivenUp));
+    public static readonly EventId RollbackSignalIgnored = new(232, nameof(RollbackSignalIgnored));
+    public static readonly EventId ProbationCheckUnhealthy = new(233, nameof(ProbationCheckUnhealthy));
+    public static readonly EventId ProbationNotAgreed = new(234, nameof(ProbationNotAgreed));
+    public static readonly EventId RollbackWithdrawn = new(235, nameof(RollbackWithdrawn));
 }
