@@ -1,6 +1,5 @@
 using System.Globalization;
 using System.Net;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Xunit.Abstractions;
@@ -292,15 +291,7 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
         Assert.True(sinceCommit >= TimeSpan.FromMilliseconds(300 + 1000 - 50), $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit: before the check was Unhealthy for UnhealthyFor");
         Assert.Equal(ZeroDowntimeExitCodes.RolledBack, await v2.WaitForExitAsync(TimeSpan.FromSeconds(40)));
 
-        await load.WaitForMoreSuccessesAsync(50);
-        await load.StopAsync();
-        output.WriteLine($"load: {load}");
-        load.AssertNoFailures();
-        Assert.Contains(v1.Pid.ToString(CultureInfo.InvariantCulture), load.ResponsesByBody.Keys);
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
-        v1.Signal(Posix.SIGTERM);
-        Assert.Equal(0, await v1.WaitForExitAsync());
+        await FinishAsync(load, v1, scope.BaseUri);
     }
 
     /// <summary>
@@ -341,14 +332,7 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
 
         var refused = await ZeroDowntimeTool.RunAsync(output, ToolWait, "rollback", "--socket", scope.SocketPath);
         Assert.Equal(4, refused.ExitCode);
-        await load.WaitForMoreSuccessesAsync(50);
-        await load.StopAsync();
-        output.WriteLine($"load: {load}");
-        load.AssertNoFailures();
-        using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        Assert.Equal(v2.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
-        v2.Signal(Posix.SIGTERM);
-        Assert.Equal(0, await v2.WaitForExitAsync());
+        await FinishAsync(load, v2, scope.BaseUri);
     }
 
     /// <summary>SIGUSR1 to the serving process during probation asks for the rollback, as <c>zerodowntime rollback</c> does.</summary>
@@ -369,14 +353,25 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
         output.WriteLine(requested.Text);
         await v1.WaitForEventAsync(Events.RolledBack);
         Assert.Equal(ZeroDowntimeExitCodes.RolledBack, await v2.WaitForExitAsync(TimeSpan.FromSeconds(40)));
+        await FinishAsync(load, v1, scope.BaseUri);
+    }
+
+    /// <summary>
+    /// The end of a rollback or a probation under <paramref name="load"/>: the load reaches <paramref name="serving"/>
+    /// (50 more answers), none failed, and it is the one that answers; then it stops in order and exits 0.
+    /// </summary>
+    private async Task FinishAsync(HttpLoad load, SampleApp serving, Uri baseUri)
+    {
+        string pid = serving.Pid.ToString(CultureInfo.InvariantCulture);
+        await Until.TrueAsync(() => load.ResponsesByBody.ContainsKey(pid), $"an answer of the load by {serving.Name}");
         await load.WaitForMoreSuccessesAsync(50);
         await load.StopAsync();
         output.WriteLine($"load: {load}");
         load.AssertNoFailures();
         using var client = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        Assert.Equal(v1.Pid.ToString(CultureInfo.InvariantCulture), await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")));
-        v1.Signal(Posix.SIGTERM);
-        Assert.Equal(0, await v1.WaitForExitAsync());
+        Assert.Equal(pid, await client.GetStringAsync(new Uri(baseUri, "/pid")));
+        serving.Signal(Posix.SIGTERM);
+        Assert.Equal(0, await serving.WaitForExitAsync());
     }
 
     /// <summary>The short windows of these tests, as environment variables (both processes read them; the new one's count).</summary>
