@@ -84,14 +84,15 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
             v2 = new AdoptedProcess((int)committed.Number("ProcessId"));
             var commit = await v1.WaitForOutputEventAsync(Events.Committed, 1, ToolWait);
             await v1.WaitForOutputEventAsync(Events.ProbationStarted, 1, ToolWait);
+            var standingBy = await v1.WaitForOutputEventAsync(Events.StandingBy, 1, ToolWait);
             var failing = await v1.WaitForOutputEventAsync(SampleEvents.FailingRequests, 1, ToolWait);
 
             // The release rolls back by itself on the 5xx ratio, within the window.
             var ratio = await v1.WaitForOutputEventAsync(Events.RollbackErrorRatio, 1, duration);
             var rolledBack = await v1.WaitForOutputEventAsync(Events.RolledBack, 1, duration);
             var sinceCommit = Between(commit, rolledBack);
-            output.WriteLine($"rolled back {sinceCommit.TotalMilliseconds:0} ms after the commit (window {duration.TotalSeconds:0} s): {ratio.Text} | {rolledBack.Text}");
-            Assert.True(sinceCommit < duration, $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit, after the {duration.TotalSeconds:0} s window");
+            output.WriteLine($"rolled back {sinceCommit.TotalMilliseconds:0} ms after the commit (window {duration.TotalSeconds:0} s, until {WindowEnd(standingBy):HH:mm:ss.fff}): {ratio.Text} | {rolledBack.Text}");
+            Assert.True(rolledBack.Timestamp < WindowEnd(standingBy), $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit, after the window");
             await v2.WaitForExitAsync(TimeSpan.FromSeconds(40));
             var handedBack = await v1.WaitForOutputEventAsync(Events.HandedBack, 1, TimeSpan.FromSeconds(5));
 
@@ -282,12 +283,13 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
         await using var v2 = SampleApp.Start("v2", config.With("ZERODOWNTIME_TEST_PROBATION_UNHEALTHY_AFTER_MS", "300"), output);
         var commit = await v2.WaitForEventAsync(Events.Committed);
         await v2.WaitForEventAsync(Events.ProbationStarted);
+        var standingBy = await v1.WaitForEventAsync(Events.StandingBy);
         var trip = await v2.WaitForEventAsync(Events.RollbackUnhealthyCheck, duration);
         Assert.Equal("test-probation", trip["CheckName"]);
         var rolledBack = await v1.WaitForEventAsync(Events.RolledBack, duration);
         var sinceCommit = Between(commit, rolledBack);
         output.WriteLine($"rolled back {sinceCommit.TotalMilliseconds:0} ms after the commit (Unhealthy from 300 ms, UnhealthyFor 1 s, window {duration.TotalSeconds:0} s): {trip.Text}");
-        Assert.True(sinceCommit < duration, $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit, after the window");
+        Assert.True(rolledBack.Timestamp < WindowEnd(standingBy), $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit, after the window");
         Assert.True(sinceCommit >= TimeSpan.FromMilliseconds(300 + 1000 - 50), $"the rollback came {sinceCommit.TotalMilliseconds:0} ms after the commit: before the check was Unhealthy for UnhealthyFor");
         Assert.Equal(ZeroDowntimeExitCodes.RolledBack, await v2.WaitForExitAsync(TimeSpan.FromSeconds(40)));
 
@@ -310,9 +312,9 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
         await load.WaitForMoreSuccessesAsync(50);
 
         await using var v2 = SampleApp.Start("v2", config, output);
-        var commit = await v2.WaitForEventAsync(Events.Committed);
+        await v2.WaitForEventAsync(Events.Committed);
         await v2.WaitForEventAsync(Events.ProbationStarted);
-        await v1.WaitForEventAsync(Events.StandingBy);
+        var standingBy = await v1.WaitForEventAsync(Events.StandingBy);
         var status = (await ZeroDowntimeTool.RunAsync(output, ToolWait, "status", "--socket", scope.SocketPath, "--json")).Json;
         Assert.Equal(v2.Pid, status.GetProperty("pid").GetInt32());
         var onProbation = status.GetProperty("probation");
@@ -320,12 +322,12 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
         Assert.Equal(v1.Pid, onProbation.GetProperty("peerPid").GetInt32());
         Assert.False(v1.HasExited, "the old process did not stand by");
 
-        // The window ends without a rollback: the old process exits 0, no sooner than the window after the commit.
+        // The window (from v1's commit point, as its StandingBy line says) ends without a rollback: v1 exits 0, not before.
         Assert.Equal(0, await v1.WaitForExitAsync(duration + TimeSpan.FromSeconds(20)));
         var passed = Assert.Single(v1.EventsOf(Events.ProbationPassed));
-        var stoodBy = Between(commit, passed);
-        output.WriteLine($"v1 stood by {stoodBy.TotalMilliseconds:0} ms after the commit (window {duration.TotalMilliseconds:0} ms), then exited 0: {passed.Text}");
-        Assert.True(stoodBy >= duration - TimeSpan.FromMilliseconds(50), $"v1's probation passed {stoodBy.TotalMilliseconds:0} ms after the commit, before the window ended");
+        var stoodBy = Between(standingBy, passed);
+        output.WriteLine($"v1 stood by {stoodBy.TotalMilliseconds:0} ms (window {duration.TotalMilliseconds:0} ms, until {WindowEnd(standingBy):HH:mm:ss.fff}), then exited 0: {passed.Text}");
+        Assert.True(passed.Timestamp >= WindowEnd(standingBy) - TimeSpan.FromMilliseconds(5), $"v1's probation passed at {passed.Timestamp:HH:mm:ss.fff}, before the window's end");
         await v2.WaitForEventAsync(Events.ProbationEndedForSuccessor);
         Assert.Empty(v1.EventsOf(Events.RolledBack));
         Assert.Empty(v2.EventsOf(Events.RollbackRequested));
@@ -386,6 +388,10 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
     private static TimeSpan Between(LogLine from, LogLine to) =>
         (to.Timestamp ?? throw new InvalidOperationException("no timestamp: " + to)) - (from.Timestamp ?? throw new InvalidOperationException("no timestamp: " + from));
 
+    /// <summary>When the window ends, as the old process's StandingBy line says ("until {EndsAt:O}", to the tick).</summary>
+    private static DateTimeOffset WindowEnd(LogLine standingBy) =>
+        DateTimeOffset.Parse(StandingByUntil().Match(standingBy.Message ?? "").Groups[1].Value, CultureInfo.InvariantCulture);
+
     /// <summary>Until <c>/</c> has run <paramref name="more"/> more times for clients in the process that serves (bounded).</summary>
     private static async Task WaitForRootCallsAsync(HttpClient client, Uri baseUri, long more)
     {
@@ -403,6 +409,9 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
 
     [GeneratedRegex(@"Time taken for tests:\s+([\d.]+) seconds")]
     private static partial Regex AbTimeTaken();
+
+    [GeneratedRegex(@"until (\d{4}-\d\d-\d\dT[\d:.]+[+-]\d\d:\d\d)")]
+    private static partial Regex StandingByUntil();
 
     [GeneratedRegex(@"calls=(\d+)")]
     private static partial Regex RootCalls();
