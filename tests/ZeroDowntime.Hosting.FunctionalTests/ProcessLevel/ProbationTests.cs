@@ -116,6 +116,7 @@ public sealed partial class ProbationTests(ITestOutputHelper output)
             output.WriteLine(text);
             var counts = LoadTool.AbResult.Parse(text);
             double seconds = double.Parse(AbTimeTaken().Match(text).Groups[1].Value, CultureInfo.InvariantCulture);
+
             // The design's bound (section 9): max(MinRequests, ceil(r x rate x W) + 1) + ceil(rate x (0.25 s + switch)). The
             // rate is the load's while the release fails: the higher of ab's average and what the monitor itself counted
             // in its window at the trip (the 500s come faster than ab's average on a loaded machine). The switch is the
