@@ -8,7 +8,7 @@ using ZeroDowntime.Hosting;
 namespace ZeroDowntime.Cli;
 
 /// <summary>
-/// The tool's command line, parsed by System.CommandLine: the verbs status, upgrade and run, their options, help per
+/// The tool's command line, parsed by System.CommandLine: the verbs status, upgrade, rollback and run, their options, help per
 /// verb, parse errors, and shell completion through the <c>[suggest]</c> directive (dotnet-suggest). What each verb prints and its exit codes are in <see cref="Cli"/>. Where this departs from
 /// System.CommandLine's defaults, it keeps what other tools rely on (README, exit codes): every parse error exits 2
 /// (<see cref="ExitCodes.Usage"/>), not 1, which means "upgrade failed" here; <c>zerodowntime --help</c> prints the
@@ -66,12 +66,16 @@ internal static class CommandLine
     internal static RootCommand Create(TextWriter stdout, TextWriter stderr, bool runAfterDoubleDash, CommandLineVerbs verbs)
     {
         var status = new Command("status", "Who serves: pid, since when, generation, state (serving, handing-over, draining, shutting-down), listeners (key and bound endpoint), a predecessor still draining, a successor being handed over to. Exit codes: zerodowntime --help.");
-        var statusOptions = new ControlOptionSymbols(status, withTimeout: false);
+        var statusOptions = new ControlOptionSymbols(status, ControlVerb.Status);
         status.SetAction((result, _) => verbs.StatusAsync(statusOptions.Read(result)));
 
-        var upgrade = new Command("upgrade", "Asks the running process to start its successor (as on SIGHUP) and waits until the successor has committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why). Exit codes: zerodowntime --help.");
-        var upgradeOptions = new ControlOptionSymbols(upgrade, withTimeout: true);
+        var upgrade = new Command("upgrade", "Asks the running process to start its successor (as on SIGHUP) and waits until the successor has committed (exit 0, its pid and the handoff's timings) or the upgrade ended otherwise (non-zero, why); with --wait-probation, then until its probation has ended (exit 0 passed, 9 rolled back, 10 no probation ran to its end). Exit codes: zerodowntime --help.");
+        var upgradeOptions = new ControlOptionSymbols(upgrade, ControlVerb.Upgrade);
         upgrade.SetAction((result, _) => verbs.UpgradeAsync(upgradeOptions.Read(result)));
+
+        var rollback = new Command("rollback", "Asks the serving process, on probation, to hand back to the generation that stands by, and waits until the old generation serves again (exit 0, the switch in ms) or the rollback ended otherwise (1 did not complete, 4 refused, 7 the build has no probation). Exit codes: zerodowntime --help.");
+        var rollbackOptions = new ControlOptionSymbols(rollback, ControlVerb.Rollback);
+        rollback.SetAction((result, _) => verbs.RollbackAsync(rollbackOptions.Read(result)));
 
         var command = new Argument<string[]>("COMMAND")
         {
@@ -112,7 +116,7 @@ internal static class CommandLine
                 return TimeSpan.Zero;
             },
         };
-        var run = new Command("run", "Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper, its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT to the current main process and SIGHUP as an upgrade, reaps every child, exits with the main process's exit code (128+N when signal N killed it) once no child is left, 127 when COMMAND cannot be started. Keeps the listening sockets the app stores with it (FDSTORE=1) and starts a crashed app again with them (LISTEN_FDS), at most --max-restarts times within --restart-window (then it closes them and exits 8).")
+        var run = new Command("run", "Runs COMMAND as a supervisor with a stable pid (containers, process managers): child subreaper, its own NOTIFY_SOCKET for the app, follows MAINPID= through every handoff, forwards SIGTERM/SIGINT to the current main process, SIGHUP as an upgrade and SIGUSR1 as a rollback, reaps every child, exits with the main process's exit code (128+N when signal N killed it) once no child is left, 127 when COMMAND cannot be started. Keeps the listening sockets the app stores with it (FDSTORE=1) and starts a crashed app again with them (LISTEN_FDS), at most --max-restarts times within --restart-window (then it closes them and exits 8).")
         {
             maxRestarts,
             restartWindow,
@@ -143,7 +147,7 @@ internal static class CommandLine
         // (System.CommandLine 3 defaults it to ToolCommandName; set here so that help does not depend on build metadata).
         var root = new RootCommand("Status and upgrades of a ZeroDowntime.Hosting app over its handoff socket, and a supervisor.")
         {
-            status, upgrade, run, help,
+            status, upgrade, rollback, run, help,
         };
         root.HelpName = "zerodowntime";
         var helpOption = root.Options.OfType<HelpOption>().Single();
@@ -218,7 +222,15 @@ internal static class CommandLine
             : null;
     }
 
-    /// <summary>The options of status and upgrade, added to <paramref name="verb"/>.</summary>
+    /// <summary>The verbs that talk to the running process, for the options each of them has.</summary>
+    private enum ControlVerb
+    {
+        Status,
+        Upgrade,
+        Rollback,
+    }
+
+    /// <summary>The options of status, upgrade and rollback, added to <paramref name="verb"/>.</summary>
     private sealed class ControlOptionSymbols
     {
         private readonly Option<string> _socket = new("--socket")
@@ -239,13 +251,25 @@ internal static class CommandLine
             Description = "One JSON object on stdout.",
         };
 
+        private readonly Option<bool> _waitProbation = new("--wait-probation")
+        {
+            Arity = ArgumentArity.Zero,
+            Description = "After the commit, wait until the new release's probation has ended (at most its window's end plus 30 s): exit 0 when it passed, 9 when the release was rolled back, 10 when no probation ran to its end.",
+        };
+
+        private readonly Option<string> _note = new("--note")
+        {
+            HelpName = "TEXT",
+            Description = "Why: logged by both processes and returned as the rollback's reason (default none).",
+        };
+
         private readonly Option<TimeSpan?>? _timeout;
 
-        public ControlOptionSymbols(Command verb, bool withTimeout)
+        public ControlOptionSymbols(Command verb, ControlVerb kind)
         {
             verb.Options.Add(_socket);
             verb.Options.Add(_app);
-            if (withTimeout)
+            if (kind is ControlVerb.Upgrade or ControlVerb.Rollback)
             {
                 _timeout = new Option<TimeSpan?>("--timeout")
                 {
@@ -264,6 +288,16 @@ internal static class CommandLine
                     },
                 };
                 verb.Options.Add(_timeout);
+            }
+
+            if (kind == ControlVerb.Upgrade)
+            {
+                verb.Options.Add(_waitProbation);
+            }
+
+            if (kind == ControlVerb.Rollback)
+            {
+                verb.Options.Add(_note);
             }
 
             verb.Options.Add(_json);
@@ -299,7 +333,8 @@ internal static class CommandLine
                 ? Path.IsPathRooted(socket) ? socket : Path.GetFullPath(socket)
                 : ZeroDowntimeOptionsDefaults.DefaultSocketPath(result.GetRequiredValue(_app), Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR"));
             TimeSpan? timeout = _timeout is null ? null : result.GetValue(_timeout);
-            return new ControlOptions(path, timeout ?? Cli.DefaultUpgradeTimeout, result.GetValue(_json));
+            return new ControlOptions(path, timeout ?? Cli.DefaultUpgradeTimeout, result.GetValue(_json),
+                result.GetResult(_waitProbation) is not null && result.GetValue(_waitProbation), result.GetResult(_note) is null ? "" : result.GetValue(_note) ?? "");
         }
     }
 
@@ -325,5 +360,8 @@ internal static class CommandLine
     }
 }
 
-/// <summary>The options of status and upgrade.</summary>
-internal sealed record ControlOptions(string SocketPath, TimeSpan Timeout, bool Json);
+/// <summary>
+/// The options of status, upgrade and rollback: <paramref name="WaitProbation"/> is upgrade's <c>--wait-probation</c>,
+/// <paramref name="Note"/> rollback's <c>--note</c> ("" when not given).
+/// </summary>
+internal sealed record ControlOptions(string SocketPath, TimeSpan Timeout, bool Json, bool WaitProbation = false, string Note = "");

@@ -14,7 +14,7 @@ namespace ZeroDowntime.Cli;
 /// handoff. It becomes a child subreaper (orphans, such as a successor whose predecessor exited, become its children),
 /// gives the app a NOTIFY_SOCKET of its own and follows the <c>MAINPID=</c> the library sends there, forwards
 /// SIGTERM/SIGINT/SIGQUIT to the current main process and SIGHUP (and SIGUSR2) as they are, so the app's upgrade
-/// signal upgrades, reaps every child (waitid on any child), and exits with the exit code of the last main process once
+/// signal upgrades, and SIGUSR1, the app's rollback signal (whose default action would end the supervisor), reaps every child (waitid on any child), and exits with the exit code of the last main process once
 /// no child is left. It keeps the listening sockets the app stores with it (<c>FDSTORE=1</c>, <see cref="ListenerStore"/>):
 /// when the main process exits and no process of the app is left (a crash, not a handoff or a requested stop), it
 /// starts the command again after a short back-off with those sockets as <c>LISTEN_FDS</c>, so clients wait in the
@@ -25,7 +25,7 @@ namespace ZeroDowntime.Cli;
 /// </summary>
 internal sealed class Supervisor : IDisposable
 {
-    private static readonly int[] ForwardedSignals = [Libc.SIGTERM, Libc.SIGINT, Libc.SIGQUIT, Libc.SIGHUP, Libc.SIGUSR2];
+    private static readonly int[] ForwardedSignals = [Libc.SIGTERM, Libc.SIGINT, Libc.SIGQUIT, Libc.SIGHUP, Libc.SIGUSR1, Libc.SIGUSR2];
     private readonly Lock _lock = new();
     private readonly TextWriter _log;
     private readonly int _self = Posix.ProcessId;

@@ -41,8 +41,16 @@ internal static class FuzzGenerators
         W(1, Gen.OneOf(0xFEFF, 0xFFFD, 0xFFFF, 0)),
         W(1, Gen.Int[0x10000, 0x10FFFF]));
 
+    /// <summary>Feature words: none, probation, and bits this build does not know (carried as they are).</summary>
+    private static readonly Gen<HandoffFeatures> Features = Gen.Frequency(
+        W(3, Gen.Const(HandoffFeatures.Probation)),
+        W(1, Gen.Const(HandoffFeatures.None)),
+        W(1, Gen.UInt.Select(bits => (HandoffFeatures)bits)));
+
+    /// <summary>A Hello; from v2 on sometimes with the probation extension (features, probation ms), as issue 20 sends it.</summary>
     private static readonly Gen<HandoffMessage> Hello =
-        Gen.Select(Gen.UShort, Gen.Int, Text(MaxString), (v, pid, id) => (HandoffMessage)new HelloMessage(v, pid, id));
+        Gen.Select(Gen.UShort, Gen.Int, Text(MaxString), Gen.Bool, Features, Gen.Long, (v, pid, id, extended, features, probationMs) =>
+            (HandoffMessage)(v >= 2 && extended ? new HelloMessage(v, pid, id, features, probationMs) : new HelloMessage(v, pid, id)));
 
     private static readonly Gen<HandoffMessage> Welcome = Gen.Frequency(
             W(6, Gen.Int[0, 4]),
@@ -54,9 +62,11 @@ internal static class FuzzGenerators
             // strings of (2 + bytes) per listener.
             int budget = count == 0 ? 0 : Math.Min(MaxString, ((MaxPayload - 24) / (2 * count)) - 2);
             var text = Text(budget);
-            return Gen.Select(Gen.UShort, Gen.Int, Gen.Select(text, text, (k, e) => new ListenerDescriptor(k, e)).Array[count], Gen.Long, Gen.Long,
-                (v, pid, listeners, generation, firstStart) => (HandoffMessage)(v >= 2
-                    ? new WelcomeMessage(v, pid, listeners, generation, firstStart)
+            // From v2 on, the answer to a Hello with features carries 4 bytes more: keep the budget for them.
+            var listenerGen = Gen.Select(text, text, (k, e) => new ListenerDescriptor(k, e)).Array[count];
+            return Gen.Select(Gen.UShort, Gen.Int, listenerGen, Gen.Long, Gen.Long, Gen.Bool, Features,
+                (v, pid, listeners, generation, firstStart, extended, features) => (HandoffMessage)(v >= 2
+                    ? new WelcomeMessage(v, pid, listeners, generation, firstStart, extended && FitsFeatures(listeners) ? features : null)
                     : new WelcomeMessage(v, pid, listeners)));
         });
 
@@ -74,6 +84,20 @@ internal static class FuzzGenerators
             (pid, app, generation, first, since, state, listeners, predecessor, successor) =>
                 (HandoffMessage)new StatusMessage(pid, app, generation, first, since, state, listeners, predecessor, successor)));
 
+    /// <summary>The frames of probation and rollback (16-23, issue 20), every enum value and some beyond.</summary>
+    private static readonly Gen<HandoffMessage> Probation = Gen.OneOf(
+        Gen.Select(Gen.OneOf(Enum.GetValues<RollbackOrigin>()), Text(MaxString), (o, r) => (HandoffMessage)new RollbackRequestMessage(o, r)),
+        Gen.Const((HandoffMessage)new RollbackAcceptedMessage()),
+        Gen.Bool.Select(all => (HandoffMessage)new HandedBackMessage(all)),
+        Text(MaxString).Select(r => (HandoffMessage)new ProbationEndedMessage(r)),
+        Gen.Select(Gen.OneOf(Enum.GetValues<ProbationState>()), Gen.Int, Gen.Long, Text(MaxString),
+            (state, peer, ends, reason) => (HandoffMessage)new ProbationStatusMessage(state, peer, ends, reason)),
+        Gen.Select(Gen.UShort, Text(MaxString), (v, note) => (HandoffMessage)new RollbackCommandMessage(v, note)),
+        Gen.Select(Gen.OneOf(Enum.GetValues<RollbackOutcome>()), Gen.Int, Text(MaxString), Gen.Long,
+            (outcome, pid, reason, ms) => (HandoffMessage)new RollbackResultMessage(outcome, pid, reason, ms)),
+        Gen.Select(Gen.OneOf(Enum.GetValues<ProbationProgress>()), Gen.Long, Gen.OneOf(Enum.GetValues<RollbackOrigin>()), Text(MaxString),
+            (progress, ends, origin, reason) => (HandoffMessage)new ProbationUpdateMessage(progress, ends, origin, reason)));
+
     private static readonly Gen<HandoffMessage> Refused = Gen.Select(
         Gen.OneOf(Enum.GetValues<RefusalReason>()), Gen.UShort, Text(MaxString), (r, v, d) => (HandoffMessage)new RefusedMessage(r, v, d));
 
@@ -81,7 +105,9 @@ internal static class FuzzGenerators
         (HandoffMessage)new HelloMessage(ushort.MaxValue, int.MinValue, new string('a', MaxString)),
         new FailedMessage(new string('\u20AC', MaxString / 3) + "a"),
         new RevokedMessage(string.Concat(Enumerable.Repeat("\U0001F600", MaxString / 4))),
-        LargestWelcome());
+        LargestWelcome(),
+        LargestWelcome() with { Listeners = LargestWelcome().Listeners.Take(HandoffProtocol.MaxListeners - 1).ToArray(), Features = HandoffFeatures.Probation },
+        new HelloMessage(HandoffProtocol.Version, int.MaxValue, new string('a', MaxString), (HandoffFeatures)uint.MaxValue, long.MinValue));
 
     /// <summary>A message of every type, including ones at the string, listener and payload limits.</summary>
     public static readonly Gen<HandoffMessage> Message = Gen.Frequency(
@@ -89,6 +115,7 @@ internal static class FuzzGenerators
         W(3, Welcome),
         W(2, Refused),
         W(2, Control),
+        W(3, Probation),
         W(1, Gen.Const((HandoffMessage)new ReadyMessage())),
         W(1, Gen.Const((HandoffMessage)new CommittedMessage())),
         W(1, Gen.Const((HandoffMessage)new HeartbeatMessage())),
@@ -124,7 +151,7 @@ internal static class FuzzGenerators
         .Select(fields => Concat(fields));
 
     private static readonly Gen<FuzzCase> RandomPayload = Gen.Select(
-        Gen.Frequency(W(9, Gen.Byte[1, 9]), W(1, Gen.Byte)),
+        Gen.Frequency(W(9, Gen.Byte[1, 23]), W(1, Gen.Byte)),
         Gen.Frequency(W(1, Gen.Byte.Array[0, 48]), W(2, FieldSoup)),
         Gen.Frequency(W(9, Gen.Const(-1L)), W(1, Gen.OneOf(LengthValues).Select(v => (long)v))),
         Chunks,
@@ -198,6 +225,10 @@ internal static class FuzzGenerators
 
         return text.ToString();
     }
+
+    /// <summary>True when a Welcome of <paramref name="listeners"/> leaves room for the 4 bytes of features.</summary>
+    private static bool FitsFeatures(ListenerDescriptor[] listeners) =>
+        24 + listeners.Sum(l => 4 + Encoding.UTF8.GetByteCount(l.Key) + Encoding.UTF8.GetByteCount(l.BoundEndPoint)) + 4 <= MaxPayload;
 
     /// <summary>A Welcome of 128 listeners whose payload is exactly <see cref="HandoffProtocol.MaxPayloadLength"/> bytes.</summary>
     private static WelcomeMessage LargestWelcome()
@@ -297,7 +328,7 @@ internal static class FuzzGenerators
                     WriteBigEndian(bytes, frame + 3, length);
                     break;
                 case 6 when frame + 2 < n:
-                    bytes[frame + 2] = (B % 4) switch { 0 => 0, 1 => (byte)(10 + (C % 246)), _ => (byte)(1 + (C % 9)) };
+                    bytes[frame + 2] = (B % 4) switch { 0 => 0, 1 => (byte)(10 + (C % 246)), _ => (byte)(1 + (C % 23)) };
                     break;
                 case 7 when n >= 2:
                     int position = (int)(A % (uint)(n - 1));
@@ -311,7 +342,7 @@ internal static class FuzzGenerators
                     bytes.InsertRange((int)(C % (uint)(n + 1)), range);
                     break;
                 case 9:
-                    bytes.AddRange(Header((byte)(B % 12), LengthValues[C % (uint)LengthValues.Length] % (MaxPayload + 2), RandomBytes(C, (int)(A % 16))));
+                    bytes.AddRange(Header((byte)(B % 25), LengthValues[C % (uint)LengthValues.Length] % (MaxPayload + 2), RandomBytes(C, (int)(A % 16))));
                     break;
                 case 10 when starts.Length > 1 && frame < n:
                     var first = bytes.GetRange(0, frame);

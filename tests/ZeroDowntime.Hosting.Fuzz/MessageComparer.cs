@@ -9,7 +9,7 @@ internal static class MessageComparer
     {
         (WelcomeMessage a, WelcomeMessage b) =>
             a.Version == b.Version && a.ProcessId == b.ProcessId && a.Listeners.SequenceEqual(b.Listeners)
-            && a.Generation == b.Generation && a.FirstStartUnixMilliseconds == b.FirstStartUnixMilliseconds,
+            && a.Generation == b.Generation && a.FirstStartUnixMilliseconds == b.FirstStartUnixMilliseconds && a.Features == b.Features,
         (StatusMessage a, StatusMessage b) =>
             a with { Listeners = [] } == b with { Listeners = [] } && a.Listeners.SequenceEqual(b.Listeners),
         _ => expected.Equals(actual),

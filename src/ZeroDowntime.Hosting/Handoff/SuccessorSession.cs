@@ -68,6 +68,7 @@ internal sealed class SuccessorSession
     private string _rollbackReason = "";
     private bool _rollbackAccepted;
     private bool _handedBackAllReleased;
+    private long _rolledBackUnixMilliseconds;
 
     public SuccessorSession(
         HandoffProcess process,
@@ -113,7 +114,7 @@ internal sealed class SuccessorSession
 
     /// <summary>The probation of this handoff as <c>zerodowntime status</c> reports it once this process serves again after a rollback (None otherwise).</summary>
     public ProbationStatusMessage ProbationStatus() => Machine.State == SuccessorSessionState.RolledBack
-        ? new ProbationStatusMessage(ProbationState.RolledBack, _pid, 0, HandoffProtocol.FitText(_rollbackReason))
+        ? new ProbationStatusMessage(ProbationState.RolledBack, _pid, Interlocked.Read(ref _rolledBackUnixMilliseconds), HandoffProtocol.FitText(_rollbackReason))
         : new ProbationStatusMessage(ProbationState.None, 0, 0, "");
 
     public async Task RunAsync()
@@ -464,7 +465,7 @@ internal sealed class SuccessorSession
 
         _channel.TrySend(new ProbationEndedMessage(HandoffProtocol.FitText(reason)));
         _logger.ProbationPassed(_pid, reason);
-        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Passed, 0, RollbackOrigin.None, HandoffProtocol.FitText(reason)));
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Passed, _time.GetUtcNow().ToUnixTimeMilliseconds(), RollbackOrigin.None, HandoffProtocol.FitText(reason)));
         if (Machine.State == SuccessorSessionState.Completed)
         {
             try
@@ -515,8 +516,9 @@ internal sealed class SuccessorSession
         await _process.CompleteRollbackAsync(_handedBackAllReleased ? HandoffAcquireReason.RolledBack : HandoffAcquireReason.Reclaimed,
             $"Serving again; rolled back from pid {_pid}: {_rollbackReason}");
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.RolledBack);
+        Interlocked.Exchange(ref _rolledBackUnixMilliseconds, _time.GetUtcNow().ToUnixTimeMilliseconds());
         _logger.RolledBack(_pid, origin, _rollbackReason, milliseconds);
-        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, 0, _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, Interlocked.Read(ref _rolledBackUnixMilliseconds), _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
     }
 
     /// <summary>

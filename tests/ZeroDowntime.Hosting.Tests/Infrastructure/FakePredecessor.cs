@@ -50,10 +50,16 @@ internal sealed class FakePredecessor : IDisposable, IAsyncDisposable
     }
 
     /// <summary>Accepts one connection (bounded wait).</summary>
-    public async Task<HandoffChannel> AcceptAsync()
+    public async Task<HandoffChannel> AcceptAsync() => new(await AcceptSocketAsync());
+
+    /// <summary>
+    /// Accepts one connection (bounded wait) as a bare socket, for a test that half-closes it (the predecessor's end of
+    /// stream while the test still reads what the successor sends) before wrapping it in a <see cref="HandoffChannel"/>.
+    /// </summary>
+    public async Task<Socket> AcceptSocketAsync()
     {
         using var cts = new CancellationTokenSource(Bound);
-        return new HandoffChannel(await _listener.AcceptAsync(cts.Token));
+        return await _listener.AcceptAsync(cts.Token);
     }
 
     /// <summary>Accepts the successor, reads its Hello and welcomes it with no listeners.</summary>

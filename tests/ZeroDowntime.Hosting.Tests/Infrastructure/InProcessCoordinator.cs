@@ -22,7 +22,7 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
     private readonly int _exitCodeBefore = Environment.ExitCode;
 
     public InProcessCoordinator(TimeSpan? handoffTimeout = null, IEnumerable<IHandoffParticipant>? participants = null, string? notifySocketPath = null,
-        Func<InProcessCoordinator, ZeroDowntime.Hosting.Warmup.TakeoverPreparation>? preparation = null)
+        Func<InProcessCoordinator, ZeroDowntime.Hosting.Warmup.TakeoverPreparation>? preparation = null, bool watchProbation = false)
     {
         Options = new ZeroDowntimeOptions
         {
@@ -37,10 +37,17 @@ internal sealed class InProcessCoordinator : IAsyncDisposable
         var options = Microsoft.Extensions.Options.Options.Create(Options);
         var registry = Registry = new ListenerRegistry(new RecordingLogger<ListenerRegistry>(), options);
         Gate = new AcceptGate();
+        ProbationWatch = watchProbation ? new ZeroDowntime.Hosting.Probation.ProbationWatch(_services) : null;
         Coordinator = new HandoffCoordinator(options, registry, Gate, new ConnectionTracker(new RecordingLogger<ConnectionTracker>()),
             Lifetime, Application, participants ?? [], new RecordingLoggerFactory(Logger), new ZeroDowntimeMetrics(_services.GetRequiredService<IMeterFactory>(), registry, Gate), Time,
-            new NotifySocketClient(notifySocketPath), preparation?.Invoke(this));
+            new NotifySocketClient(notifySocketPath), preparation?.Invoke(this), probationWatch: ProbationWatch);
     }
+
+    /// <summary>
+    /// What the request pipeline records into during probation (the 5xx ratio); null unless asked for, so that the
+    /// monitors run with nothing recorded, as in a process without the library's middleware.
+    /// </summary>
+    public ZeroDowntime.Hosting.Probation.ProbationWatch? ProbationWatch { get; }
 
     public ZeroDowntimeOptions Options { get; }
 

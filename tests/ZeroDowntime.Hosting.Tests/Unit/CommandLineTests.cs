@@ -23,6 +23,8 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("status --socket app.sock", "status", "app.sock", false)]
     [InlineData("upgrade --socket /run/app.sock", "upgrade", "/run/app.sock", false)]
     [InlineData("upgrade --json --socket /run/app.sock", "upgrade", "/run/app.sock", true)]
+    [InlineData("rollback --socket /run/app.sock", "rollback", "/run/app.sock", false)]
+    [InlineData("rollback --json --socket=/run/app.sock", "rollback", "/run/app.sock", true)]
     public async Task InvokeAsync_StatusOrUpgradeWithSocket_RunsTheVerbWithTheFullPath(string line, string verb, string socket, bool json)
     {
         int exitCode = await InvokeAsync(line.Split(' '), verbExitCode: 3);
@@ -37,6 +39,7 @@ public sealed class CommandLineTests : IDisposable
     [Theory]
     [InlineData("status")]
     [InlineData("upgrade")]
+    [InlineData("rollback")]
     public async Task InvokeAsync_App_RunsTheVerbWithTheLibrarysDefaultPath(string verb)
     {
         Assert.Equal(0, await InvokeAsync([verb, "--app", "WebApi"]));
@@ -62,6 +65,45 @@ public sealed class CommandLineTests : IDisposable
 
         Assert.All(_calls, call => Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), call.Options?.Timeout));
         Assert.Equal(2, _calls.Count);
+    }
+
+    [Theory]
+    [InlineData("rollback --app WebApi --timeout 10s", 10_000)]
+    [InlineData("rollback --timeout=1500ms --app WebApi", 1_500)]
+    [InlineData("rollback --app WebApi", 75_000)]
+    public async Task InvokeAsync_RollbackTimeout_DefaultsTo75SecondsAndAcceptsTheDurationForms(string line, int milliseconds)
+    {
+        Assert.Equal(0, await InvokeAsync(line.Split(' ')));
+
+        Assert.Equal(TimeSpan.FromMilliseconds(milliseconds), Assert.Single(_calls).Options?.Timeout);
+    }
+
+    [Theory]
+    [InlineData(new[] { "rollback", "--app", "WebApi", "--note", "bad deploy: 500 on /" }, "bad deploy: 500 on /")]
+    [InlineData(new[] { "rollback", "--note=why", "--app", "WebApi" }, "why")]
+    [InlineData(new[] { "rollback", "--app", "WebApi", "--note", "" }, "")]
+    [InlineData(new[] { "rollback", "--app", "WebApi" }, "")]
+    public async Task InvokeAsync_RollbackNote_IsPassedOnAsGiven(string[] args, string note)
+    {
+        Assert.Equal(0, await InvokeAsync(args));
+
+        var options = Assert.Single(_calls).Options;
+        Assert.Equal(note, options?.Note);
+        Assert.False(options?.WaitProbation);
+    }
+
+    [Theory]
+    [InlineData("upgrade --app WebApi --wait-probation", true, false)]
+    [InlineData("upgrade --wait-probation --json --socket /run/app.sock --timeout 90", true, true)]
+    [InlineData("upgrade --app WebApi", false, false)]
+    public async Task InvokeAsync_UpgradeWaitProbation_IsAFlag(string line, bool wait, bool json)
+    {
+        Assert.Equal(0, await InvokeAsync(line.Split(' ')));
+
+        var options = Assert.Single(_calls).Options;
+        Assert.Equal(wait, options?.WaitProbation);
+        Assert.Equal(json, options?.Json);
+        Assert.Equal("", options?.Note);
     }
 
     [Fact]
@@ -112,6 +154,15 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("status", "zerodowntime: status: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID")]
     [InlineData("status --json", "zerodowntime: status: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID")]
     [InlineData("upgrade", "zerodowntime: upgrade: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID")]
+    [InlineData("rollback", "zerodowntime: rollback: which app? Give --socket PATH (its ZeroDowntime:SocketPath) or --app ID")]
+    [InlineData("rollback --app y --socket /x", "zerodowntime: rollback: give --socket or --app, not both")]
+    [InlineData("rollback --app WebApi --note", "zerodowntime: rollback: Required argument missing for option: '--note'.")]
+    [InlineData("rollback --app WebApi --timeout 2h", "zerodowntime: rollback: --timeout '2h' is not a duration from 1 ms to 1 h (90, 90s, 1500ms, 2m, 00:01:30)")]
+    [InlineData("rollback --app WebApi --wait-probation", "zerodowntime: rollback: Unrecognized command or argument '--wait-probation'.")]
+    [InlineData("upgrade --app WebApi --note x", "zerodowntime: upgrade: Unrecognized command or argument '--note'.")]
+    [InlineData("upgrade --app WebApi --wait-probation=yes", "zerodowntime: upgrade: Unrecognized command or argument 'yes'.")]
+    [InlineData("status --app WebApi --wait-probation", "zerodowntime: status: Unrecognized command or argument '--wait-probation'.")]
+    [InlineData("status --app WebApi --note x", "zerodowntime: status: Unrecognized command or argument '--note'.")]
     [InlineData("status --socket", "zerodowntime: status: Required argument missing for option: '--socket'.")]
     [InlineData("status --socket=", "zerodowntime: status: Required argument missing for option: '--socket'.")]
     [InlineData("status --socket /x --socket /y", "zerodowntime: status: Option '--socket' expects a single argument but 2 were provided.")]
@@ -182,7 +233,7 @@ public sealed class CommandLineTests : IDisposable
         Assert.Equal(0, await InvokeAsync(line.Split(' ')));
 
         Assert.Equal(Cli.Cli.Usage + Environment.NewLine, _stdout.ToString());
-        Assert.Contains("Exit codes (status, upgrade):", _stdout.ToString(), StringComparison.Ordinal);
+        Assert.Contains("Exit codes (status, upgrade, rollback):", _stdout.ToString(), StringComparison.Ordinal);
         Assert.Equal("", _stderr.ToString());
         Assert.Empty(_calls);
     }
@@ -191,7 +242,8 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("status --help", "zerodowntime status [options]", new[] { "--socket <PATH>", "--app <ID>", "--json" })]
     [InlineData("status -h --socket /x", "zerodowntime status [options]", new[] { "--socket <PATH>", "--app <ID>", "--json" })]
     [InlineData("upgrade -?", "zerodowntime upgrade [options]", new[] { "--socket <PATH>", "--app <ID>", "--timeout <T>", "--json" })]
-    [InlineData("upgrade --socket /x --timeout never --help", "zerodowntime upgrade [options]", new[] { "--timeout <T>" })]
+    [InlineData("upgrade --socket /x --timeout never --help", "zerodowntime upgrade [options]", new[] { "--timeout <T>", "--wait-probation" })]
+    [InlineData("rollback --help", "zerodowntime rollback [options]", new[] { "--socket <PATH>", "--app <ID>", "--timeout <T>", "--note <TEXT>", "--json" })]
     [InlineData("run --help", "zerodowntime run [<COMMAND>...] [options]", new[] { "<COMMAND>", "--max-restarts <N>", "--restart-window <T>" })]
     [InlineData("run --max-restarts 2 -h", "zerodowntime run [<COMMAND>...] [options]", new[] { "--max-restarts <N>" })]
     public async Task InvokeAsync_VerbHelp_PrintsTheVerbsUsageAndOptions(string line, string usage, string[] options)
@@ -218,7 +270,10 @@ public sealed class CommandLineTests : IDisposable
     [Theory]
     [InlineData("zerodowntime st", "status")]
     [InlineData("zerodowntime up", "upgrade")]
-    [InlineData("zerodowntime ", "run status upgrade")]
+    [InlineData("zerodowntime ", "rollback run status upgrade")]
+    [InlineData("zerodowntime ro", "rollback")]
+    [InlineData("zerodowntime rollback --", "--app --help --json --note --socket --timeout")]
+    [InlineData("zerodowntime upgrade --w", "--wait-probation")]
     [InlineData("zerodowntime status --", "--app --help --json --socket")]
     [InlineData("zerodowntime upgrade --app WebApi --t", "--timeout")]
     [InlineData("zerodowntime run --", "--help --max-restarts --restart-window")]
@@ -249,6 +304,11 @@ public sealed class CommandLineTests : IDisposable
             options =>
             {
                 _calls.Add(("upgrade", options, null, null));
+                return Task.FromResult(verbExitCode);
+            },
+            options =>
+            {
+                _calls.Add(("rollback", options, null, null));
                 return Task.FromResult(verbExitCode);
             },
             (command, policy) =>

@@ -18,7 +18,29 @@ public sealed class HandoffProtocolTests
         new HeartbeatMessage(),
         new RevokedMessage("no heartbeat for 5 s"),
         new ReleaseMessage(),
+        new HelloMessage(2, 1234, "WebApi", HandoffFeatures.Probation, 300_000),
+        new HelloMessage(2, 1234, "WebApi", HandoffFeatures.None, 0),
+        new WelcomeMessage(2, 99, [new ListenerDescriptor("tcp:127.0.0.1:0", "127.0.0.1:41234")], 3, 1_765_000_000_000),
+        new WelcomeMessage(2, 99, [new ListenerDescriptor("tcp:127.0.0.1:0", "127.0.0.1:41234")], 3, 1_765_000_000_000, HandoffFeatures.Probation),
+        new WelcomeMessage(2, 99, [], 1, 0, HandoffFeatures.None),
+        new RollbackRequestMessage(RollbackOrigin.ErrorRatio, "5xx ratio 0.250 (25 of 100 responses in the last 00:00:30) is above MaxErrorRatio 0.05"),
+        new RollbackRequestMessage(RollbackOrigin.Tool, ""),
+        new RollbackAcceptedMessage(),
+        new HandedBackMessage(true),
+        new HandedBackMessage(false),
+        new ProbationEndedMessage("the probation window of 00:05:00 ended"),
+        new ProbationStatusMessage(ProbationState.None, 0, 0, ""),
+        new ProbationStatusMessage(ProbationState.OnProbation, 3044, 1_765_000_300_000, ""),
+        new ProbationStatusMessage(ProbationState.RolledBack, 3077, 1_765_000_100_000, "health check 'db' has been Unhealthy for 00:00:10"),
+        new RollbackCommandMessage(2, "zerodowntime rollback"),
+        new RollbackResultMessage(RollbackOutcome.RolledBack, 3044, "zerodowntime rollback", 14),
+        new RollbackResultMessage(RollbackOutcome.Failed, 3077, "pid 3044 did not answer within 5 s", -1),
+        new ProbationUpdateMessage(ProbationProgress.Started, 1_765_000_300_000, RollbackOrigin.None, ""),
+        new ProbationUpdateMessage(ProbationProgress.RolledBack, 1_765_000_300_000, RollbackOrigin.HealthCheck, "health check 'db'"),
     ];
+
+    /// <summary>Frames 16-23 (issue 20) with their enums' every value.</summary>
+    public static TheoryData<int> ProbationFrames => new(Enumerable.Range(0, ProbationMessages().Length));
 
     public static TheoryData<int> Messages => new(Enumerable.Range(0, All.Length));
 
@@ -38,6 +60,7 @@ public sealed class HandoffProtocolTests
             var back = Assert.IsType<WelcomeMessage>(decoded);
             Assert.Equal(welcome.ProcessId, back.ProcessId);
             Assert.Equal(welcome.Listeners, back.Listeners);
+            Assert.Equal(welcome with { Listeners = [] }, back with { Listeners = [] });
         }
         else
         {
@@ -55,6 +78,155 @@ public sealed class HandoffProtocolTests
         {
             Assert.False(HandoffProtocol.TryReadFrame(frame.AsSpan(0, length), out _, out _, out _));
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(ProbationFrames))]
+    public void EncodeDecode_ProbationFrame_RoundTripsWithItsTypeNumber(int index)
+    {
+        var message = ProbationMessages()[index];
+
+        byte[] frame = HandoffProtocol.Encode(message);
+
+        Assert.InRange(frame[2], 16, 23);
+        Assert.Equal((byte)message.Type, frame[2]);
+        Assert.Equal(message, RoundTrip(message));
+    }
+
+    [Fact]
+    public void Encode_ProbationFrames_HaveTheDesignsLayouts()
+    {
+        // docs/probation-design.md 2.3, byte for byte: what an integrator of another language would read.
+        Assert.Equal([3, 0, 1, (byte)'r'], Payload(new RollbackRequestMessage(RollbackOrigin.ErrorRatio, "r")));
+        Assert.Equal([], Payload(new RollbackAcceptedMessage()));
+        Assert.Equal([0], Payload(new HandedBackMessage(false)));
+        Assert.Equal([0, 1, (byte)'w'], Payload(new ProbationEndedMessage("w")));
+        Assert.Equal([1, 0, 0, 0x0B, 0xE4, 0, 0, 0, 0, 0, 0, 0x01, 0x02, 0, 0], Payload(new ProbationStatusMessage(ProbationState.OnProbation, 3044, 0x0102, "")));
+        Assert.Equal([0, 2, 0, 1, (byte)'n'], Payload(new RollbackCommandMessage(2, "n")));
+        Assert.Equal([2, 0, 0, 0x0B, 0xE4, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], Payload(new RollbackResultMessage(RollbackOutcome.Refused, 3044, "", -1)));
+        Assert.Equal([4, 0, 0, 0, 0, 0, 0, 0, 9, 1, 0, 0], Payload(new ProbationUpdateMessage(ProbationProgress.EndedEarly, 9, RollbackOrigin.Tool, "")));
+    }
+
+    [Theory]
+    [InlineData((byte)MessageType.RollbackRequest, new byte[] { 5, 0, 0 })]
+    [InlineData((byte)MessageType.RollbackRequest, new byte[] { 0xFF, 0, 0 })]
+    [InlineData((byte)MessageType.HandedBack, new byte[] { 2 })]
+    [InlineData((byte)MessageType.ProbationStatus, new byte[] { 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData((byte)MessageType.RollbackResult, new byte[] { 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData((byte)MessageType.RollbackResult, new byte[] { 4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData((byte)MessageType.ProbationUpdate, new byte[] { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData((byte)MessageType.ProbationUpdate, new byte[] { 6, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 })]
+    [InlineData((byte)MessageType.ProbationUpdate, new byte[] { 1, 0, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0 })]
+    public void Decode_ProbationFrameWithAnUnknownEnumValue_IsRefused(byte type, byte[] payload)
+    {
+        Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Decode((MessageType)type, payload));
+    }
+
+    [Theory]
+    [MemberData(nameof(ProbationFrames))]
+    public void Decode_ProbationFrameWithATrailingByteOrOneByteShort_IsRefused(int index)
+    {
+        byte[] payload = Payload(ProbationMessages()[index]);
+        var type = ProbationMessages()[index].Type;
+
+        Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Decode(type, [.. payload, 0]));
+        if (payload.Length > 0)
+        {
+            Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Decode(type, payload.AsSpan(0, payload.Length - 1)));
+        }
+    }
+
+    [Fact]
+    public void Welcome_WithoutFeaturesInTheHello_IsTheV2Layout()
+    {
+        // A Welcome answering a Hello without features carries none: exactly the bytes an earlier successor decodes.
+        var plain = new WelcomeMessage(2, 99, [new ListenerDescriptor("tcp:127.0.0.1:0", "127.0.0.1:1")], 3, 1_765_000_000_000);
+        var withFeatures = plain with { Features = HandoffFeatures.Probation };
+
+        byte[] v2 = Payload(plain);
+        byte[] extended = Payload(withFeatures);
+
+        Assert.Equal(v2.Length + 4, extended.Length);
+        Assert.Equal(v2, extended.AsSpan(0, v2.Length).ToArray());
+        Assert.Equal([0, 0, 0, 1], extended.AsSpan(v2.Length).ToArray());
+        Assert.Null(Assert.IsType<WelcomeMessage>(HandoffProtocol.Decode(MessageType.Welcome, v2)).Features);
+        Assert.Equal(HandoffFeatures.Probation, Assert.IsType<WelcomeMessage>(HandoffProtocol.Decode(MessageType.Welcome, extended)).Features);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(5)]
+    public void Decode_WelcomeWithStrayBytesAfterTheV2Fields_IsRefused(int stray)
+    {
+        byte[] v2 = Payload(new WelcomeMessage(2, 99, [], 3, 1_765_000_000_000));
+        byte[] payload = [.. v2, .. new byte[stray]];
+
+        var ex = Assert.Throws<HandoffProtocolException>(() => HandoffProtocol.Decode(MessageType.Welcome, payload));
+
+        Assert.Contains("unexpected trailing bytes", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Encode_V1Welcome_NeverCarriesTheV2FieldsNorFeatures()
+    {
+        var v1 = new WelcomeMessage(1, 99, [], 3, 4, HandoffFeatures.Probation);
+
+        byte[] payload = Payload(v1);
+
+        Assert.Equal([0, 1, 0, 0, 0, 99, 0, 0], payload);
+        Assert.Equal(new WelcomeMessage(1, 99, []) with { Listeners = [] }, Assert.IsType<WelcomeMessage>(HandoffProtocol.Decode(MessageType.Welcome, payload)) with { Listeners = [] });
+    }
+
+    [Fact]
+    public void Decode_HelloWithFeaturesAndMoreTrailingBytes_ReadsTheFeaturesAndIgnoresTheRest()
+    {
+        // The next extension appends after probationMs; this build still reads what it knows.
+        byte[] hello = Payload(new HelloMessage(2, 1234, "WebApi", HandoffFeatures.Probation, 300_000));
+        byte[] longer = [.. hello, 0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3];
+
+        var decoded = Assert.IsType<HelloMessage>(HandoffProtocol.Decode(MessageType.Hello, longer));
+
+        Assert.Equal(new HelloMessage(2, 1234, "WebApi", HandoffFeatures.Probation, 300_000), decoded);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(4)]
+    [InlineData(11)]
+    public void Decode_V2HelloWithFewerThan12TrailingBytes_HasNoFeatures(int trailing)
+    {
+        byte[] hello = Payload(new HelloMessage(2, 1234, "WebApi"));
+
+        var decoded = Assert.IsType<HelloMessage>(HandoffProtocol.Decode(MessageType.Hello, [.. hello, .. new byte[trailing]]));
+
+        Assert.Equal(new HelloMessage(2, 1234, "WebApi"), decoded);
+    }
+
+    [Fact]
+    public void Encode_V1Hello_NeverCarriesTheExtension()
+    {
+        // A v1 Hello goes to a v1 predecessor, whose layout is frozen: the extension exists from v2 on.
+        byte[] v1 = Payload(new HelloMessage(1, 1234, "WebApi", HandoffFeatures.Probation, 300_000));
+
+        Assert.Equal(Payload(new HelloMessage(1, 1234, "WebApi")), v1);
+
+        // And bytes after a v1 Hello's fields, however many, are never read as features.
+        byte[] extended = Payload(new HelloMessage(2, 1234, "WebApi", HandoffFeatures.Probation, 300_000));
+        extended[1] = 1;
+        Assert.Equal(new HelloMessage(1, 1234, "WebApi"), HandoffProtocol.Decode(MessageType.Hello, extended));
+    }
+
+    [Fact]
+    public void Decode_HelloWithFeatures_IsReadByAnEarlierDecoderAsThePlainHello()
+    {
+        // What the three archived builds do (design 2.1): read version, pid and id, and ignore the rest of a Hello.
+        byte[] extended = Payload(new HelloMessage(2, 1234, "WebApi", HandoffFeatures.Probation, 300_000));
+        byte[] plain = Payload(new HelloMessage(2, 1234, "WebApi"));
+
+        Assert.Equal(plain, extended.AsSpan(0, plain.Length).ToArray());
+        Assert.Equal(12, extended.Length - plain.Length);
     }
 
     [Fact]
@@ -167,6 +339,22 @@ public sealed class HandoffProtocolTests
         Assert.Equal("ok\uFFFD", HandoffProtocol.FitText("ok\udc00"));
         Assert.Equal("short", HandoffProtocol.FitText("short"));
     }
+
+    private static HandoffMessage[] ProbationMessages() =>
+    [
+        .. Enum.GetValues<RollbackOrigin>().Select(origin => new RollbackRequestMessage(origin, "why " + origin)),
+        new RollbackAcceptedMessage(),
+        new HandedBackMessage(true),
+        new HandedBackMessage(false),
+        new ProbationEndedMessage("pid 3044 is stopping"),
+        .. Enum.GetValues<ProbationState>().Select(state => new ProbationStatusMessage(state, int.MaxValue, long.MaxValue, "\u00e9t\u00e9 " + state)),
+        new RollbackCommandMessage(ushort.MaxValue, new string('n', HandoffProtocol.MaxStringBytes)),
+        .. Enum.GetValues<RollbackOutcome>().Select(outcome => new RollbackResultMessage(outcome, -1, "r", long.MinValue)),
+        .. Enum.GetValues<ProbationProgress>().SelectMany(progress => Enum.GetValues<RollbackOrigin>()
+            .Select(origin => (HandoffMessage)new ProbationUpdateMessage(progress, 1_765_000_300_000, origin, progress + " " + origin))),
+    ];
+
+    private static byte[] Payload(HandoffMessage message) => HandoffProtocol.Encode(message)[HandoffProtocol.HeaderLength..];
 
     private static HandoffMessage RoundTrip(HandoffMessage message)
     {

@@ -29,10 +29,29 @@ public sealed class ProtocolFuzzTests(ITestOutputHelper output)
         [
             "bad magic", "exceeds the limit of # bytes", "Frame truncated", "not valid UTF-#", "String of # bytes exceeds",
             "Unknown frame type", "Unknown refusal reason", "listeners; the limit is", "unexpected trailing bytes", "middle of a frame",
+            "Unknown RollbackOrigin", "Unknown ProbationState", "Unknown RollbackOutcome", "Unknown ProbationProgress", "Boolean byte",
+            "Welcome frame has # unexpected trailing bytes",
         ];
         Assert.All(checks, check => Assert.Contains(report.Refusals.Keys, refusal => refusal.Contains(check, StringComparison.Ordinal)));
         Assert.All(Enum.GetValues<FuzzGenerator>(), generator => Assert.True(report.PerGenerator[(int)generator] > 0, $"no {generator} input"));
         Assert.True(report.MessagesPerGenerator[(int)FuzzGenerator.MutatedFrames] > 0, "no mutated input decoded to a message");
+    }
+
+    [Fact]
+    public void Generators_FixedSeed_ProduceEveryFrameTypeAndBothExtensions()
+    {
+        // Issue 20: the valid frames the fuzzer encodes and mutates include every type (16-23 too), a Hello and a
+        // Welcome with the probation extension and without it, so that the reader's new paths are fuzzed.
+        var messages = Enumerable.Range(0, 5_000)
+            .Select(i => FuzzGenerators.Message.Generate(new PCG(0x5A44, FixedSeed + (ulong)i), null, out _))
+            .ToArray();
+
+        Assert.Equal(Enum.GetValues<MessageType>().Order(), messages.Select(m => m.Type).Distinct().Order());
+        Assert.Contains(messages, m => m is HelloMessage { Features: not null, ProbationMilliseconds: not 0 });
+        Assert.Contains(messages, m => m is HelloMessage { Version: >= 2, Features: null });
+        Assert.Contains(messages, m => m is WelcomeMessage { Features: HandoffFeatures.Probation });
+        Assert.Contains(messages, m => m is WelcomeMessage { Version: >= 2, Features: null });
+        Assert.DoesNotContain(messages, m => m is HelloMessage { Version: < 2, Features: not null } or WelcomeMessage { Version: < 2, Features: not null });
     }
 
     [Fact]
