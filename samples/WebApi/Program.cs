@@ -33,6 +33,11 @@ if (builder.Configuration.GetValue("Logs:ConsoleJson", false))
 }
 
 builder.Services.AddHostedService<SampleStartup>();
+
+// Sample:FailRequestsAfterMs=N: "/" answers 500 from N ms after this release took over (a release that breaks after its
+// commit, for the probation's proofs); absent or negative: never.
+FailRequestsAfterTakeover.Register(builder);
+
 TestSeams.Register(builder.Services); // nothing outside the test build (see TestSeams)
 var healthChecks = builder.Services.AddHealthChecks().AddZeroDowntime();
 
@@ -50,9 +55,16 @@ var app = builder.Build();
 // Every response of "/" has the same length (the pid is zero-padded), so Apache Bench counts none as failed.
 string pid = Environment.ProcessId.ToString("D7", CultureInfo.InvariantCulture);
 var rootCalls = new ColdPathCounter();
+var failRoot = app.Services.GetService<FailRequestsAfterTakeover>(); // null without Sample:FailRequestsAfterMs
 app.MapGet("/", (HttpContext context) =>
 {
     rootCalls.Count(context);
+    if (failRoot?.Fails(context) == true)
+    {
+        context.Response.StatusCode = StatusCodes.Status500InternalServerError;
+        return failRoot.Body;
+    }
+
     return $"Hello from ZeroDowntime.Hosting sample, pid {pid}\n";
 });
 

@@ -7,7 +7,13 @@ namespace ZeroDowntime.Sample;
 /// </summary>
 internal static partial class TestSeams
 {
-    public static void Register(IServiceCollection services) => RegisterFaultPauses(services);
+    public static void Register(IServiceCollection services)
+    {
+        RegisterFaultPauses(services);
+        RegisterProbationCheck(services);
+    }
 
     static partial void RegisterFaultPauses(IServiceCollection services);
+
+    static partial void RegisterProbationCheck(IServiceCollection services);
 }
