@@ -38,9 +38,9 @@ internal static partial class LogFileHandoffLog
     [LoggerMessage(69, LogLevel.Warning, "Serving again after the successor was lost: this process keeps writing to its archive file(s) and does not reclaim the original name(s)", EventName = "LogFilesStayArchived")]
     public static partial void LogFilesStayArchived(this ILogger logger);
 
-    [LoggerMessage(150, LogLevel.Information, "The handoff did not commit: log file {Path} taken back from {ArchivePath}, where this process wrote since the release; it writes {Path} again", EventName = "LogFileTakenBack")]
-    public static partial void LogFileTakenBack(this ILogger logger, string path, string archivePath);
+    [LoggerMessage(150, LogLevel.Information, "{Occasion}: log file {Path} taken back from {ArchivePath}, where this process wrote since the release; it writes {Path} again", EventName = "LogFileTakenBack")]
+    public static partial void LogFileTakenBack(this ILogger logger, string occasion, string path, string archivePath);
 
-    [LoggerMessage(151, LogLevel.Warning, "The handoff did not commit, but log file {Path} is not taken back ({Reason}): this process keeps writing to {ArchivePath}", EventName = "LogFileKeptOnArchive")]
-    public static partial void LogFileKeptOnArchive(this ILogger logger, string path, string reason, string archivePath);
+    [LoggerMessage(151, LogLevel.Warning, "{Occasion}, but log file {Path} is not taken back ({Reason}): this process keeps writing to {ArchivePath}", EventName = "LogFileKeptOnArchive")]
+    public static partial void LogFileKeptOnArchive(this ILogger logger, string occasion, string path, string reason, string archivePath);
 }

@@ -39,7 +39,7 @@ internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger 
         {
             if (reason is HandoffAcquireReason.NotCommitted or HandoffAcquireReason.RolledBack)
             {
-                TakeBack();
+                TakeBack(reason == HandoffAcquireReason.RolledBack ? "Rolled back (the successor released it during its probation)" : "The handoff did not commit");
             }
             else
             {
@@ -91,17 +91,17 @@ internal sealed class LogFileHandoffParticipant(LogFileHandoff handoff, ILogger 
 
     public void Dispose() => Abandon("the host stopped before this process owned its log files");
 
-    private void TakeBack()
+    private void TakeBack(string occasion)
     {
         foreach (var outcome in handoff.TakeBack())
         {
             if (outcome.TakenBackFrom is { } archive)
             {
-                logger.LogFileTakenBack(outcome.Path, archive);
+                logger.LogFileTakenBack(occasion, outcome.Path, archive);
             }
             else
             {
-                logger.LogFileKeptOnArchive(outcome.Path, outcome.KeptOnArchiveBecause ?? "unknown", outcome.WrittenTo!);
+                logger.LogFileKeptOnArchive(occasion, outcome.Path, outcome.KeptOnArchiveBecause ?? "unknown", outcome.WrittenTo!);
             }
 
             LogError(outcome);

@@ -472,7 +472,7 @@ internal sealed class SuccessorSession
 
         _channel.TrySend(new ProbationEndedMessage(HandoffProtocol.FitText(reason)));
         _logger.ProbationPassed(_pid, reason);
-        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Passed, _time.GetUtcNow().ToUnixTimeMilliseconds(), RollbackOrigin.None, HandoffProtocol.FitText(reason)));
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.Passed, 0, RollbackOrigin.None, HandoffProtocol.FitText(reason)));
         if (Machine.State == SuccessorSessionState.Completed)
         {
             try
@@ -525,7 +525,7 @@ internal sealed class SuccessorSession
         _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.RolledBack);
         Interlocked.Exchange(ref _rolledBackUnixMilliseconds, _time.GetUtcNow().ToUnixTimeMilliseconds());
         _logger.RolledBack(_pid, origin, _rollbackReason, milliseconds);
-        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, Interlocked.Read(ref _rolledBackUnixMilliseconds), _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
+        _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, 0, _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
     }
 
     /// <summary>
