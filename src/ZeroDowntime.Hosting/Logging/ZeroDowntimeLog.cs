@@ -116,7 +116,7 @@ internal static partial class ZeroDowntimeLog
     [LoggerMessage(45, LogLevel.Information, "Draining {Count} connection(s) (grace for idle keep-alive {Grace}, deadline {DrainTimeout})", EventName = "DrainStarted")]
     public static partial void DrainStarted(this ILogger logger, int count, TimeSpan grace, TimeSpan drainTimeout);
 
-    [LoggerMessage(46, LogLevel.Information, "Drain finished in {ElapsedMs:0} ms ({Aborted} connection(s) aborted at the deadline): exiting", EventName = "DrainCompleted")]
+    [LoggerMessage(46, LogLevel.Information, "Drain finished in {ElapsedMs:0} ms ({Aborted} connection(s) aborted at the deadline)", EventName = "DrainCompleted")]
     public static partial void DrainCompleted(this ILogger logger, double elapsedMs, int aborted);
 
     [LoggerMessage(47, LogLevel.Error, "Lost successor pid {ProcessId} after the commit ({Reason}): accepting connections again", EventName = "SuccessorLost")]
