@@ -14,6 +14,7 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
     public const string MeterName = "ZeroDowntime.Hosting";
     public const string RoleTag = "zerodowntime.role";
     public const string OutcomeTag = "zerodowntime.outcome";
+    public const string RollbackOriginTag = "zerodowntime.rollback.origin";
     public const string OriginTag = "zerodowntime.listener.origin";
 
     /// <summary>Activities of both sides of a handoff (<c>zerodowntime.handoff</c>), phases as events.</summary>
@@ -58,6 +59,11 @@ internal sealed class ZeroDowntimeMetrics : IDisposable
 
     public void Handoff(string role, string outcome) =>
         _handoffs.Add(1, new KeyValuePair<string, object?>(RoleTag, role), new KeyValuePair<string, object?>(OutcomeTag, outcome));
+
+    /// <summary>A rollback during probation: outcome <c>rolled-back</c>, with who asked for it (<c>manual</c>, <c>signal</c>, <c>error-ratio</c>, <c>health-check</c>).</summary>
+    public void RolledBack(string role, string origin) =>
+        _handoffs.Add(1, new KeyValuePair<string, object?>(RoleTag, role), new KeyValuePair<string, object?>(OutcomeTag, HandoffTags.RolledBack),
+            new KeyValuePair<string, object?>(RollbackOriginTag, origin));
 
     public void HandoffDuration(string role, TimeSpan duration) =>
         _handoffDuration.Record(duration.TotalSeconds, new KeyValuePair<string, object?>(RoleTag, role));

@@ -76,6 +76,7 @@ internal sealed class PredecessorLink : IDisposable
     private TaskCompletionSource<RollbackResultMessage>? _pendingRollback;
     private long _rollbackAskedAt;
     private string _rollbackReason = "";
+    private RollbackOrigin _rollbackOrigin;
     private Task _watch = Task.CompletedTask;
     private Activity? _takeover;
     private long _greetedAt;
@@ -331,6 +332,7 @@ internal sealed class PredecessorLink : IDisposable
         var pending = new TaskCompletionSource<RollbackResultMessage>(TaskCreationOptions.RunContinuationsAsynchronously);
         _rollbackAskedAt = _time.GetTimestamp();
         _rollbackReason = reason;
+        _rollbackOrigin = origin;
         Volatile.Write(ref _pendingRollback, pending);
         if (!Machine.TryFire(PredecessorLinkTrigger.RollbackRequested))
         {
@@ -525,7 +527,7 @@ internal sealed class PredecessorLink : IDisposable
         _process.HandedBack();
         double milliseconds = _time.GetElapsedTime(_rollbackAskedAt).TotalMilliseconds;
         _logger.HandedBack(PredecessorPid, milliseconds);
-        _metrics.Handoff(HandoffTags.Successor, HandoffTags.RolledBack);
+        _metrics.RolledBack(HandoffTags.Successor, OriginName(_rollbackOrigin));
         EndProbation();
         FinishRollback(RollbackOutcome.RolledBack, _rollbackReason, (long)Math.Round(milliseconds));
         return true;

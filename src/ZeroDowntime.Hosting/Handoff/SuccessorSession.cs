@@ -522,7 +522,7 @@ internal sealed class SuccessorSession
         string origin = PredecessorLink.OriginName(_rollbackOrigin);
         await _process.CompleteRollbackAsync(_handedBackAllReleased ? HandoffAcquireReason.RolledBack : HandoffAcquireReason.Reclaimed,
             $"Serving again; rolled back from pid {_pid}: {_rollbackReason}");
-        _metrics.Handoff(HandoffTags.Predecessor, HandoffTags.RolledBack);
+        _metrics.RolledBack(HandoffTags.Predecessor, origin);
         Interlocked.Exchange(ref _rolledBackUnixMilliseconds, _time.GetUtcNow().ToUnixTimeMilliseconds());
         _logger.RolledBack(_pid, origin, _rollbackReason, milliseconds);
         _observer.ProbationChanged(_pid, new ProbationUpdateMessage(ProbationProgress.RolledBack, 0, _rollbackOrigin, HandoffProtocol.FitText(_rollbackReason)));
