@@ -59,8 +59,10 @@ public sealed class WakingPredecessorTests(ITestOutputHelper output)
 
     // Item 5: a predecessor frozen for longer than the heartbeat timeout while it drains (SIGSTOP, cgroup freezer,
     // swap) wakes up to an expired deadline and queued heartbeats: it must read them, not revoke a healthy successor.
+    // The rule itself is shown deterministically on the fake clock (HandoffChannelTests.ReadAsync_DeadlineFiredWhileFrozen_*);
+    // three real freezes show the processes do it (ten took 2 min of the suite for no more evidence).
     [Fact]
-    public async Task PredecessorFrozen7sWhileDraining_TenRounds_SuccessorNeverRevoked()
+    public async Task PredecessorFrozen7sWhileDraining_ThreeRounds_SuccessorNeverRevoked()
     {
         using var scope = new TestScope();
         var config = scope.Config();
@@ -68,7 +70,7 @@ public sealed class WakingPredecessorTests(ITestOutputHelper output)
         using var client = new HttpClient { Timeout = TimeSpan.FromMinutes(1) };
         try
         {
-            for (int round = 1; round <= 10; round++)
+            for (int round = 1; round <= 3; round++)
             {
                 var request = client.GetStringAsync(new Uri(scope.BaseUri, "/delay/12000"));
                 await server.WaitForEventAsync(Events.FirstConnectionAccepted);
