@@ -341,9 +341,11 @@ internal sealed class PredecessorLink : IDisposable
             return await pending.Task;
         }
 
-        _monitors?.Cancel(); // one rollback: the monitors have said what they had to
-        _logger.RollbackRequested(PredecessorPid, OriginName(origin), reason);
+        // The request first: until the predecessor has reopened its gate, every millisecond here is the switch's.
+        // Stopping the monitors (one rollback: they have said what they had to) and the log line can wait.
         _channel!.TrySend(new RollbackRequestMessage(origin, HandoffProtocol.FitText(reason)));
+        _monitors?.Cancel();
+        _logger.RollbackRequested(PredecessorPid, OriginName(origin), reason);
         try
         {
             return await pending.Task.WaitAsync(ReadTimeout, _time);
