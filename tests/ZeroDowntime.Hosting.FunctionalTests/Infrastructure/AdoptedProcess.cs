@@ -30,6 +30,29 @@ internal sealed partial class AdoptedProcess(int pid) : IDisposable
 
     public void Signal(int signal) => Posix.Kill(Pid, signal);
 
+    /// <summary>
+    /// Stops a process the test did not start (a successor started by the old process): SIGTERM, then at most 40 s for
+    /// its exit; what goes wrong is written to <paramref name="output"/>, never thrown (this runs in a test's finally).
+    /// </summary>
+    public static async Task StopIfAliveAsync(int pid, Xunit.Abstractions.ITestOutputHelper output)
+    {
+        if (pid <= 0 || !ProcessWatch.IsAlive(pid))
+        {
+            return;
+        }
+
+        using var process = new AdoptedProcess(pid);
+        try
+        {
+            process.Signal(Posix.SIGTERM);
+            await process.WaitForExitAsync(TimeSpan.FromSeconds(40));
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
+        {
+            output.WriteLine($"pid {pid}: {ex.Message}");
+        }
+    }
+
     /// <summary>Waits (bounded) until the process has exited.</summary>
     public async Task WaitForExitAsync(TimeSpan timeout)
     {

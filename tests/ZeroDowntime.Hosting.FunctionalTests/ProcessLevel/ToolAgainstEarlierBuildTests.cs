@@ -48,27 +48,7 @@ public sealed class ToolAgainstEarlierBuildTests(ITestOutputHelper output, LastL
         }
         finally
         {
-            await StopAsync(successor);
-        }
-    }
-
-    /// <summary>Stops the successor the old process started (not this test's child): SIGTERM, a bounded wait.</summary>
-    private async Task StopAsync(int pid)
-    {
-        if (pid <= 0 || !ProcessWatch.IsAlive(pid))
-        {
-            return;
-        }
-
-        using var process = new AdoptedProcess(pid);
-        try
-        {
-            process.Signal(Posix.SIGTERM);
-            await process.WaitForExitAsync(TimeSpan.FromSeconds(40));
-        }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
-        {
-            output.WriteLine($"pid {pid}: {ex.Message}; killing it");
+            await AdoptedProcess.StopIfAliveAsync(successor, output);
         }
     }
 }

@@ -88,7 +88,7 @@ public sealed class ToolProbationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(successor);
+            await AdoptedProcess.StopIfAliveAsync(successor, output);
         }
     }
 
@@ -117,27 +117,7 @@ public sealed class ToolProbationTests(ITestOutputHelper output)
         }
         finally
         {
-            await StopAsync(successor);
-        }
-    }
-
-    /// <summary>Stops a process the test did not start: SIGTERM, a bounded wait.</summary>
-    private async Task StopAsync(int pid)
-    {
-        if (pid <= 0 || !ProcessWatch.IsAlive(pid))
-        {
-            return;
-        }
-
-        using var process = new AdoptedProcess(pid);
-        try
-        {
-            process.Signal(Posix.SIGTERM);
-            await process.WaitForExitAsync(TimeSpan.FromSeconds(40));
-        }
-        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
-        {
-            output.WriteLine($"pid {pid}: {ex.Message}; killing it");
+            await AdoptedProcess.StopIfAliveAsync(successor, output);
         }
     }
 }
