@@ -3,7 +3,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using ZeroDowntime.Hosting.Tests.Infrastructure;
+using ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
 if (args.Length != 5)
 {

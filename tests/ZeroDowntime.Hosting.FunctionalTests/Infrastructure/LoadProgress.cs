@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using ZeroDowntime.Hosting.Tests.Infrastructure;
 
 namespace ZeroDowntime.Hosting.FunctionalTests.Infrastructure;
 
