@@ -52,23 +52,23 @@ public sealed class SupervisorRollbackSignalTests(ITestOutputHelper output)
             .With("ZeroDowntime__Probation__Duration", "00:02:00");
         await using var run = SampleApp.Start("run", config, output);
         await run.WaitForEventAsync(Events.ServingHandoffSocket);
-        int old = await PidAsync(scope);
+        int old = await SupervisorTests.PidAsync(scope);
         Assert.NotEqual(run.Pid, old);
         await using var load = HttpLoad.Start(scope.BaseUri, workers: 4, newConnectionPerRequest: true);
         await load.WaitForMoreSuccessesAsync(100);
 
         Posix.Kill(run.Pid, Posix.SIGHUP);
-        string toNew = await WaitForSupervisorLineAsync(run, "main pid is now ", 1);
+        string toNew = await SupervisorTests.WaitForSupervisorLineAsync(run, "main pid is now ", 1);
         output.WriteLine(toNew);
         var followed = System.Text.RegularExpressions.Regex.Match(toNew, @"main pid is now (\d+) \(was (\d+)\)");
         Assert.Equal(old.ToString(CultureInfo.InvariantCulture), followed.Groups[2].Value);
         int successor = int.Parse(followed.Groups[1].Value, CultureInfo.InvariantCulture);
         await run.WaitForEventAsync(Events.StandingBy); // the old process drained and stands by
-        Assert.Equal(successor, await PidAsync(scope));
+        Assert.Equal(successor, await SupervisorTests.PidAsync(scope));
         await load.WaitForMoreSuccessesAsync(100);
 
         Posix.Kill(run.Pid, SIGUSR1);
-        string back = await WaitForSupervisorLineAsync(run, "main pid is now ", 2);
+        string back = await SupervisorTests.WaitForSupervisorLineAsync(run, "main pid is now ", 2);
         output.WriteLine(back);
         Assert.Contains($"main pid is now {old} (was {successor})", back, StringComparison.Ordinal);
         // The rolled-back process is the old one's child (it was started by the upgrade), so the old one reaps it, not
@@ -76,7 +76,7 @@ public sealed class SupervisorRollbackSignalTests(ITestOutputHelper output)
         await run.WaitForEventAsync(Events.HandedBack);
         await Until.TrueAsync(() => !ProcessWatch.IsAlive(successor), $"the rolled-back pid {successor} gone", TimeSpan.FromSeconds(60));
         Assert.DoesNotContain(run.Lines, l => l.Contains($"main pid {successor} exited", StringComparison.Ordinal));
-        Assert.Equal(old, await PidAsync(scope));
+        Assert.Equal(old, await SupervisorTests.PidAsync(scope));
         await load.WaitForMoreSuccessesAsync(100);
         await load.StopAsync();
         output.WriteLine($"load: {load}");
@@ -84,20 +84,5 @@ public sealed class SupervisorRollbackSignalTests(ITestOutputHelper output)
 
         Posix.Kill(run.Pid, Posix.SIGTERM);
         Assert.Equal(0, await run.WaitForExitAsync(TimeSpan.FromSeconds(60)));
-    }
-
-    private static async Task<int> PidAsync(TestScope scope)
-    {
-        using var client = new HttpClient();
-        return int.Parse(await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")), CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>Waits for the <paramref name="count"/>-th line of the supervisor containing <paramref name="text"/>.</summary>
-    private static Task<string> WaitForSupervisorLineAsync(SampleApp run, string text, int count)
-    {
-        int seen = 0;
-        return run.WaitForOutputLineAsync(
-            l => l.Contains("zerodowntime run[", StringComparison.Ordinal) && l.Contains(text, StringComparison.Ordinal) && ++seen >= count,
-            $"'{text}' ({count}. time)", TimeSpan.FromSeconds(60));
     }
 }

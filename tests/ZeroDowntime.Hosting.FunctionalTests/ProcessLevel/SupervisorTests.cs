@@ -304,14 +304,14 @@ public sealed class SupervisorTests(ITestOutputHelper output)
         Assert.Equal(127, missing.ExitCode);
     }
 
-    private static async Task<int> PidAsync(TestScope scope)
+    internal static async Task<int> PidAsync(TestScope scope)
     {
         using var client = new HttpClient();
         return int.Parse(await client.GetStringAsync(new Uri(scope.BaseUri, "/pid")), CultureInfo.InvariantCulture);
     }
 
     /// <summary>Waits for the <paramref name="count"/>-th line of the supervisor containing <paramref name="text"/>.</summary>
-    private static Task<string> WaitForSupervisorLineAsync(SampleApp run, string text, int count)
+    internal static Task<string> WaitForSupervisorLineAsync(SampleApp run, string text, int count)
     {
         // Every line is offered to the predicate once and in order (see SampleApp.WaitForEventCountAsync).
         int seen = 0;
