@@ -1098,11 +1098,16 @@ public sealed class ProbationTests
     /// </summary>
     private static Socket ServePathAsTheOldProcess(InProcessCoordinator process) => process.ServePathAsSuccessor();
 
-    /// <summary>`zerodowntime rollback` to the process on probation, until its RollbackRequest is on the wire.</summary>
+    /// <summary>
+    /// `zerodowntime rollback` to the process on probation, until its RollbackRequest is on the wire and the request
+    /// step is over. The frame goes out before the log line (the switch waits for nothing), so a test that counts the
+    /// line right after reading the frame would race the process: it waits for the line too.
+    /// </summary>
     private static async Task<HandoffChannel> RollbackRequestedAsync(InProcessCoordinator process, HandoffChannel predecessor, string note = "")
     {
         var tool = await RollbackCommandAsync(process, note);
         Assert.IsType<RollbackRequestMessage>(await ReadSkippingHeartbeatsAsync(predecessor));
+        await process.Logger.WaitForAsync(e => e.EventId.Name == "RollbackRequested", Bound);
         return tool;
     }
 
