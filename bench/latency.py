@@ -46,6 +46,17 @@ WARMUPS = {
     "idlekeep": "successor under chrt --idle 0 for its whole life (no privilege)",
     "nice": "successor under nice -n 19 for its whole life (no privilege)",
     "cgroup": "successor in a cpu cgroup with cpu.shares=2 until Ready, then moved back (cgroup v1; needs root)",
+    "tc0": "every process of the row with DOTNET_TieredCompilation=0 (one optimized JIT per method, no tier-up)",
+    "pgo0": "every process of the row with DOTNET_TieredPGO=0 (no instrumented tier)",
+    "ccd0": "every process of the row with DOTNET_TC_CallCountingDelayMs=0 (call counting from the first call)",
+    "noprofile": "every process of the row without the JIT profile (ZeroDowntime__Warmup__JitProfile=false)",
+}
+# Runtime settings of a whole row (the first process too: they are a build setting, so the steady baseline has them).
+RUNTIME_KNOBS = {
+    "tc0": {"DOTNET_TieredCompilation": "0"},
+    "pgo0": {"DOTNET_TieredPGO": "0"},
+    "ccd0": {"DOTNET_TC_CallCountingDelayMs": "0"},
+    "noprofile": {"ZeroDowntime__Warmup__JitProfile": "false"},
 }
 
 
@@ -170,6 +181,7 @@ class DotnetServer:
         })
         if self.warmup == "nowarmup":
             env["ZeroDowntime__Warmup__Enabled"] = "false"
+        env.update(RUNTIME_KNOBS.get(self.warmup, {}))
         env.pop("ASPNETCORE_URLS", None)
         return env
 

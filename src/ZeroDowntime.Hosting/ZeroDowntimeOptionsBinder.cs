@@ -61,5 +61,6 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
         warmup.Concurrency = values.Integer(nameof(warmup.Concurrency), warmup.Concurrency);
         warmup.Required = values.Boolean(nameof(warmup.Required), warmup.Required);
         warmup.Host = values.String(nameof(warmup.Host), warmup.Host) ?? warmup.Host;
+        warmup.JitProfile = values.Boolean(nameof(warmup.JitProfile), warmup.JitProfile);
     }
 }

@@ -48,6 +48,17 @@ public sealed class ZeroDowntimeWarmupOptions
     /// <remarks>Defaults to <see langword="false"/>.</remarks>
     public bool Required { get; set; }
 
+    /// <summary>
+    /// Whether each process records the methods it JIT-compiles into <c>&lt;SocketPath&gt;.jitprofile</c> (written by
+    /// the runtime when the process exits) and compiles those of the last profile ahead, on a background thread, while
+    /// it starts (the runtime's multi-core JIT, <see cref="System.Runtime.ProfileOptimization"/>). A successor thus
+    /// starts with what earlier generations compiled over their whole life, including what no warm-up request runs
+    /// (the handoff's own commit and the drain). Independent of <see cref="Enabled"/> and <see cref="Requests"/>.
+    /// Nothing happens under Native AOT, nor on one CPU (the runtime does not use it there).
+    /// </summary>
+    /// <remarks>Defaults to <see langword="true"/>.</remarks>
+    public bool JitProfile { get; set; } = true;
+
     /// <summary>The host name of the warm-up requests: their <c>Host</c> header and, on a TLS endpoint, their SNI.</summary>
     /// <remarks>Defaults to <c>localhost</c>.</remarks>
     public string Host { get; set; } = "localhost";

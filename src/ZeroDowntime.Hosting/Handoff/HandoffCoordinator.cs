@@ -102,6 +102,13 @@ internal sealed class HandoffCoordinator : IHostedLifecycleService, IDisposable
         string path = options.SocketPath!;
         _logger.HandoffSocket(path, options.ApplicationId!, HandoffProtocol.Version);
         SocketPathGuard.EnsureSafe(path);
+        if (options.Warmup.JitProfile)
+        {
+            // As early as the socket's directory is known to be safe: the runtime compiles the earlier profile's methods
+            // on a background thread while Kestrel starts, the app's pipeline is built and the warm-up runs.
+            Warmup.JitProfile.Start(path, _loggerFactory.CreateLogger(LogCategories.Warmup));
+        }
+
         var server = _server = new HandoffSocketServer(path, _logger, _time);
         var fdStore = new ServiceManagerFdStore(_notifySocket.SocketPath, _loggerFactory.CreateLogger(LogCategories.Systemd), _time);
         var process = _process = new HandoffProcess(options, _registry, _gate, _lifetime, _applicationLifetime,

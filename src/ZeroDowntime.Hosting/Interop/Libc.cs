@@ -33,6 +33,7 @@ internal static unsafe partial class Libc
     public const int S_IFSOCK = 0xC000;
     public const int S_IFDIR = 0x4000;
     public const int S_IFLNK = 0xA000;
+    public const int S_IFREG = 0x8000;
 
     [StructLayout(LayoutKind.Sequential)]
     public struct IoVec
@@ -70,6 +71,7 @@ internal static unsafe partial class Libc
         [FieldOffset(24)] public uint Gid;
         [FieldOffset(28)] public ushort Mode;
         [FieldOffset(32)] public ulong Inode;
+        [FieldOffset(40)] public ulong Size;
         [FieldOffset(136)] public uint DevMajor;
         [FieldOffset(140)] public uint DevMinor;
     }

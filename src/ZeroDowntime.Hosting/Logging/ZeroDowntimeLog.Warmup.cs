@@ -41,4 +41,13 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(171, LogLevel.Warning, "Warm-up skipped: the start-up took all of HandoffTimeout ({HandoffTimeout}) that it may use", EventName = "WarmupSkipped")]
     public static partial void WarmupSkipped(this ILogger logger, TimeSpan handoffTimeout);
+
+    [LoggerMessage(172, LogLevel.Information, "JIT profile {Path}: {Bytes} bytes recorded by an earlier process of this app; the runtime compiles its methods ahead on a background thread while this process starts ({ProcessorCount} CPUs), and records this process's own profile over it when it exits", EventName = "JitProfilePlayed")]
+    public static partial void JitProfilePlayed(this ILogger logger, string path, long bytes, int processorCount);
+
+    [LoggerMessage(173, LogLevel.Information, "JIT profile {Path}: none yet; this process records which methods it compiles and writes them there when it exits, for the next version to compile ahead", EventName = "JitProfileRecording")]
+    public static partial void JitProfileRecording(this ILogger logger, string path);
+
+    [LoggerMessage(174, LogLevel.Warning, "JIT profile {Path} not used: it is not a regular file of this user (owner uid {Uid}); remove it, or set ZeroDowntime:Warmup:JitProfile=false", EventName = "JitProfileRefused")]
+    public static partial void JitProfileRefused(this ILogger logger, string path, uint uid);
 }

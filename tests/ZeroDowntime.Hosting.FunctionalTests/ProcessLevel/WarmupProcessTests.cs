@@ -42,6 +42,39 @@ public sealed class WarmupProcessTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// The JIT profile (on by default) across three generations: v1 finds none and records one, which the runtime
+    /// writes next to the handoff socket when v1 exits; v2 started while v1 served, so it found none either; v3, started
+    /// after v1 exited, plays exactly the file v1 wrote.
+    /// </summary>
+    [Fact]
+    public async Task JitProfile_EachProcessRecordsOne_TheNextToStartPlaysTheLastWritten()
+    {
+        using var scope = new TestScope();
+        string profile = scope.SocketPath + ".jitprofile";
+        await using var v1 = await HandoffSteps.StartFirstAsync("v1", scope.Config(), output);
+        Assert.Contains(v1.Entries, l => l.Is(Events.JitProfileRecording) && l.Text.Contains(profile, StringComparison.Ordinal));
+        Assert.False(File.Exists(profile), "the runtime writes the profile when the process exits");
+
+        var (v2, oldExitCode) = await HandoffSteps.HandOverAsync(v1, "v2", scope.Config(), output);
+        await using (v2)
+        {
+            Assert.Equal(0, oldExitCode);
+            Assert.Contains(v2.Entries, l => l.Is(Events.JitProfileRecording));
+            long written = new FileInfo(profile).Length;
+            output.WriteLine($"v1 wrote {written} bytes to {profile}");
+            Assert.True(written > 1000, $"v1's profile has {written} bytes");
+
+            var (v3, v2ExitCode) = await HandoffSteps.HandOverAsync(v2, "v3", scope.Config(), output);
+            await using (v3)
+            {
+                Assert.Equal(0, v2ExitCode);
+                var played = Assert.Single(v3.Entries, l => l.Is(Events.JitProfilePlayed));
+                Assert.Contains($"{profile}: {written.ToString(CultureInfo.InvariantCulture)} bytes", played.Text, StringComparison.Ordinal);
+            }
+        }
+    }
+
+    /// <summary>
     /// The readiness gate with the real tool: a release whose check tagged <c>zerodowntime-ready</c> stays Unhealthy
     /// (Sample:UnreadyCheck) never says Ready; shortly before HandoffTimeout (5 s here) it gives up, and the running
     /// process's log and <c>zerodowntime upgrade</c>'s result name the check. The old process serves on.

@@ -185,6 +185,10 @@ internal static class Events
 
     public static readonly EventId NotReadyForHandoff = new(166, nameof(NotReadyForHandoff));
 
+    public static readonly EventId JitProfilePlayed = new(172, nameof(JitProfilePlayed));
+
+    public static readonly EventId JitProfileRecording = new(173, nameof(JitProfileRecording));
+
     // The sample's own (samples/WebApi/SampleStartup.cs; [LoggerMessage] names an event after its method by default).
     public static readonly EventId SampleWarmingUp = new(1000, "LogWarmingUp");
 

@@ -90,6 +90,7 @@ public sealed class ConfigurationErrorTests
             ["ZeroDowntime:Warmup:Concurrency"] = "4",
             ["ZeroDowntime:Warmup:Required"] = "true",
             ["ZeroDowntime:Warmup:Host"] = "shop.example",
+            ["ZeroDowntime:Warmup:JitProfile"] = "false",
         };
         var options = new ZeroDowntimeOptions();
         ZeroDowntimeOptionsBinder.Bind(new ConfigurationBuilder().AddInMemoryCollection(values).Build(), options);
