@@ -97,6 +97,15 @@ internal static unsafe partial class Libc
     [LibraryImport(LibraryName)]
     public static partial uint geteuid();
 
+    public const int PRIO_PROCESS = 0;
+
+    /// <summary>The calling thread's id: on Linux, <see cref="setpriority"/> with it changes that one thread's nice value.</summary>
+    [LibraryImport(LibraryName)]
+    public static partial int gettid();
+
+    [LibraryImport(LibraryName, SetLastError = true)]
+    public static partial int setpriority(int which, int who, int priority);
+
     [LibraryImport(LibraryName, SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     public static partial int statx(int dirFd, string path, int flags, uint mask, StatX* buffer);
 

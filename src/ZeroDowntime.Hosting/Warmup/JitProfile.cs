@@ -10,7 +10,8 @@ namespace ZeroDowntime.Hosting.Warmup;
 /// The runtime's multi-core JIT (<see cref="ProfileOptimization"/>) between the generations of one app: every process
 /// records which methods it compiled, over its whole life, into <c>&lt;SocketPath&gt;.jitprofile</c> (the runtime writes
 /// it when the process exits), and the next process to start reads the last one written and compiles those methods
-/// ahead on a background thread while it starts. A successor is started while its predecessor serves, by definition of
+/// ahead on a background thread (at nice 19, so that it takes only what the serving predecessor leaves idle) while it
+/// starts. A successor is started while its predecessor serves, by definition of
 /// the product, so a profile from an earlier generation of the same app is almost always there: the code that a
 /// successor would otherwise compile only after Ready (the library's own commit, the first real connections, the drain
 /// a predecessor runs when the next version comes) is compiled during its start-up instead. The warm-up requests cover
@@ -49,8 +50,7 @@ internal static class JitProfile
             return; // one profile per process, as the runtime allows
         }
 
-        ProfileOptimization.SetProfileRoot(Path.GetDirectoryName(path)!);
-        ProfileOptimization.StartProfile(Path.GetFileName(path));
+        StartAtLowestPriority(path);
         if (found.Bytes > 0)
         {
             logger.JitProfilePlayed(path, found.Bytes, Environment.ProcessorCount);
@@ -60,6 +60,36 @@ internal static class JitProfile
             logger.JitProfileRecording(path);
         }
     }
+
+    /// <summary>
+    /// Starts the profile from a thread of its own at nice 19, which then ends. The runtime's thread that compiles the
+    /// earlier profile ahead is created by that call and inherits its nice value (Linux copies it to every new thread),
+    /// so it takes only CPU that the serving predecessor leaves idle: on two cores, at normal priority, it took the
+    /// predecessor's second core while the successor started. Raising one's own nice value needs no privilege; no
+    /// thread that serves requests is touched, and the one that is ends with its work (what it has not compiled by
+    /// then is compiled on first use, as without a profile).
+    /// </summary>
+    private static void StartAtLowestPriority(string path)
+    {
+        var starter = new Thread(() =>
+        {
+            if (OperatingSystem.IsLinux())
+            {
+                _ = Libc.setpriority(Libc.PRIO_PROCESS, Libc.gettid(), LowestPriority);
+            }
+
+            ProfileOptimization.SetProfileRoot(Path.GetDirectoryName(path)!);
+            ProfileOptimization.StartProfile(Path.GetFileName(path));
+        })
+        {
+            IsBackground = true,
+            Name = "ZeroDowntime JIT profile",
+        };
+        starter.Start();
+        starter.Join();
+    }
+
+    private const int LowestPriority = 19;
 
     /// <summary>
     /// What is at <paramref name="path"/>: nothing (usable, 0 bytes), this user's regular file (usable, its size), or
