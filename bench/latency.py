@@ -50,6 +50,7 @@ WARMUPS = {
     "pgo0": "every process of the row with DOTNET_TieredPGO=0 (no instrumented tier)",
     "ccd0": "every process of the row with DOTNET_TC_CallCountingDelayMs=0 (call counting from the first call)",
     "noprofile": "every process of the row without the JIT profile (ZeroDowntime__Warmup__JitProfile=false)",
+    "passes2": "every process of the row with a second warm-up pass and the wait for a quiet JIT (ZeroDowntime__Warmup__Passes=2)",
 }
 # Runtime settings of a whole row (the first process too: they are a build setting, so the steady baseline has them).
 RUNTIME_KNOBS = {
@@ -57,6 +58,7 @@ RUNTIME_KNOBS = {
     "pgo0": {"DOTNET_TieredPGO": "0"},
     "ccd0": {"DOTNET_TC_CallCountingDelayMs": "0"},
     "noprofile": {"ZeroDowntime__Warmup__JitProfile": "false"},
+    "passes2": {"ZeroDowntime__Warmup__Passes": "2"},
 }
 
 

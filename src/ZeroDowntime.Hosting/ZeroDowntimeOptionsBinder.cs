@@ -57,6 +57,7 @@ internal sealed class ZeroDowntimeOptionsBinder(IConfiguration configuration) : 
 
         warmup.Enabled = values.Boolean(nameof(warmup.Enabled), warmup.Enabled);
         warmup.Iterations = values.Integer(nameof(warmup.Iterations), warmup.Iterations);
+        warmup.Passes = values.Integer(nameof(warmup.Passes), warmup.Passes);
         warmup.Duration = values.Duration(nameof(warmup.Duration), warmup.Duration);
         warmup.Concurrency = values.Integer(nameof(warmup.Concurrency), warmup.Concurrency);
         warmup.Required = values.Boolean(nameof(warmup.Required), warmup.Required);

@@ -127,6 +127,11 @@ internal sealed class ZeroDowntimeOptionsValidator(ProcessExitHooks? exitHooks =
             errors.Add($"{Section}:Iterations is {warmup.Iterations}; allowed: 1 to 100000.");
         }
 
+        if (warmup.Passes is < 1 or > 5)
+        {
+            errors.Add($"{Section}:Passes is {warmup.Passes}; allowed: 1 to 5.");
+        }
+
         if (warmup.Concurrency is < 1 or > 64)
         {
             errors.Add($"{Section}:Concurrency is {warmup.Concurrency}; allowed: 1 to 64.");

@@ -50,4 +50,10 @@ internal static partial class ZeroDowntimeLog
 
     [LoggerMessage(174, LogLevel.Warning, "JIT profile {Path} not used: it is not a regular file of this user (owner uid {Uid}); remove it, or set ZeroDowntime:Warmup:JitProfile=false", EventName = "JitProfileRefused")]
     public static partial void JitProfileRefused(this ILogger logger, string path, uint uid);
+
+    [LoggerMessage(175, LogLevel.Information, "Warm-up pass {Pass} of {Passes}, after {PauseMs:0} ms without requests (the runtime counts calls towards optimized code only after such a pause)", EventName = "WarmupPass")]
+    public static partial void WarmupPass(this ILogger logger, int pass, int passes, double pauseMs);
+
+    [LoggerMessage(176, LogLevel.Information, "Warm-up: JIT quiet {Quiet} after {ElapsedMs:0} ms ({Methods} methods compiled meanwhile; quiet means none for {QuietMs:0} ms, waited at most 1 s)", EventName = "WarmupJitQuiet")]
+    public static partial void WarmupJitQuiet(this ILogger logger, bool quiet, double elapsedMs, long methods, double quietMs);
 }

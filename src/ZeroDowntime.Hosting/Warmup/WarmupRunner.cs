@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime;
+using System.Runtime.CompilerServices;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.AspNetCore.Http;
@@ -71,6 +73,7 @@ internal sealed class WarmupRunner
         long started = Stopwatch.GetTimestamp();
         try
         {
+            var spokenPairs = new List<(HandoffConnectionListener Listener, string Endpoint, bool Https, Version Protocol)>();
             foreach (var (listener, (endpoint, https)) in endpoints)
             {
                 int spoken = 0;
@@ -86,6 +89,7 @@ internal sealed class WarmupRunner
                     }
 
                     spoken++;
+                    spokenPairs.Add((listener, endpoint, https, protocol));
                 }
 
                 if (spoken == 0)
@@ -93,6 +97,8 @@ internal sealed class WarmupRunner
                     run.Fail($"{endpoint} answered neither HTTP/1.1 nor HTTP/2 ({refusal})");
                 }
             }
+
+            await FurtherPassesAsync(spokenPairs, requests, run);
         }
         catch (OperationCanceledException) when (run.Token.IsCancellationRequested)
         {
@@ -106,6 +112,74 @@ internal sealed class WarmupRunner
         _logger.WarmupFinished(Stopwatch.GetElapsedTime(started).TotalMilliseconds, run.Sent, run.Failed);
         return run.FirstFailure;
     }
+
+    /// <summary>
+    /// Passes after the first (<see cref="ZeroDowntimeWarmupOptions.Passes"/>), on what each endpoint spoke in the first,
+    /// then a wait until the JIT is quiet. The runtime counts a method's calls towards its optimized recompilation only
+    /// after 100 ms without new compilations (<c>TC_CallCountingDelayMs</c>), and the first pass compiles new methods all
+    /// along: its calls count for nothing, and the recompilations would come after Ready, on the only acceptor. A pause
+    /// longer than that delay lets the counting start; the next pass's calls then queue the request path for the
+    /// optimized tier, which the runtime compiles on its background thread while the warm-up waits.
+    /// </summary>
+    private async Task FurtherPassesAsync(List<(HandoffConnectionListener Listener, string Endpoint, bool Https, Version Protocol)> spoken,
+        WarmupRequest[] requests, Run run)
+    {
+        if (_options.Passes < 2 || spoken.Count == 0 || !RuntimeFeature.IsDynamicCodeSupported)
+        {
+            return; // Native AOT: nothing is recompiled, a further pass would only repeat the first
+        }
+
+        for (int pass = 2; pass <= _options.Passes; pass++)
+        {
+            await Task.Delay(PauseBeforePass, run.Token);
+            _logger.WarmupPass(pass, _options.Passes, PauseBeforePass.TotalMilliseconds);
+            foreach (var (listener, endpoint, https, protocol) in spoken)
+            {
+                run.Token.ThrowIfCancellationRequested();
+                if (await WarmAsync(listener, endpoint, https, protocol, requests, run) is { } notSpoken)
+                {
+                    run.Fail($"{endpoint} no longer answered {Name(protocol)} in pass {pass} ({notSpoken})");
+                }
+            }
+        }
+
+        await WaitForQuietJitAsync(run.Token);
+    }
+
+    /// <summary>Until no method was compiled for <see cref="QuietFor"/>, at most <see cref="QuietWaitLimit"/>.</summary>
+    private async Task WaitForQuietJitAsync(CancellationToken cancellationToken)
+    {
+        long started = Stopwatch.GetTimestamp();
+        long first = JitInfo.GetCompiledMethodCount(currentThread: false);
+        long last = first;
+        long quietSince = started;
+        bool quiet = false;
+        while (!quiet && Stopwatch.GetElapsedTime(started) < QuietWaitLimit)
+        {
+            await Task.Delay(QuietPoll, cancellationToken);
+            long now = JitInfo.GetCompiledMethodCount(currentThread: false);
+            if (now != last)
+            {
+                last = now;
+                quietSince = Stopwatch.GetTimestamp();
+            }
+            else
+            {
+                quiet = Stopwatch.GetElapsedTime(quietSince) >= QuietFor;
+            }
+        }
+
+        _logger.WarmupJitQuiet(quiet, Stopwatch.GetElapsedTime(started).TotalMilliseconds, last - first, QuietFor.TotalMilliseconds);
+    }
+
+    /// <summary>Longer than the runtime's call-counting delay (100 ms by default).</summary>
+    internal static readonly TimeSpan PauseBeforePass = TimeSpan.FromMilliseconds(150);
+
+    internal static readonly TimeSpan QuietFor = TimeSpan.FromMilliseconds(100);
+
+    internal static readonly TimeSpan QuietWaitLimit = TimeSpan.FromSeconds(1);
+
+    private static readonly TimeSpan QuietPoll = TimeSpan.FromMilliseconds(25);
 
     /// <summary>The endpoint as Kestrel lists it (its scheme tells TLS), matched by port or Unix socket path.</summary>
     internal static (string Endpoint, bool Https) Describe(EndPoint endPoint, ICollection<string> addresses)

@@ -91,6 +91,7 @@ public sealed class ConfigurationErrorTests
             ["ZeroDowntime:Warmup:Required"] = "true",
             ["ZeroDowntime:Warmup:Host"] = "shop.example",
             ["ZeroDowntime:Warmup:JitProfile"] = "false",
+            ["ZeroDowntime:Warmup:Passes"] = "2",
         };
         var options = new ZeroDowntimeOptions();
         ZeroDowntimeOptionsBinder.Bind(new ConfigurationBuilder().AddInMemoryCollection(values).Build(), options);

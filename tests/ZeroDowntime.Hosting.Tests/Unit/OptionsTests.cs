@@ -85,10 +85,12 @@ public sealed class OptionsTests
             ["ZeroDowntime:Warmup:Host"] = "shop.example",
             ["ZeroDowntime:Warmup:Enabled"] = "false",
             ["ZeroDowntime:Warmup:JitProfile"] = "false",
+            ["ZeroDowntime:Warmup:Passes"] = "3",
         }).Warmup;
 
         Assert.False(warmup.Enabled);
         Assert.False(warmup.JitProfile);
+        Assert.Equal(3, warmup.Passes);
         Assert.Equal(["GET /", "post /api/items?x=1\nAccept: application/json"], warmup.Requests);
         Assert.Equal((5, TimeSpan.FromSeconds(2), 4, true, "shop.example"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
         var parsed = Warmup.WarmupRequest.Parse(warmup.Requests[1], out _)!;
@@ -103,6 +105,7 @@ public sealed class OptionsTests
         Assert.Empty(warmup.Requests);
         Assert.True(warmup.Enabled);
         Assert.True(warmup.JitProfile); // the profile is on by default: it sends nothing to the app
+        Assert.Equal(1, warmup.Passes);
         Assert.Equal((32, TimeSpan.Zero, 2, false, "localhost"), (warmup.Iterations, warmup.Duration, warmup.Concurrency, warmup.Required, warmup.Host));
     }
 
@@ -120,9 +123,11 @@ public sealed class OptionsTests
             ["ZeroDowntime:Warmup:Duration"] = "00:00:10",
             ["ZeroDowntime:Warmup:Host"] = "not a host",
             ["ZeroDowntime:Warmup:JitProfile"] = "sometimes",
+            ["ZeroDowntime:Warmup:Passes"] = "6",
         }));
 
-        Assert.Equal(7, ex.Failures.Count());
+        Assert.Equal(8, ex.Failures.Count());
+        Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Passes is 6; allowed: 1 to 5", StringComparison.Ordinal));
         Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:JitProfile 'sometimes'", StringComparison.Ordinal));
         Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Requests:1 '/no-method' is not METHOD /path", StringComparison.Ordinal));
         Assert.Contains(ex.Failures, f => f.StartsWith("ZeroDowntime:Warmup:Requests:2 header line 'not a header'", StringComparison.Ordinal));

@@ -95,7 +95,39 @@ public sealed class WarmupTests
         }
     }
 
-    private static WebApplication Build(TestScope scope, ListLoggerProvider logs, ConcurrentQueue<Seen> seen, bool required, Action<KestrelServerOptions> listen)
+    /// <summary>
+    /// <c>Warmup:Passes=2</c>: the rounds go out twice on what each endpoint speaks (no second probe of what it does not),
+    /// the second pass after the pause that lets the runtime start counting calls, and the warm-up ends only after it
+    /// has waited for the JIT to be quiet (at most 1 s), all before the first client.
+    /// </summary>
+    [Fact]
+    public async Task FirstStart_TwoPasses_SendsTheRoundsTwiceAfterAPause_ThenWaitsForAQuietJit()
+    {
+        using var scope = new TestScope();
+        var seen = new ConcurrentQueue<Seen>();
+        var logs = new ListLoggerProvider();
+        await using var app = Build(scope, logs, seen, required: false, kestrel => kestrel.ListenLocalhost(scope.Port, o => o.Protocols = HttpProtocols.Http1), passes: 2);
+        await app.StartAsync();
+
+        using var client = new HttpClient();
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync(new Uri($"http://localhost:{scope.Port}/hit"))).StatusCode);
+
+        var all = seen.ToArray();
+        var warmup = all.TakeWhile(s => s.Warmup).ToArray();
+        Assert.Single(all.Skip(warmup.Length)); // the client's, after every warm-up request
+        Assert.Equal(2 * 2 * Iterations, warmup.Length); // two requests a round, Iterations rounds, two passes, HTTP/1.1 only
+
+        var events = logs.Messages.Select(m => m.EventName).ToList();
+        Assert.Equal(1, events.Count(e => e == "WarmupProtocolSkipped")); // HTTP/2 was refused once, in the first pass only
+        var pass = Assert.Single(logs.Messages, m => m.EventName == "WarmupPass");
+        Assert.Contains("pass 2 of 2, after 150 ms", pass.Text, StringComparison.Ordinal);
+        int quiet = events.IndexOf("WarmupJitQuiet");
+        Assert.InRange(quiet, events.IndexOf("WarmupPass") + 1, events.IndexOf("WarmupFinished") - 1);
+        await app.StopAsync();
+    }
+
+    private static WebApplication Build(TestScope scope, ListLoggerProvider logs, ConcurrentQueue<Seen> seen, bool required, Action<KestrelServerOptions> listen,
+        int passes = 1)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Production", ContentRootPath = AppContext.BaseDirectory });
         builder.Configuration["ZeroDowntime:SocketPath"] = scope.SocketPath;
@@ -105,6 +137,7 @@ public sealed class WarmupTests
         builder.Configuration["ZeroDowntime:Warmup:Requests:1"] = "POST /hit\nX-Test: yes";
         builder.Configuration["ZeroDowntime:Warmup:Iterations"] = Iterations.ToString(System.Globalization.CultureInfo.InvariantCulture);
         builder.Configuration["ZeroDowntime:Warmup:Required"] = required ? "true" : "false";
+        builder.Configuration["ZeroDowntime:Warmup:Passes"] = passes.ToString(System.Globalization.CultureInfo.InvariantCulture);
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(logs);
         builder.Logging.SetMinimumLevel(LogLevel.Information);
