@@ -11,12 +11,11 @@ namespace ZeroDowntime.Hosting.Warmup;
 /// records which methods it compiled, over its whole life, into <c>&lt;SocketPath&gt;.jitprofile</c> (the runtime writes
 /// it when the process exits), and the next process to start reads the last one written and compiles those methods
 /// ahead on a background thread (at nice 19, so that it takes only what the serving predecessor leaves idle) while it
-/// starts. A successor is started while its predecessor serves, by definition of
-/// the product, so a profile from an earlier generation of the same app is almost always there: the code that a
-/// successor would otherwise compile only after Ready (the library's own commit, the first real connections, the drain
-/// a predecessor runs when the next version comes) is compiled during its start-up instead. The warm-up requests cover
-/// the request path; this covers what no request runs. Nothing under Native AOT (nothing is compiled); the runtime
-/// itself uses it only with two or more CPUs.
+/// starts. A successor is started while its predecessor serves, so a profile of an earlier generation of the same app
+/// is there from the second successor on: the code that a successor would otherwise compile only after Ready (the
+/// library's own commit, the first real connections, and later the drain) is compiled during its start-up instead. The
+/// warm-up requests cover the request path; this covers what no request runs. Nothing under Native AOT (nothing is
+/// compiled); the runtime itself uses it only with two or more CPUs.
 /// </summary>
 internal static class JitProfile
 {

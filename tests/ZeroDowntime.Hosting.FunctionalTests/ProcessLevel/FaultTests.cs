@@ -281,9 +281,14 @@ public sealed class FaultTests(ITestOutputHelper output)
             output.WriteLine($"v{m.Version}: {m.Fds} fds, {m.RssKb} kB RSS");
         }
 
+        // With the JIT profile (on by default) a version compiles ahead what its grandparent compiled, and the count
+        // of open files alternates between two values along the chain (257 and 259 in the run where it was first
+        // seen: one more assembly loaded by every second version). That is no growth; a leak handed on would be.
         var second = measurements[0];
         var last = measurements[^1];
-        Assert.Equal(second.Fds, last.Fds);
+        int firstTenMost = measurements.Take(10).Max(m => m.Fds);
+        int lastTenMost = measurements.TakeLast(10).Max(m => m.Fds);
+        Assert.True(lastTenMost <= firstTenMost, $"fds grew along the chain: at most {firstTenMost} in v2-v11, {lastTenMost} in v42-v51");
         Assert.InRange(last.RssKb, second.RssKb * 0.9, second.RssKb * 1.1);
     }
 
