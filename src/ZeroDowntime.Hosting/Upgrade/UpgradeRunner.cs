@@ -392,11 +392,14 @@ internal sealed class UpgradeRunner : ISuccessorSessionObserver, IDisposable
         }
         else
         {
-            _logger.UpgradeFailed(run.Pid, run.Trigger, outcome.ToString(), exitCode, reason);
+            // The service manager first, then the line: whoever reads the line (an operator, a test) finds systemd told
+            // already (READY=1 after the RELOADING=1 of a signalled upgrade).
             if (run.FromSignal)
             {
                 _notifySocket.Ready($"Upgrade failed ({reason}); serving");
             }
+
+            _logger.UpgradeFailed(run.Pid, run.Trigger, outcome.ToString(), exitCode, reason);
         }
 
         run.Result.SetResult(new UpgradeResultMessage(outcome, run.Pid, exitCode, HandoffProtocol.FitText(reason), run.ReadyMilliseconds, run.CommittedMilliseconds));
