@@ -506,18 +506,9 @@ print("answer-bytes", total)
     /// <summary>Stops processes the test did not start: SIGTERM, a bounded wait, SIGKILL on dispose.</summary>
     private async Task StopAsync(IEnumerable<int> pids)
     {
-        foreach (int pid in pids.Where(p => p > 0 && ProcessWatch.IsAlive(p)))
+        foreach (int pid in pids)
         {
-            using var process = new AdoptedProcess(pid);
-            try
-            {
-                process.Signal(Posix.SIGTERM);
-                await process.WaitForExitAsync(TimeSpan.FromSeconds(40));
-            }
-            catch (Exception ex) when (ex is TimeoutException or InvalidOperationException)
-            {
-                output.WriteLine($"pid {pid}: {ex.Message}; killing it");
-            }
+            await AdoptedProcess.StopIfAliveAsync(pid, output);
         }
     }
 }
