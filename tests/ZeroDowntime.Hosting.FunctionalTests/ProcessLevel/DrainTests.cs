@@ -92,13 +92,15 @@ public sealed partial class DrainTests(ITestOutputHelper output)
         }
 
         await using var v2 = SampleApp.Start("v2", scope.Config(), output);
-        await v1.WaitForEventAsync(Events.DrainStarted);
-        var drainStarted = Stopwatch.StartNew();
+        // From the old process's own timestamp of the drain's start, not from when this test read the line: under
+        // load the line arrives late, and the straggler's end then seemed to come before DrainTimeout (run 13: 5.16 s).
+        var drainLine = await v1.WaitForEventAsync(Events.DrainStarted);
+        var drainBegan = drainLine.Timestamp ?? DateTimeOffset.UtcNow;
         int insideMs = drainSeconds * 1000 / 2;
         var inside = await idle.GetAsync($"/delay/{insideMs}", TimeSpan.FromSeconds(30));
-        var insideDone = drainStarted.Elapsed;
+        var insideDone = DateTimeOffset.UtcNow - drainBegan;
         Exception? aborted = await Record.ExceptionAsync(() => stuck);
-        var abortedAt = drainStarted.Elapsed;
+        var abortedAt = DateTimeOffset.UtcNow - drainBegan;
         Assert.Equal(0, await v1.WaitForExitAsync(TimeSpan.FromSeconds(40)));
 
         string completed = v1.Entries.First(l => l.Is(Events.DrainCompleted));
